@@ -1,0 +1,158 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DECISION_UNSPECIFIED: _ClassVar[Decision]
+    ALLOW: _ClassVar[Decision]
+    FLAG: _ClassVar[Decision]
+    BLOCK: _ClassVar[Decision]
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    PASS: _ClassVar[Outcome]
+    FAIL: _ClassVar[Outcome]
+    ERROR: _ClassVar[Outcome]
+    SKIPPED: _ClassVar[Outcome]
+DECISION_UNSPECIFIED: Decision
+ALLOW: Decision
+FLAG: Decision
+BLOCK: Decision
+OUTCOME_UNSPECIFIED: Outcome
+PASS: Outcome
+FAIL: Outcome
+ERROR: Outcome
+SKIPPED: Outcome
+
+class Passage(_message.Message):
+    __slots__ = ("id", "text", "title", "url")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    text: str
+    title: str
+    url: str
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+
+class CheckRequest(_message.Message):
+    __slots__ = ("request_id", "app", "question", "context", "response", "samples", "invariants", "metadata")
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    QUESTION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    INVARIANTS_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    app: str
+    question: str
+    context: _containers.RepeatedCompositeFieldContainer[Passage]
+    response: str
+    samples: _containers.RepeatedScalarFieldContainer[str]
+    invariants: _containers.RepeatedScalarFieldContainer[str]
+    metadata: _containers.ScalarMap[str, str]
+    def __init__(self, request_id: _Optional[str] = ..., app: _Optional[str] = ..., question: _Optional[str] = ..., context: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., response: _Optional[str] = ..., samples: _Optional[_Iterable[str]] = ..., invariants: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class Finding(_message.Message):
+    __slots__ = ("start", "end", "kind", "message", "passage_id", "score", "has_score")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    PASSAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    HAS_SCORE_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    kind: str
+    message: str
+    passage_id: str
+    score: float
+    has_score: bool
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., passage_id: _Optional[str] = ..., score: _Optional[float] = ..., has_score: _Optional[bool] = ...) -> None: ...
+
+class InvariantResult(_message.Message):
+    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error")
+    INVARIANT_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    invariant: str
+    outcome: Outcome
+    score: float
+    threshold: float
+    findings: _containers.RepeatedCompositeFieldContainer[Finding]
+    duration: _duration_pb2.Duration
+    judge: str
+    error: str
+    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+
+class CheckResponse(_message.Message):
+    __slots__ = ("request_id", "decision", "results", "duration", "review_sample_id", "error_code", "error_message")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    decision: Decision
+    results: _containers.RepeatedCompositeFieldContainer[InvariantResult]
+    duration: _duration_pb2.Duration
+    review_sample_id: str
+    error_code: int
+    error_message: str
+    def __init__(self, request_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., results: _Optional[_Iterable[_Union[InvariantResult, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., review_sample_id: _Optional[str] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
+
+class ListInvariantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class InvariantInfo(_message.Message):
+    __slots__ = ("name", "enabled", "threshold", "on_fail", "on_error", "timeout_seconds", "judge")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ON_FAIL_FIELD_NUMBER: _ClassVar[int]
+    ON_ERROR_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    enabled: bool
+    threshold: float
+    on_fail: str
+    on_error: str
+    timeout_seconds: float
+    judge: str
+    def __init__(self, name: _Optional[str] = ..., enabled: _Optional[bool] = ..., threshold: _Optional[float] = ..., on_fail: _Optional[str] = ..., on_error: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., judge: _Optional[str] = ...) -> None: ...
+
+class ListInvariantsResponse(_message.Message):
+    __slots__ = ("invariants",)
+    INVARIANTS_FIELD_NUMBER: _ClassVar[int]
+    invariants: _containers.RepeatedCompositeFieldContainer[InvariantInfo]
+    def __init__(self, invariants: _Optional[_Iterable[_Union[InvariantInfo, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,210 @@
+"""Configuration as data: one YAML file, `GUARDRAIL_*` environment overrides and CLI `--set` flags,
+validated once at start-up. Errors name the offending key (e.g. `invariants.entailment.threshold`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from invariants.base import InvariantOptions
+from invariants.registry import REGISTRY, default_threshold, options_model
+
+ENV_PREFIX = "GUARDRAIL_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with a message that names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(50051, ge=0, le=65535)
+    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the metrics endpoint")
+    max_concurrent_checks: int = Field(64, ge=1, description="checks in flight; excess calls get RESOURCE_EXHAUSTED")
+    grace_period_s: float = Field(10.0, ge=0, description="time SIGTERM leaves in-flight calls to finish")
+    default_deadline_s: float = Field(10.0, gt=0, description="used when the caller sets no gRPC deadline")
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    reflection: bool = True
+
+
+class LimitsConfig(_Strict):
+    """Documented input limits; exceeding one is RESOURCE_EXHAUSTED naming the field."""
+
+    max_response_chars: int = Field(32_000, ge=1)
+    max_question_chars: int = Field(16_000, ge=1)
+    max_passages: int = Field(64, ge=0)
+    max_passage_chars: int = Field(32_000, ge=1)
+    max_context_chars: int = Field(256_000, ge=1)
+    max_samples: int = Field(20, ge=0)
+    max_sample_chars: int = Field(32_000, ge=1)
+    max_metadata_entries: int = Field(32, ge=0)
+    max_metadata_value_chars: int = Field(1024, ge=1)
+
+
+class InvariantPolicy(_Strict):
+    enabled: bool = True
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="pass iff score >= threshold")
+    on_fail: Literal["flag", "block"] = "flag"
+    on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    timeout_s: float = Field(2.0, gt=0)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class LoggingConfig(_Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class ModelsConfig(_Strict):
+    """Model runtime settings shared by every NLI invariant (see `models.zoo`)."""
+
+    dir: str = ""
+    intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime default")
+    max_batch_size: int = Field(32, ge=1)
+    max_wait_ms: float = Field(2.0, ge=0)
+    max_queue: int = Field(4096, ge=1)
+
+
+class ReviewConfig(_Strict):
+    enabled: bool = True
+    url: str = "sqlite:///guardrail-review.db"
+    spool_dir: str = "guardrail-spool"
+    random_rate: float = Field(0.01, ge=0.0, le=1.0)
+    failure_rate_limit_per_minute: float = Field(60.0, ge=0.0)
+    queue_size: int = Field(1000, ge=1)
+    store_raw_text: bool = False
+    web_port: int = Field(0, ge=0, le=65535, description="0 disables the review web page in `serve`")
+
+
+DEFAULT_INVARIANTS: dict[str, dict[str, Any]] = {
+    "reference_integrity": {"on_fail": "flag"},
+}
+
+
+class Config(_Strict):
+    server: ServerConfig = ServerConfig()
+    limits: LimitsConfig = LimitsConfig()
+    logging: LoggingConfig = LoggingConfig()
+    models: ModelsConfig = ModelsConfig()
+    review: ReviewConfig = ReviewConfig()
+    invariants: dict[str, InvariantPolicy] = Field(
+        default_factory=lambda: {k: InvariantPolicy(**v) for k, v in DEFAULT_INVARIANTS.items()}
+    )
+
+    @field_validator("invariants")
+    @classmethod
+    def _known_invariants(cls, value: dict[str, InvariantPolicy]) -> dict[str, InvariantPolicy]:
+        for name in value:
+            if name not in REGISTRY:
+                raise ValueError(f"unknown invariant {name!r}; known: {sorted(REGISTRY)}")
+        return value
+
+    @model_validator(mode="after")
+    def _validate_options(self) -> "Config":
+        for name, policy in self.invariants.items():
+            if not policy.enabled:
+                continue
+            try:
+                options_model(name).model_validate(policy.options)
+            except ValidationError as exc:
+                raise ValueError(_format_errors(exc, prefix=f"invariants.{name}.options")) from None
+        return self
+
+    def enabled_invariants(self) -> dict[str, InvariantPolicy]:
+        return {name: p for name, p in self.invariants.items() if p.enabled}
+
+    def threshold(self, name: str) -> float:
+        policy = self.invariants[name]
+        return policy.threshold if policy.threshold is not None else default_threshold(name)
+
+    def options(self, name: str) -> InvariantOptions:
+        return options_model(name).model_validate(self.invariants[name].options)
+
+
+def _format_errors(exc: ValidationError, prefix: str = "") -> str:
+    lines = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
+        key = ".".join(p for p in (prefix, loc) if p)
+        lines.append(f"{key or '<root>'}: {err['msg']}")
+    return "; ".join(lines)
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = [p for p in dotted.split(".") if p]
+    if not parts:
+        raise ConfigError(f"empty config key in override {dotted!r}")
+    node = tree
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
+    """`GUARDRAIL_SERVER__PORT=6000` -> ("server.port", 6000); `__` separates levels, values parse as YAML."""
+    out = []
+    for key, raw in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX) or "__" not in key:
+            continue
+        dotted = ".".join(part.lower() for part in key[len(ENV_PREFIX):].split("__"))
+        out.append((dotted, _parse_scalar(raw)))
+    return out
+
+
+def parse_set_flags(flags: Sequence[str]) -> list[tuple[str, Any]]:
+    out = []
+    for flag in flags:
+        key, sep, raw = flag.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {flag!r}")
+        out.append((key.strip(), _parse_scalar(raw)))
+    return out
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Sequence[tuple[str, Any]] = (),
+) -> Config:
+    """File, then environment, then CLI overrides (later wins). Raises ConfigError naming the key."""
+    tree: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        try:
+            loaded = yaml.safe_load(p.read_text()) or {}
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {p}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {p}: top level must be a mapping")
+        tree = loaded
+    if "invariants" not in tree:
+        tree["invariants"] = {k: dict(v) for k, v in DEFAULT_INVARIANTS.items()}
+    for dotted, value in [*env_overrides(os.environ if environ is None else environ), *overrides]:
+        _set_path(tree, dotted, value)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from None
