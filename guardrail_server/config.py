@@ -27,8 +27,8 @@ class _Strict(BaseModel):
 
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(50051, ge=0, le=65535)
-    metrics_port: int = Field(9464, ge=0, le=65535, description="0 disables the metrics endpoint")
+    port: int = Field(50051, ge=0, le=65535, description="0 picks a free port")
+    metrics_port: int | None = Field(9464, ge=0, le=65535, description="null disables the endpoint; 0 picks a free port")
     max_concurrent_checks: int = Field(64, ge=1, description="checks in flight; excess calls get RESOURCE_EXHAUSTED")
     grace_period_s: float = Field(10.0, ge=0, description="time SIGTERM leaves in-flight calls to finish")
     default_deadline_s: float = Field(10.0, gt=0, description="used when the caller sets no gRPC deadline")

@@ -1,0 +1,173 @@
+"""Maps between the wire contract (guardrail.v1) and domain types. The only place that knows both."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from google.protobuf.duration_pb2 import Duration
+
+from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_server.engine import CheckResult
+from guardrail_server.policy import Decision
+from invariants.types import Case, Finding, Outcome, Passage, Verdict
+
+_OUTCOME_TO_PB = {
+    Outcome.PASS: pb.PASS,
+    Outcome.FAIL: pb.FAIL,
+    Outcome.ERROR: pb.ERROR,
+    Outcome.SKIPPED: pb.SKIPPED,
+}
+_OUTCOME_FROM_PB = {v: k for k, v in _OUTCOME_TO_PB.items()}
+_DECISION_TO_PB = {Decision.ALLOW: pb.ALLOW, Decision.FLAG: pb.FLAG, Decision.BLOCK: pb.BLOCK}
+_DECISION_FROM_PB = {v: k for k, v in _DECISION_TO_PB.items()}
+
+
+def _duration(seconds: float) -> Duration:
+    d = Duration()
+    d.FromNanoseconds(int(seconds * 1e9))
+    return d
+
+
+def case_from_request(req: pb.CheckRequest) -> Case:
+    return Case(
+        response=req.response,
+        question=req.question,
+        context=tuple(Passage(id=p.id, text=p.text, title=p.title, url=p.url) for p in req.context),
+        samples=tuple(req.samples),
+        request_id=req.request_id,
+        app=req.app,
+        metadata=dict(req.metadata),
+    )
+
+
+def request_from_case(case: Case, invariants: Iterable[str] = ()) -> pb.CheckRequest:
+    return pb.CheckRequest(
+        request_id=case.request_id,
+        app=case.app,
+        question=case.question,
+        context=[pb.Passage(id=p.id, text=p.text, title=p.title, url=p.url) for p in case.context],
+        response=case.response,
+        samples=list(case.samples),
+        invariants=list(invariants),
+        metadata=dict(case.metadata),
+    )
+
+
+def finding_to_pb(f: Finding) -> pb.Finding:
+    return pb.Finding(
+        start=f.start,
+        end=f.end,
+        kind=f.kind,
+        message=f.message,
+        passage_id=f.passage_id,
+        score=f.score if f.score is not None else 0.0,
+        has_score=f.score is not None,
+    )
+
+
+def verdict_to_pb(v: Verdict) -> pb.InvariantResult:
+    return pb.InvariantResult(
+        invariant=v.invariant,
+        outcome=_OUTCOME_TO_PB[v.outcome],
+        score=v.score,
+        threshold=v.threshold,
+        findings=[finding_to_pb(f) for f in v.findings],
+        duration=_duration(v.latency_s),
+        judge=v.judge,
+        error=v.error,
+    )
+
+
+def result_to_pb(result: CheckResult) -> pb.CheckResponse:
+    return pb.CheckResponse(
+        request_id=result.request_id,
+        decision=_DECISION_TO_PB[result.decision],
+        results=[verdict_to_pb(v) for v in result.verdicts],
+        duration=_duration(result.duration_s),
+        review_sample_id=result.review_sample_id or "",
+    )
+
+
+def verdict_from_pb(r: pb.InvariantResult) -> Verdict:
+    return Verdict(
+        invariant=r.invariant,
+        outcome=_OUTCOME_FROM_PB[r.outcome],
+        score=r.score,
+        threshold=r.threshold,
+        findings=tuple(
+            Finding(
+                kind=f.kind,
+                message=f.message,
+                start=f.start,
+                end=f.end,
+                passage_id=f.passage_id,
+                score=f.score if f.has_score else None,
+            )
+            for f in r.findings
+        ),
+        latency_s=r.duration.ToNanoseconds() / 1e9,
+        judge=r.judge,
+        error=r.error,
+    )
+
+
+def decision_from_pb(value: int) -> Decision:
+    return _DECISION_FROM_PB[value]
+
+
+def response_to_dict(resp: pb.CheckResponse) -> dict[str, Any]:
+    """A stable JSON shape for CLIs and files (enum names lower-cased)."""
+    return {
+        "request_id": resp.request_id,
+        "decision": pb.Decision.Name(resp.decision).lower(),
+        "duration_ms": round(resp.duration.ToNanoseconds() / 1e6, 3),
+        "review_sample_id": resp.review_sample_id or None,
+        "results": [
+            {
+                "invariant": r.invariant,
+                "outcome": pb.Outcome.Name(r.outcome).lower(),
+                "score": round(r.score, 6),
+                "threshold": r.threshold,
+                "judge": r.judge,
+                "error": r.error or None,
+                "findings": [
+                    {
+                        "kind": f.kind,
+                        "start": f.start,
+                        "end": f.end,
+                        "message": f.message,
+                        "passage_id": f.passage_id or None,
+                        "score": round(f.score, 6) if f.has_score else None,
+                    }
+                    for f in r.findings
+                ],
+            }
+            for r in resp.results
+        ],
+    }
+
+
+def case_from_dict(data: Mapping[str, Any]) -> Case:
+    """A Case from its JSON shape: context is a list of passages (dicts, or plain strings numbered from 1)."""
+    raw_context = data.get("context") or []
+    if isinstance(raw_context, str):
+        raw_context = [raw_context]
+    passages = []
+    for i, p in enumerate(raw_context, start=1):
+        if isinstance(p, str):
+            passages.append(Passage(id=str(i), text=p))
+        else:
+            passages.append(
+                Passage(id=str(p.get("id", "") or ""), text=p.get("text", ""), title=p.get("title", "") or "",
+                        url=p.get("url", "") or "")
+            )
+    return Case(
+        response=data.get("response", "") or "",
+        question=data.get("question", "") or "",
+        context=tuple(passages),
+        samples=tuple(data.get("samples") or ()),
+        request_id=str(data.get("request_id", "") or data.get("id", "") or ""),
+        app=data.get("app", "") or "",
+        metadata={str(k): str(v) for k, v in (data.get("metadata") or {}).items()},
+    )

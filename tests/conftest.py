@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from guardrail_server.config import Config, load_config  # noqa: E402
+from guardrail_server.server import GuardrailServer  # noqa: E402
+from invariants import registry  # noqa: E402
+from tests.helpers_invariants import TEST_INVARIANTS  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _register_test_invariants() -> None:
+    registry.REGISTRY.update(TEST_INVARIANTS)
+
+
+def make_config(
+    invariants: dict[str, dict[str, Any]] | None = None, overrides: dict[str, Any] | None = None
+) -> Config:
+    """A config for tests: ephemeral ports, no review store unless asked, the given invariant policies."""
+    registry.REGISTRY.update(TEST_INVARIANTS)
+    pairs: list[tuple[str, Any]] = [
+        ("server.port", 0),
+        ("server.metrics_port", None),
+        ("server.host", "127.0.0.1"),
+        ("review.enabled", False),
+    ]
+    pairs += list((overrides or {}).items())
+    if invariants is not None:
+        pairs.append(("invariants", invariants))
+    return load_config(None, environ={}, overrides=pairs)
+
+
+@asynccontextmanager
+async def running_server(config: Config, **kwargs: Any) -> AsyncIterator[tuple[GuardrailServer, str]]:
+    """A real gRPC server on an ephemeral port, warm and SERVING; stopped afterwards."""
+    server = GuardrailServer(config, **kwargs)
+    ports = await server.start()
+    await server.warm()
+    try:
+        yield server, f"127.0.0.1:{ports.grpc}"
+    finally:
+        await server.stop(0)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

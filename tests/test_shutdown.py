@@ -1,0 +1,93 @@
+"""SIGTERM while calls are in flight: they complete, new ones are refused, the process exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_server.client import AsyncGuardrailClient
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+LAUNCHER = textwrap.dedent(
+    """
+    import sys
+    from invariants import registry
+    from tests.helpers_invariants import TEST_INVARIANTS
+    registry.REGISTRY.update(TEST_INVARIANTS)
+    from guardrail_server.cli import main
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+async def _wait_serving(target: str, deadline: float = 60.0) -> None:
+    started = time.monotonic()
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() - started < deadline:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError("server never became SERVING")
+
+
+async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
+    port = free_port()
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(json.dumps({
+        "server": {"port": port, "metrics_port": None, "grace_period_s": 10},
+        "review": {"enabled": False},
+        "invariants": {"test_sleepy": {"timeout_s": 30, "options": {"seconds": 1.5}}},
+    }))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, "serve", "--config", str(cfg)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    target = f"127.0.0.1:{port}"
+    try:
+        await _wait_serving(target)
+        async with AsyncGuardrailClient(target, timeout=20) as client:
+            in_flight = [asyncio.create_task(client.check(f"r{i}", request_id=f"r{i}")) for i in range(5)]
+            await asyncio.sleep(0.5)
+            proc.send_signal(signal.SIGTERM)
+            replies = await asyncio.gather(*in_flight)
+        assert sorted(r.request_id for r in replies) == [f"r{i}" for i in range(5)]
+        assert all(r.results[0].outcome == pb.PASS for r in replies)
+        assert await asyncio.to_thread(proc.wait, 20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _, stderr = proc.communicate(timeout=10)
+    events = [json.loads(line)["event"] for line in stderr.splitlines() if line.startswith("{")]
+    assert "draining" in events and events[-1] == "stopped"
+    assert events.count("check") == 5
+
+
+def test_bad_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("server:\n  port: 99999999\ninvariants:\n  reference_integrity:\n    on_fail: explode\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(cfg)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "server.port" in proc.stderr
+    assert "invariants.reference_integrity.on_fail" in proc.stderr
