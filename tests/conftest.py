@@ -12,6 +12,7 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from guardrail_server.config import Config, load_config  # noqa: E402
+from guardrail_server.logs import configure_logging  # noqa: E402
 from guardrail_server.server import GuardrailServer  # noqa: E402
 from invariants import registry  # noqa: E402
 from tests.helpers_invariants import TEST_INVARIANTS  # noqa: E402
@@ -20,6 +21,12 @@ from tests.helpers_invariants import TEST_INVARIANTS  # noqa: E402
 @pytest.fixture(autouse=True, scope="session")
 def _register_test_invariants() -> None:
     registry.REGISTRY.update(TEST_INVARIANTS)
+
+
+@pytest.fixture(autouse=True)
+def _logs_to_stderr() -> None:
+    """Every test starts with JSON logs on stderr (a CLI call inside a test may have reconfigured them)."""
+    configure_logging("debug", "json")
 
 
 def make_config(

@@ -6,6 +6,8 @@ import argparse
 import importlib
 from collections.abc import Sequence
 
+from guardrail_server.logs import configure_logging
+
 COMMAND_MODULES = ("serve", "check", "models")
 
 
@@ -20,5 +22,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging("warning")  # stdout stays clean for command output; `serve` reconfigures from its config
     return int(args.handler(args) or 0)
 
