@@ -1,0 +1,75 @@
+"""ONNX Runtime NLI cross-encoder: HF `tokenizers` + onnxruntime, no torch at run time.
+
+Always returns probabilities in canonical column order (entailment, neutral, contradiction), whatever label order
+the model was trained with, so callers never deal with per-model label layouts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from models.manifest import ModelManifest, load_manifest
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class NliRuntime:
+    """One ONNX session + tokenizer. `predict` is synchronous and thread-safe (onnxruntime sessions are)."""
+
+    def __init__(self, manifest: ModelManifest, onnx_path: Path, tokenizer_path: Path, threads: int = 0,
+                 max_length: int | None = None) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.manifest = manifest
+        self.max_length = min(max_length or manifest.max_length, manifest.max_length)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
+        pad_id = self.tokenizer.token_to_id("[PAD]")
+        if pad_id is None:
+            pad_id = self.tokenizer.token_to_id("<pad>") or 0
+        self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "[PAD]")
+        self._order = manifest.column_order()
+
+    @classmethod
+    def from_dir(cls, directory: Path | str, threads: int = 0, *, onnx_path: Path | None = None,
+                 max_length: int | None = None) -> NliRuntime:
+        """Loads `<dir>/manifest.json` (sha256-checked unless another ONNX file is given explicitly, e.g. fp32)."""
+        directory = Path(directory)
+        manifest = load_manifest(directory, verify=onnx_path is None)
+        return cls(manifest, Path(onnx_path) if onnx_path else directory / manifest.onnx_file,
+                   directory / manifest.tokenizer_file, threads, max_length)
+
+    def encode(self, pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
+        encs = self.tokenizer.encode_batch([(p, h) for p, h in pairs])
+        feeds = {"input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
+                 "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
+                 "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64)}
+        return {k: v for k, v in feeds.items() if k in self.input_names}
+
+    def token_count(self, text: str) -> int:
+        return len(self.tokenizer.encode(text, add_special_tokens=False).ids)
+
+    def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """(premise, hypothesis) pairs -> [n, 3] probabilities (entailment, neutral, contradiction)."""
+        if not pairs:
+            return np.zeros((0, 3), dtype=np.float32)
+        (logits,) = self.session.run(["logits"] if "logits" in self._outputs() else None, self.encode(pairs))
+        return softmax(np.asarray(logits, dtype=np.float32))[:, self._order]
+
+    def _outputs(self) -> list[str]:
+        return [o.name for o in self.session.get_outputs()]
