@@ -1,0 +1,76 @@
+"""PII detection in one text: Presidio results filtered by per-type score thresholds, overlaps resolved in
+favour of validated pattern types, PERSON spans trimmed to the name itself."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+
+from presidio_analyzer import AnalyzerEngine, RecognizerResult
+
+from invariants.pii.engine import LANGUAGE
+from invariants.pii.normalize import Name, trim_name
+
+# Checksummed or strictly formatted: when one overlaps a fuzzy result (URL on the domain of an e-mail,
+# DATE_TIME on groups of a card number, PERSON/LOCATION on an e-mail's local part), the precise one wins.
+PRECISE_TYPES = frozenset(
+    {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "IP_ADDRESS", "CRYPTO",
+     "UK_NHS", "MAC_ADDRESS"}
+)
+# Types that only spaCy's NER produces; unavailable in pattern-only mode.
+NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    entity_type: str
+    start: int
+    end: int
+    score: float
+    name: Name | None = None  # set for PERSON
+
+
+def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
+    """Keeps one result per overlapping group: precise types first, then higher score, then longer span."""
+    ranked = sorted(
+        results, key=lambda r: (r.entity_type not in PRECISE_TYPES, -r.score, -(r.end - r.start), r.start)
+    )
+    kept: list[RecognizerResult] = []
+    for r in ranked:
+        if all(r.end <= k.start or k.end <= r.start for k in kept):
+            kept.append(r)
+    return sorted(kept, key=lambda r: r.start)
+
+
+def analyze(
+    analyzer: AnalyzerEngine,
+    text: str,
+    entities: Collection[str],
+    thresholds: Mapping[str, float],
+    default_threshold: float,
+) -> list[RecognizerResult]:
+    if not text.strip() or not entities:
+        return []
+    floor = min([default_threshold, *(thresholds.get(e, default_threshold) for e in entities)])
+    results = analyzer.analyze(text, language=LANGUAGE, entities=list(entities), score_threshold=floor)
+    results = [r for r in results if r.score >= thresholds.get(r.entity_type, default_threshold)]
+    return resolve_overlaps(results)
+
+
+def detect(
+    analyzer: AnalyzerEngine,
+    text: str,
+    entities: Collection[str],
+    thresholds: Mapping[str, float],
+    default_threshold: float,
+) -> list[Detection]:
+    detections = []
+    for r in analyze(analyzer, text, entities, thresholds, default_threshold):
+        if r.entity_type == "PERSON":
+            name = trim_name(text, r.start, r.end)
+            if name is None:
+                continue
+            detections.append(Detection("PERSON", name.start, name.end, float(r.score), name))
+        else:
+            detections.append(Detection(r.entity_type, r.start, r.end, float(r.score)))
+    return detections
