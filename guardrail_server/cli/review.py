@@ -1,0 +1,335 @@
+"""`guardrail review | anchors | calibrate | recalibrate`: the human side of the judges.
+
+    guardrail review                      label the queue in the terminal
+    guardrail review web --port 8080      the same queue as a web page for a team
+    guardrail anchors select|list|show|export|import
+    guardrail calibrate --anchors default --out thresholds.yaml
+    guardrail recalibrate [--every monthly] | guardrail recalibrate report
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+import time
+from typing import Any
+
+from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.config import Config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("review", help="label sampled cases (terminal; `review web` for the page)")
+    _store_flags(p)
+    p.add_argument("--reviewer", default=None, help="name stored with labels (default: login name)")
+    p.add_argument("--limit", type=int, default=None, help="stop after labeling this many cases")
+    p.set_defaults(handler=cmd_review)
+    rsub = p.add_subparsers(dest="review_command", metavar="{web}")
+    w = rsub.add_parser("web", help="serve the review page")
+    _store_flags(w)
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=None, help="port (review.web_port; default 8088)")
+    w.set_defaults(handler=cmd_review_web)
+
+    a = sub.add_parser("anchors", help="select, freeze, export and import anchor sets")
+    asub = a.add_subparsers(dest="anchors_command", required=True, metavar="{select,list,show,export,import}")
+    s = asub.add_parser("select", help="pick labeled cases covering every invariant and outcome; freeze a version")
+    _store_flags(s)
+    s.add_argument("--name", default="default")
+    s.add_argument("--size", type=int, default=25, help="cases in the set (20-30 recommended)")
+    s.add_argument("--per-cell", type=int, default=2, help="minimum cases per (invariant, pass|fail)")
+    s.add_argument("--description", default="")
+    s.add_argument("--dry-run", action="store_true", help="show the pick, freeze nothing")
+    s.add_argument("--force", action="store_true", help="freeze even if some invariant lacks an outcome")
+    s.set_defaults(handler=cmd_anchors_select)
+    ls = asub.add_parser("list", help="anchor sets and versions")
+    _store_flags(ls)
+    ls.set_defaults(handler=cmd_anchors_list)
+    sh = asub.add_parser("show", help="the cases of one version")
+    _store_flags(sh)
+    _set_flags(sh)
+    sh.set_defaults(handler=cmd_anchors_show)
+    ex = asub.add_parser("export", help="write a version as JSON Lines (with critiques)")
+    _store_flags(ex)
+    _set_flags(ex)
+    ex.add_argument("--out", "-o", required=True)
+    ex.set_defaults(handler=cmd_anchors_export)
+    im = asub.add_parser("import", help="load a JSON Lines set and freeze it as a new version")
+    _store_flags(im)
+    im.add_argument("path")
+    im.add_argument("--name", default=None, help="set name (default: the one in the file)")
+    im.set_defaults(handler=cmd_anchors_import)
+
+    c = sub.add_parser("calibrate", help="agreement with human labels; tune thresholds; write a config overlay")
+    _store_flags(c)
+    src = c.add_mutually_exclusive_group()
+    src.add_argument("--anchors", default="default", metavar="NAME[@VERSION]", help="anchor set (default: latest 'default')")
+    src.add_argument("--all-labels", action="store_true", help="use every labeled case instead of an anchor set")
+    c.add_argument("--test-fraction", type=float, default=0.3, help="held-out share per label (default 0.3)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--target", type=float, default=0.90, help="agreement to beat (default 0.90)")
+    c.add_argument("--out", "-o", default="guardrail-thresholds.yaml", help="thresholds overlay to write")
+    c.add_argument("--no-write", action="store_true", help="report only")
+    c.add_argument("--strict", action="store_true", help="exit 1 unless every invariant beats the target")
+    c.add_argument("--json", action="store_true", help="print the results as JSON")
+    c.set_defaults(handler=cmd_calibrate)
+
+    r = sub.add_parser("recalibrate", help="queue a random sample of recent traffic for review; report drift")
+    _store_flags(r)
+    r.add_argument("--size", type=int, default=50, help="cases per round")
+    r.add_argument("--period", default="monthly", help="minimum time between rounds (default monthly)")
+    r.add_argument("--every", default=None, metavar="PERIOD", help="keep running, checking every PERIOD")
+    r.add_argument("--force", action="store_true", help="queue a round even if the last one is recent")
+    r.add_argument("--anchors", default="default", help="anchor set name the round is measured against")
+    r.add_argument("--any-reason", action="store_true", help="draw from all samples, not only the random slice")
+    r.add_argument("--seed", type=int, default=None)
+    r.set_defaults(handler=cmd_recalibrate)
+    rr = r.add_subparsers(dest="recalibrate_command", metavar="{report}")
+    rep = rr.add_parser("report", help="agreement over time per invariant (drift)")
+    _store_flags(rep)
+    rep.add_argument("--drift-tolerance", type=float, default=0.05)
+    rep.add_argument("--json", action="store_true")
+    rep.set_defaults(handler=cmd_recalibrate_report)
+
+
+def _store_flags(p: argparse.ArgumentParser) -> None:
+    add_config_flags(p)
+    p.add_argument("--url", default=None, help="review store URL (review.url), e.g. postgresql://host/db")
+
+
+def _set_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", default="default")
+    p.add_argument("--version", type=int, default=None, help="default: latest")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return config_from_args(args, [("review.url", args.url)] if args.url else [])
+
+
+def _store(config: Config):  # noqa: ANN202 - ReviewStore, imported lazily to keep `guardrail --help` fast
+    from guardrail_server.review.store import ReviewStore
+
+    return ReviewStore(config.review.url, write_timeout_s=config.review.write_timeout_s).open()
+
+
+def _err(msg: str) -> int:
+    print(f"guardrail: {msg}", file=sys.stderr)
+    return 1
+
+
+# -- review ----------------------------------------------------------------------------------------------
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from guardrail_server.review import terminal
+
+    config = _config(args)
+    reviewer = args.reviewer or getpass.getuser()
+    with _store(config) as store:
+        terminal.run(store, reviewer, sys.stdin, sys.stdout, limit=args.limit)
+    return 0
+
+
+def cmd_review_web(args: argparse.Namespace) -> int:
+    from guardrail_server.review.web import ReviewWebServer
+
+    config = _config(args)
+    port = args.port if args.port is not None else (config.review.web_port or 8088)
+    with _store(config) as store:
+        server = ReviewWebServer(store, args.host, port)
+        print(f"review page on http://{args.host}:{server.port}/  (Ctrl+C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# -- anchors ---------------------------------------------------------------------------------------------
+
+
+def cmd_anchors_select(args: argparse.Namespace) -> int:
+    from guardrail_server.review import anchors
+
+    if not 1 <= args.size <= 500:
+        return _err("--size must be between 1 and 500")
+    with _store(_config(args)) as store:
+        samples = store.labeled_samples()
+        chosen, missing = anchors.select(samples, size=args.size, per_cell=args.per_cell)
+        by_id = {s["id"]: s for s in samples}
+        cover: dict[tuple[str, str], int] = {}
+        for sid in chosen:
+            for cell in anchors.cells(by_id[sid]):
+                cover[cell] = cover.get(cell, 0) + 1
+        print(f"picked {len(chosen)} of {len(samples)} labeled cases")
+        for (inv, lab), n in sorted(cover.items()):
+            print(f"  {inv:<24} {lab:<5} {n}")
+        for inv, lab in missing:
+            print(f"  {inv:<24} {lab:<5} 0  <- no labeled case has this outcome")
+        if not chosen:
+            return _err("no labeled cases to choose from (label some with `guardrail review` first)")
+        if not 20 <= len(chosen) <= 30:
+            print(f"note: {len(chosen)} cases; 20-30 is the recommended size")
+        if missing and not args.force:
+            return _err("some invariant lacks a pass or a fail case; label more, or pass --force")
+        if args.dry_run:
+            return 0
+        info = store.create_anchor_set(args.name, chosen, args.description)
+        print(f"froze anchor set {info['name']} version {info['version']} ({info['size']} cases)")
+    return 0
+
+
+def cmd_anchors_list(args: argparse.Namespace) -> int:
+    with _store(_config(args)) as store:
+        sets = store.anchor_sets()
+    if not sets:
+        print("no anchor sets yet (`guardrail anchors select`)")
+    for s in sets:
+        print(f"{s['name']:<16} v{s['version']:<4} {s['size']:>3} cases  {s['created_at'][:19]}  {s['description']}")
+    return 0
+
+
+def cmd_anchors_show(args: argparse.Namespace) -> int:
+    with _store(_config(args)) as store:
+        aset = store.anchor_set(args.name, args.version)
+        if aset is None:
+            return _err(f"no anchor set {args.name!r}")
+        print(f"{aset['name']} v{aset['version']}: {len(aset['sample_ids'])} cases")
+        for s in store.labeled_samples(aset["sample_ids"]):
+            labels = " ".join(f"{k}={v}" for k, v in sorted(s["labels"].items()))
+            critique = next((a["critique"] for a in s["annotations"] if a["critique"]), "")
+            print(f"  {s['id'][:8]}  {labels:<50}  {critique[:60]}")
+    return 0
+
+
+def cmd_anchors_export(args: argparse.Namespace) -> int:
+    from guardrail_server.review import anchors
+
+    with _store(_config(args)) as store:
+        try:
+            info = anchors.export_jsonl(store, args.name, args.version, args.out)
+        except KeyError as exc:
+            return _err(str(exc.args[0]))
+    print(f"wrote {info['name']} v{info['version']} ({len(info['sample_ids'])} cases) to {info['path']}")
+    return 0
+
+
+def cmd_anchors_import(args: argparse.Namespace) -> int:
+    from guardrail_server.review import anchors
+
+    with _store(_config(args)) as store:
+        try:
+            info = anchors.import_jsonl(store, args.path, name=args.name)
+        except (OSError, ValueError, KeyError) as exc:
+            return _err(f"cannot import {args.path}: {exc}")
+    print(f"imported {info['size']} cases as anchor set {info['name']} version {info['version']}")
+    return 0
+
+
+# -- calibrate -------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def format_results(results: list[Any], target: float) -> str:
+    head = (f"{'invariant':<22} {'train':>5} {'test':>4}  {'threshold':<12}  {'accuracy [95% CI]':<18}  "
+            f"{'kappa [95% CI]':<19}  {'tp fp fn tn':<11}  > {target:.2f}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        c = r.confusion
+        acc = f"{_fmt(r.accuracy)} [{_fmt(r.accuracy_low)},{_fmt(r.accuracy_high)}]"
+        kappa = f"{_fmt(r.kappa)} [{_fmt(r.kappa_low)},{_fmt(r.kappa_high)}]"
+        cells = f"{c['tp']:>2} {c['fp']:>2} {c['fn']:>2} {c['tn']:>2}"
+        lines.append(
+            f"{r.invariant:<22} {r.n_train:>5} {r.n_test:>4}  {r.threshold_before:.2f} -> {r.threshold:.2f}  "
+            f"{acc:<18}  {kappa:<19}  {cells:<11}  {'yes' if r.agrees else 'NO'}"
+        )
+    lines.append("positive class = violation (human 'fail'; judge score < threshold); metrics on the held-out split")
+    return "\n".join(lines)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from guardrail_server.review import calibration
+    from invariants.registry import REGISTRY
+
+    if not 0.0 < args.test_fraction < 1.0:
+        return _err("--test-fraction must be between 0 and 1")
+    config = _config(args)
+    with _store(config) as store:
+        anchor_id = None
+        if args.all_labels:
+            samples = store.labeled_samples()
+            source = "all-labels"
+        else:
+            name, _, version = args.anchors.partition("@")
+            aset = store.anchor_set(name, int(version) if version else None)
+            if aset is None:
+                return _err(f"no anchor set {args.anchors!r} (`guardrail anchors select`, or --all-labels)")
+            samples = store.labeled_samples(aset["sample_ids"])
+            source, anchor_id = f"anchors:{aset['name']}@{aset['version']}", aset["id"]
+        if not samples:
+            return _err("no labeled cases to calibrate on")
+        current = {n: p.threshold for n, p in config.invariants.items() if p.threshold is not None}
+        results = calibration.calibrate(
+            samples, current, test_fraction=args.test_fraction, seed=args.seed, target=args.target
+        )
+        if not results:
+            return _err("no invariant has both a judge verdict and a human label")
+        params = {"test_fraction": args.test_fraction, "seed": args.seed, "target": args.target,
+                  "n_cases": len(samples), "overlay": None if args.no_write else args.out}
+        run_id = store.save_calibration(source, anchor_id, params, [r.row() for r in results])
+    if args.json:
+        print(json.dumps({"run": run_id, "source": source, "results": [r.row() for r in results]}, indent=2))
+    else:
+        print(f"calibration run {run_id} on {source} ({len(samples)} cases)")
+        print(format_results(results, args.target))
+    if not args.no_write:
+        tuned = {r.invariant: r.threshold for r in results if r.n_train > 0 and r.invariant in REGISTRY}
+        path = calibration.write_overlay(args.out, tuned, comment=f"run {run_id} on {source}")
+        print(f"wrote thresholds for {len(tuned)} invariants to {path} (load with --config {path}, or merge it)",
+              file=sys.stderr if args.json else sys.stdout)
+    if args.strict and not all(r.agrees for r in results):
+        return 1
+    return 0
+
+
+# -- recalibrate -----------------------------------------------------------------------------------------
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from guardrail_server.review import recalibration
+
+    try:
+        period = recalibration.parse_period(args.period)
+        every = recalibration.parse_period(args.every).total_seconds() if args.every else None
+    except ValueError as exc:
+        return _err(str(exc))
+    config = _config(args)
+    while True:
+        with _store(config) as store:
+            if args.force or recalibration.due(store, period):
+                info = recalibration.queue_round(
+                    store, size=args.size, period=period, anchor_name=args.anchors, seed=args.seed,
+                    random_slice_only=not args.any_reason,
+                )
+                print(f"round {info['id']}: queued {info['queued']} of {info['pool']} cases sampled "
+                      f"{info['window_start'][:19]} .. {info['window_end'][:19]} (anchors {info['anchor_set']})")
+            else:
+                print(f"no round due (last one is younger than {args.period}); --force to queue anyway")
+            print(recalibration.format_report(recalibration.report(store)))
+        if every is None:
+            return 0
+        time.sleep(every)
+
+
+def cmd_recalibrate_report(args: argparse.Namespace) -> int:
+    from guardrail_server.review import recalibration
+
+    with _store(_config(args)) as store:
+        rep = recalibration.report(store, drift_tolerance=args.drift_tolerance)
+    print(json.dumps(rep, indent=2, default=str) if args.json else recalibration.format_report(rep))
+    return 0

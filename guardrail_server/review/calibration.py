@@ -1,0 +1,283 @@
+"""Agreement between judges and people, and thresholds tuned to it.
+
+Per invariant: split the human-labeled cases (stratified by label, seeded) into a tuning part and a held-out
+part; pick the threshold that maximises accuracy on the tuning part; report accuracy (Wilson interval),
+Cohen's kappa (asymptotic interval, Cohen 1960) and the confusion matrix on the held-out part only. The
+positive class is a *violation* (human label `fail`; judge score < threshold).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    sample_id: str
+    score: float
+    holds: bool  # the human label: True = pass
+    threshold: float  # the judge's threshold when the case was checked
+
+
+@dataclass(slots=True)
+class Confusion:
+    tp: int = 0  # judge fail, human fail
+    fp: int = 0  # judge fail, human pass
+    fn: int = 0  # judge pass, human fail
+    tn: int = 0  # judge pass, human pass
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fp + self.fn + self.tn
+
+    def add(self, judge_fails: bool, human_fails: bool) -> None:
+        if judge_fails and human_fails:
+            self.tp += 1
+        elif judge_fails:
+            self.fp += 1
+        elif human_fails:
+            self.fn += 1
+        else:
+            self.tn += 1
+
+
+@dataclass(slots=True)
+class InvariantResult:
+    invariant: str
+    n_train: int
+    n_test: int
+    threshold_before: float
+    threshold: float
+    accuracy: float | None
+    accuracy_low: float | None
+    accuracy_high: float | None
+    kappa: float | None
+    kappa_low: float | None
+    kappa_high: float | None
+    confusion: dict[str, Any] = field(default_factory=dict)
+    agrees: bool = False
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | tuple[None, None]:
+    """Wilson score interval for a proportion k/n (sane at n small and at 0 or n)."""
+    if n == 0:
+        return None, None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def cohen_kappa(c: Confusion) -> float | None:
+    """(po - pe) / (1 - pe). When both raters use one class only (pe = 1) kappa is 1 if they agree, else None."""
+    n = c.n
+    if n == 0:
+        return None
+    po = (c.tp + c.tn) / n
+    judge_fail = (c.tp + c.fp) / n
+    human_fail = (c.tp + c.fn) / n
+    pe = judge_fail * human_fail + (1 - judge_fail) * (1 - human_fail)
+    if pe >= 1.0:
+        return 1.0 if po == 1.0 else None
+    return (po - pe) / (1 - pe)
+
+
+def kappa_interval(c: Confusion, z: float = Z95) -> tuple[float | None, float | None]:
+    """Asymptotic interval kappa ± z·sqrt(po(1-po) / (n(1-pe)²)), clipped to [-1, 1]."""
+    kappa = cohen_kappa(c)
+    n = c.n
+    if kappa is None or n == 0:
+        return None, None
+    po = (c.tp + c.tn) / n
+    judge_fail = (c.tp + c.fp) / n
+    human_fail = (c.tp + c.fn) / n
+    pe = judge_fail * human_fail + (1 - judge_fail) * (1 - human_fail)
+    if pe >= 1.0:
+        return kappa, kappa
+    se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
+    return max(-1.0, kappa - z * se), min(1.0, kappa + z * se)
+
+
+def confusion_at(items: Iterable[Item], threshold: float) -> Confusion:
+    c = Confusion()
+    for it in items:
+        c.add(judge_fails=it.score < threshold, human_fails=not it.holds)
+    return c
+
+
+def tune_threshold(items: Sequence[Item], current: float) -> float:
+    """The threshold with the best accuracy on `items`; ties go to the best kappa, then the one nearest the
+    current threshold. Candidates sit midway between adjacent distinct scores, so nothing rests on an edge."""
+    if not items:
+        return current
+    scores = sorted({round(it.score, 6) for it in items})
+    candidates = {current, 0.0}
+    candidates.update((a + b) / 2 for a, b in zip(scores, scores[1:]))
+    candidates.add(min(1.0, scores[-1] + (1.0 - scores[-1]) / 2) if scores[-1] < 1.0 else 1.0)
+
+    def key(t: float) -> tuple[float, float, float]:
+        c = confusion_at(items, t)
+        kappa = cohen_kappa(c)
+        return ((c.tp + c.tn) / c.n, -1.0 if kappa is None else kappa, -abs(t - current))
+
+    return round(max(sorted(candidates), key=key), 4)
+
+
+def split(items: Sequence[Item], test_fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Stratified by human label; each stratum of two or more gives at least one case to each side."""
+    train: list[Item] = []
+    test: list[Item] = []
+    for holds in (True, False):
+        group = sorted((it for it in items if it.holds is holds), key=lambda it: it.sample_id)
+        random.Random(f"{seed}:{holds}").shuffle(group)
+        k = round(len(group) * test_fraction)
+        if len(group) >= 2:
+            k = min(max(k, 1), len(group) - 1)
+        test.extend(group[:k])
+        train.extend(group[k:])
+    return train, test
+
+
+def items_by_invariant(samples: Iterable[Mapping[str, Any]]) -> dict[str, list[Item]]:
+    """Pairs (judge score, human label) from labeled samples; errored or skipped verdicts are left out."""
+    out: dict[str, list[Item]] = {}
+    for s in samples:
+        labels = s.get("labels", {})
+        for v in s.get("verdicts", []):
+            label = labels.get(v["invariant"])
+            if label not in ("pass", "fail") or v.get("outcome") not in ("pass", "fail"):
+                continue
+            out.setdefault(v["invariant"], []).append(
+                Item(s["id"], float(v["score"]), label == "pass", float(v["threshold"]))
+            )
+    return out
+
+
+def _confusion_dict(c: Confusion) -> dict[str, Any]:
+    cells = {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn}
+    return {
+        **cells,
+        "n": c.n,
+        "ci": {k: list(wilson(v, c.n)) for k, v in cells.items()},
+    }
+
+
+def calibrate(
+    samples: Iterable[Mapping[str, Any]],
+    current: Mapping[str, float] | None = None,
+    *,
+    test_fraction: float = 0.3,
+    seed: int = 0,
+    target: float = 0.90,
+) -> list[InvariantResult]:
+    """One result per invariant that has human labels. `current` maps invariant -> threshold in force (else
+    the threshold recorded with the verdicts)."""
+    results = []
+    for name, items in sorted(items_by_invariant(samples).items()):
+        before = (current or {}).get(name)
+        if before is None:
+            before = sorted(it.threshold for it in items)[len(items) // 2]
+        train, test = split(items, test_fraction, seed)
+        tuned = tune_threshold(train, before)
+        c = confusion_at(test, tuned)
+        acc = (c.tp + c.tn) / c.n if c.n else None
+        acc_lo, acc_hi = wilson(c.tp + c.tn, c.n)
+        kappa = cohen_kappa(c)
+        k_lo, k_hi = kappa_interval(c)
+        results.append(
+            InvariantResult(
+                invariant=name, n_train=len(train), n_test=len(test), threshold_before=before, threshold=tuned,
+                accuracy=acc, accuracy_low=acc_lo, accuracy_high=acc_hi, kappa=kappa, kappa_low=k_lo,
+                kappa_high=k_hi, confusion=_confusion_dict(c), agrees=acc is not None and acc > target,
+            )
+        )
+    return results
+
+
+def agreement_at(samples: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Agreement of the judges' production outcomes (their thresholds at the time) with human labels."""
+    out = {}
+    for name, items in sorted(items_by_invariant(samples).items()):
+        c = Confusion()
+        for it in items:
+            c.add(judge_fails=it.score < it.threshold, human_fails=not it.holds)
+        acc = (c.tp + c.tn) / c.n if c.n else None
+        lo, hi = wilson(c.tp + c.tn, c.n)
+        out[name] = {"n": c.n, "accuracy": acc, "accuracy_low": lo, "accuracy_high": hi, "kappa": cohen_kappa(c)}
+    return out
+
+
+# -- thresholds as a config overlay ---------------------------------------------------------------------
+
+
+def write_overlay(path: str | Path, thresholds: Mapping[str, float], *, comment: str = "") -> Path:
+    """Writes `invariants: {name: {threshold: x}}`, the schema of `guardrail_server.config`. Load it alone
+    (`--config`) or on top of a base config with `overlay_overrides()`."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Thresholds tuned by `guardrail calibrate`" + (f": {comment}" if comment else "") + "\n"
+    body = yaml.safe_dump(
+        {"invariants": {k: {"threshold": float(v)} for k, v in sorted(thresholds.items())}}, sort_keys=True
+    )
+    p.write_text(header + body)
+    return p
+
+
+def overlay_overrides(path: str | Path) -> list[tuple[str, Any]]:
+    """An overlay file as `load_config(..., overrides=...)` pairs, so it refines a base config key by key."""
+    tree = yaml.safe_load(Path(path).read_text()) or {}
+    pairs: list[tuple[str, Any]] = []
+    for name, policy in (tree.get("invariants") or {}).items():
+        for key, value in (policy or {}).items():
+            pairs.append((f"invariants.{name}.{key}", value))
+    return pairs
+
+
+# -- latest agreement for the server --------------------------------------------------------------------
+
+
+def latest_agreement(store: Any) -> dict[str, float]:
+    """Held-out accuracy per invariant from the newest calibration run (`store`: ReviewStore or URL)."""
+    from guardrail_server.review.store import ReviewStore
+
+    own = not isinstance(store, ReviewStore)
+    st = ReviewStore(store).open() if own else store
+    try:
+        runs = st.calibration_runs(limit=1)
+    finally:
+        if own:
+            st.close()
+    if not runs:
+        return {}
+    return {r["invariant"]: float(r["accuracy"]) for r in runs[0]["results"] if r["accuracy"] is not None}
+
+
+def set_agreement_gauge(store: Any) -> dict[str, float]:
+    """Sets `guardrail_judge_agreement_ratio{invariant}` from the store; never raises (logs instead)."""
+    import logging
+
+    from guardrail_server.metrics import JUDGE_AGREEMENT
+    from invariants.registry import REGISTRY
+
+    try:
+        values = latest_agreement(store)
+    except Exception as exc:  # noqa: BLE001 - a missing store must not stop the server
+        logging.getLogger(__name__).warning("review: could not read calibration runs (%s)", type(exc).__name__)
+        return {}
+    values = {k: v for k, v in values.items() if k in REGISTRY}  # label values stay a closed set
+    for name, value in values.items():
+        JUDGE_AGREEMENT.labels(name).set(value)
+    return values

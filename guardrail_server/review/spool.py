@@ -1,0 +1,121 @@
+"""Append-only on-disk spool for samples the store could not take (down or too slow).
+
+JSON Lines in numbered segment files; every append is flushed and fsynced before it counts. Replay reads the
+segments in order and deletes one only after the store committed all of it, so a crash mid-replay re-sends
+at most one segment, which the store ignores (inserts are idempotent on sample id). A torn last line from a
+crash mid-append is skipped. One process owns a spool directory (an flock guards it).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, BinaryIO
+
+log = logging.getLogger(__name__)
+
+SEGMENT_PREFIX = "spool-"
+SEGMENT_SUFFIX = ".jsonl"
+
+
+class SpoolLockedError(RuntimeError):
+    """Another process owns this spool directory."""
+
+
+class Spool:
+    def __init__(self, directory: str | os.PathLike[str], *, max_segment_bytes: int = 8 * 1024 * 1024) -> None:
+        self.dir = Path(directory)
+        self.max_segment_bytes = max_segment_bytes
+        self._fh: BinaryIO | None = None
+        self._current: Path | None = None
+        self._lock_fh: BinaryIO | None = None
+        self.depth = 0
+
+    def open(self) -> "Spool":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(self.dir / ".lock", "ab")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            self._lock_fh = None
+            raise SpoolLockedError(f"spool directory {self.dir} is in use by another process") from None
+        self.depth = sum(1 for seg in self.segments() for _ in _lines(seg))
+        return self
+
+    def close(self) -> None:
+        self._close_segment()
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def segments(self) -> list[Path]:
+        return sorted(self.dir.glob(f"{SEGMENT_PREFIX}*{SEGMENT_SUFFIX}"))
+
+    def _next_segment(self) -> Path:
+        existing = self.segments()
+        seq = int(existing[-1].name[len(SEGMENT_PREFIX):-len(SEGMENT_SUFFIX)]) + 1 if existing else 1
+        return self.dir / f"{SEGMENT_PREFIX}{seq:012d}{SEGMENT_SUFFIX}"
+
+    def _close_segment(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+            self._current = None
+
+    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Durably appends records (one fsync per call, so callers batch)."""
+        if not records:
+            return
+        if self._fh is None or self._fh.tell() >= self.max_segment_bytes:
+            self._close_segment()
+            self._current = self._next_segment()
+            self._fh = open(self._current, "ab")
+            _fsync_dir(self.dir)
+        data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
+        self._fh.write(data)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.depth += len(records)
+
+    def replay(
+        self, insert: Callable[[list[dict[str, Any]]], object], *, batch_size: int = 200, budget: int | None = None
+    ) -> int:
+        """Sends spooled records to `insert`, oldest first, whole segments until `budget` records are done.
+        Stops at the first failure (re-raised), leaving what was not committed on disk. Returns records replayed."""
+        self._close_segment()
+        done = 0
+        for seg in self.segments():
+            if budget is not None and done >= budget:
+                break
+            records = list(_lines(seg))
+            for i in range(0, len(records), batch_size):
+                insert(records[i:i + batch_size])
+            seg.unlink()
+            _fsync_dir(self.dir)
+            self.depth = max(0, self.depth - len(records))
+            done += len(records)
+        return done
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except ValueError:
+                log.warning("review spool: skipping unreadable line %d of %s (torn write?)", n, path.name)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
