@@ -83,6 +83,7 @@ class ReviewConfig(_Strict):
     queue_size: int = Field(1000, ge=1)
     store_raw_text: bool = False
     web_port: int = Field(0, ge=0, le=65535, description="0 disables the review web page in `serve`")
+    write_timeout_s: float = Field(5.0, gt=0, description="a store write slower than this fails over to the spool")
 
 
 DEFAULT_INVARIANTS: dict[str, dict[str, Any]] = {
