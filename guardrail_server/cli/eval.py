@@ -1,0 +1,223 @@
+"""`guardrail eval`: the invariants over datasets, in-process, on Ray, or through a running server.
+
+    guardrail eval DATASET... [--out DIR] [--invariant X] [--target HOST:PORT] [--engine local|ray] [--resume]
+                              [--fail-if EXPR]... [--on-malformed skip|fail] [--limit N] [--concurrency N]
+    guardrail eval compare RUN_A RUN_B [--json] [--max-flips N]
+    guardrail eval review (--anchor-set NAME | --since DATE [--until DATE]) [run flags]
+
+Exit codes: 0 done (all gates pass), 1 a --fail-if gate tripped, 2 bad input or usage, 130 interrupted (Ctrl-C;
+continue with --resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from guardrail_server.cli.common import add_config_flags, config_from_args
+
+EXIT_GATE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval", help="run the invariants over datasets; `eval compare A B`; `eval review --anchor-set NAME`",
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("datasets", nargs="*", metavar="DATASET",
+                   help="JSONL / CSV / Parquet files (or `compare RUN_A RUN_B`, or `review`)")
+    p.add_argument("--out", "-o", help="run directory (default eval-runs/<UTC time>)")
+    p.add_argument("--invariant", "-i", action="append", default=[], help="run only these (repeatable)")
+    p.add_argument("--target", "-t", help="evaluate through a running server (CheckStream) at HOST:PORT")
+    p.add_argument("--engine", choices=("local", "ray"), default="local", help="in-process engine (default local)")
+    p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--ray-workers", type=int, default=1, help="engine actors on Ray, each loads the models once")
+    p.add_argument("--concurrency", "-j", type=int, default=16, help="cases in flight per engine (default 16)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="per-invariant timeout in seconds for in-process engines (evals are not latency-bound)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N cases")
+    p.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
+    p.add_argument("--fail-if", action="append", default=[], metavar="EXPR",
+                   help="CI gate, e.g. 'entailment.violation_rate > 0.05' or '*.error_rate > 0' (repeatable)")
+    p.add_argument("--on-malformed", choices=("skip", "fail"), default="skip",
+                   help="malformed rows are always reported with file:line; skip them or fail the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="compare: print JSON")
+    p.add_argument("--max-flips", type=int, default=50, help="compare: flipped cases to list")
+    p.add_argument("--anchor-set", help="review: evaluate this anchor set (latest version)")
+    p.add_argument("--since", help="review: samples created at or after this date/time (ISO 8601)")
+    p.add_argument("--until", help="review: samples created before this date/time (ISO 8601)")
+    p.add_argument("--review-url", help="review: store URL (default: review.url from config)")
+    add_config_flags(p)
+    p.set_defaults(handler=run)
+
+
+def _usage(message: str) -> int:
+    print(f"guardrail eval: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run(args: argparse.Namespace) -> int:
+    mode = args.datasets[0] if args.datasets else ""
+    if mode == "compare":
+        return run_compare(args)
+    if mode == "review":
+        args.datasets = args.datasets[1:]
+        return run_review(args)
+    if args.anchor_set or args.since or args.until:
+        return _usage("--anchor-set/--since/--until belong to `guardrail eval review`")
+    return run_datasets(args)
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from guardrail_server.evals.compare import compare_runs, to_markdown
+
+    runs = args.datasets[1:]
+    if len(runs) != 2:
+        return _usage("compare takes exactly two run directories: guardrail eval compare RUN_A RUN_B")
+    try:
+        result = compare_runs(Path(runs[0]), Path(runs[1]))
+    except FileNotFoundError as exc:
+        return _usage(str(exc))
+    print(json.dumps(result, indent=2) if args.json else to_markdown(result, args.max_flips))
+    return 0
+
+
+def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    config = config_from_args(args)
+    if args.target:
+        return config
+    timeouts = [(f"invariants.{name}.timeout_s", args.timeout) for name in config.invariants]
+    return config_from_args(args, timeouts)
+
+
+def _backend(args: argparse.Namespace, config: Any):  # type: ignore[no-untyped-def]
+    if args.target:
+        from guardrail_server.evals.backends import RemoteBackend
+
+        return RemoteBackend(args.target, args.concurrency)
+    if args.engine == "ray":
+        try:
+            from guardrail_server.evals.ray_engine import RayBackend
+        except ImportError:
+            raise SystemExit(_usage("--engine ray needs Ray: pip install 'guardrail-sidecar[ray]'")) from None
+        return RayBackend(config, address=args.ray_address, workers=args.ray_workers, concurrency=args.concurrency)
+    from guardrail_server.evals.backends import LocalBackend
+
+    return LocalBackend(config, args.concurrency)
+
+
+def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[str, Any] | None = None) -> int:
+    from guardrail_server.evals.datasets import DatasetError, load_datasets
+    from guardrail_server.evals.gates import GateSyntaxError, parse_gate
+    from guardrail_server.evals.results import read_manifest
+    from guardrail_server.evals.runner import RunError
+
+    try:
+        gates = [parse_gate(g) for g in args.fail_if]
+    except GateSyntaxError as exc:
+        return _usage(str(exc))
+    out_dir = Path(args.out or f"eval-runs/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
+    if loaded is None:
+        datasets = list(args.datasets)
+        if not datasets and args.resume:
+            datasets = read_manifest(out_dir).get("datasets", [])
+        if not datasets:
+            return _usage("give at least one DATASET file (or `compare RUN_A RUN_B`, or `review ...`)")
+        try:
+            loaded = load_datasets(datasets, on_malformed=args.on_malformed, limit=args.limit)
+        except DatasetError as exc:
+            return _usage(str(exc))
+        run_info = {"datasets": [str(d) for d in datasets]}
+    _report_malformed(loaded.malformed)
+    config = _config(args)
+    from guardrail_server.logs import configure_logging
+
+    configure_logging("warning" if config.logging.level in ("debug", "info") else config.logging.level,
+                      config.logging.format)
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # one line per recognizer otherwise
+    run_info = {**(run_info or {}), "target": args.target, "engine": "remote" if args.target else args.engine,
+                "argv": sys.argv[1:]}
+    try:
+        outcome = asyncio.run(_run(args, config, loaded, out_dir, run_info))
+    except RunError as exc:
+        return _usage(str(exc))
+    return _finish(outcome, gates)
+
+
+def _report_malformed(malformed: list[Any]) -> None:
+    if not malformed:
+        return
+    print(f"guardrail eval: skipping {len(malformed)} malformed row(s):", file=sys.stderr)
+    for m in malformed[:20]:
+        print(f"  {m}", file=sys.stderr)
+    if len(malformed) > 20:
+        print(f"  ... and {len(malformed) - 20} more (all listed in malformed.jsonl)", file=sys.stderr)
+
+
+async def _run(args: argparse.Namespace, config: Any, loaded: Any, out_dir: Path, run_info: dict[str, Any]) -> Any:
+    from guardrail_server.evals.runner import run_eval
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        print("\nguardrail eval: interrupted; finishing up (Ctrl-C again to abort at once)", file=sys.stderr)
+        stop.set()
+        loop.remove_signal_handler(signal.SIGINT)
+
+    loop.add_signal_handler(signal.SIGINT, interrupted)
+    try:
+        return await run_eval(_backend(args, config), loaded, out_dir, requested=args.invariant, resume=args.resume,
+                              stop=stop, progress=not args.no_progress, run_info=run_info)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _finish(outcome: Any, gates: list[Any]) -> int:
+    from guardrail_server.evals.gates import evaluate
+    from guardrail_server.evals.report import write_reports
+    from guardrail_server.evals.results import read_manifest
+    from guardrail_server.evals.summary import summarize
+
+    summary = summarize(outcome.rows)
+    results = evaluate(gates, summary) if outcome.status == "complete" else []
+    gate_lines = [r.message for r in results]
+    html_path, _ = write_reports(outcome.out_dir, summary, outcome.rows, read_manifest(outcome.out_dir), gate_lines)
+    from guardrail_server.evals.report import render_markdown
+
+    print(render_markdown(summary, read_manifest(outcome.out_dir), gate_lines))
+    print(f"{outcome.cases_done}/{outcome.cases_total} cases in {outcome.elapsed_s:.1f} s "
+          f"({outcome.cases_per_s:.1f} cases/s); report: {html_path}", file=sys.stderr)
+    if outcome.status == "interrupted":
+        print(f"guardrail eval: stopped; continue with: guardrail eval --resume --out {outcome.out_dir}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    if any(r.tripped for r in results):
+        print("guardrail eval: gate(s) failed:\n  " + "\n  ".join(r.message for r in results if r.tripped),
+              file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
+def run_review(args: argparse.Namespace) -> int:
+    from guardrail_server.evals.review_import import ReviewImportError, load_review_cases
+
+    if args.datasets:
+        return _usage("`eval review` takes no DATASET files; it reads the review store")
+    if not args.anchor_set and not args.since and not args.resume:
+        return _usage("eval review needs --anchor-set NAME or --since DATE")
+    config = config_from_args(args)
+    try:
+        loaded, info = load_review_cases(args.review_url or config.review.url, anchor_set=args.anchor_set,
+                                         since=args.since, until=args.until, limit=args.limit)
+    except ReviewImportError as exc:
+        return _usage(str(exc))
+    return run_datasets(args, loaded, info)

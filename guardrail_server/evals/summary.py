@@ -1,0 +1,153 @@
+"""Numbers from result rows, per invariant: violation rates with Wilson intervals and, where the dataset carries
+labels, agreement with them (confusion matrix, balanced accuracy, AUROC, threshold sweep).
+
+The positive class is a *violation* throughout: a labeled row is positive when the dataset says the invariant should
+fail, and predicted positive when the verdict is `fail` (score < threshold)."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+Z95 = 1.959963984540054
+SWEEP = np.round(np.linspace(0.0, 1.0, 101), 2)
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval: honest at small n and near 0 or 1, where the normal approximation is not."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def auroc(violation_scores: Sequence[float], positive: Sequence[bool]) -> float | None:
+    """Mann-Whitney AUROC with tied ranks averaged; None without both classes."""
+    s = np.asarray(violation_scores, dtype=float)
+    y = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = np.argsort(s, kind="mergesort")
+    ranks = np.empty(len(s), dtype=float)
+    sorted_s = s[order]
+    i = 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+def classification(tp: int, fp: int, tn: int, fn: int) -> dict[str, float | None]:
+    tpr, tnr = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    precision = _ratio(tp, tp + fp)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    balanced = (tpr + tnr) / 2 if tpr is not None and tnr is not None else None
+    return {"tpr": tpr, "recall": tpr, "tnr": tnr, "fpr": None if tnr is None else 1 - tnr, "precision": precision,
+            "f1": f1, "accuracy": _ratio(tp + tn, tp + tn + fp + fn), "balanced_accuracy": balanced}
+
+
+def sweep(scores: np.ndarray, positive: np.ndarray) -> list[dict[str, float | None]]:
+    """Predicting a violation iff score < t, for t = 0.00 .. 1.00."""
+    out = []
+    for t in SWEEP:
+        pred = scores < t
+        tp = int((pred & positive).sum())
+        fp = int((pred & ~positive).sum())
+        fn = int((~pred & positive).sum())
+        tn = int((~pred & ~positive).sum())
+        m = classification(tp, fp, tn, fn)
+        out.append({"threshold": float(t), "tpr": m["tpr"], "fpr": m["fpr"],
+                    "balanced_accuracy": m["balanced_accuracy"]})
+    return out
+
+
+def summarize_invariant(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    outcomes = Counter(r["outcome"] for r in rows)
+    n = len(rows)
+    n_pass, n_fail = outcomes.get("pass", 0), outcomes.get("fail", 0)
+    scored = n_pass + n_fail
+    low, high = wilson(n_fail, scored)
+    thresholds = sorted({r["threshold"] for r in rows if r["threshold"] is not None})
+    out: dict[str, Any] = {
+        "n": n, "n_pass": n_pass, "n_fail": n_fail, "n_error": outcomes.get("error", 0),
+        "n_skipped": outcomes.get("skipped", 0),
+        "violation_rate": _ratio(n_fail, scored), "violation_rate_low": low, "violation_rate_high": high,
+        "pass_rate": _ratio(n_pass, scored), "error_rate": _ratio(outcomes.get("error", 0), n),
+        "skipped_rate": _ratio(outcomes.get("skipped", 0), n),
+        "threshold": thresholds[0] if len(thresholds) == 1 else None,
+        "histogram": np.histogram([r["score"] for r in rows if r["outcome"] in ("pass", "fail")],
+                                  bins=20, range=(0.0, 1.0))[0].tolist(),
+        "by_dataset": {ds: {"n": len(rs), "violation_rate": _ratio(sum(r["outcome"] == "fail" for r in rs),
+                                                                   sum(r["outcome"] in ("pass", "fail") for r in rs))}
+                       for ds, rs in _group(rows, "dataset").items()},
+        "labeled": None,
+    }
+    labeled = [r for r in rows if r.get("expected") in ("pass", "fail") and r["outcome"] in ("pass", "fail")]
+    if labeled:
+        positive = np.array([r["expected"] == "fail" for r in labeled])
+        predicted = np.array([r["outcome"] == "fail" for r in labeled])
+        scores = np.array([r["score"] for r in labeled], dtype=float)
+        tp = int((predicted & positive).sum())
+        fp = int((predicted & ~positive).sum())
+        fn = int((~predicted & positive).sum())
+        tn = int((~predicted & ~positive).sum())
+        curve = sweep(scores, positive)
+        best = max((c for c in curve if c["balanced_accuracy"] is not None),
+                   key=lambda c: c["balanced_accuracy"], default=None)
+        hist_by = {}
+        for name, mask in (("holds", ~positive), ("violated", positive)):
+            hist_by[name] = np.histogram(scores[mask], bins=20, range=(0.0, 1.0))[0].tolist()
+        out["labeled"] = {
+            "n": len(labeled), "n_positive": int(positive.sum()), "n_negative": int((~positive).sum()),
+            "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
+            **classification(tp, fp, tn, fn),
+            "auroc": auroc(1.0 - scores, positive),
+            "sweep": curve,
+            "best_threshold": best["threshold"] if best else None,
+            "best_balanced_accuracy": best["balanced_accuracy"] if best else None,
+            "histogram_by_label": hist_by,
+            "unscored": sum(1 for r in rows if r.get("expected") in ("pass", "fail")) - len(labeled),
+        }
+    return out
+
+
+def _group(rows: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[str(r.get(key))].append(r)
+    return dict(groups)
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """invariant -> its numbers, in a stable (sorted) order."""
+    return {name: summarize_invariant(rs) for name, rs in sorted(_group(rows, "invariant").items())}
+
+
+GATE_METRICS = ("n", "n_pass", "n_fail", "n_error", "n_skipped", "violation_rate", "violation_rate_low",
+                "violation_rate_high", "pass_rate", "error_rate", "skipped_rate")
+LABELED_METRICS = ("tpr", "recall", "tnr", "fpr", "precision", "f1", "accuracy", "balanced_accuracy", "auroc")
+
+
+def metric(summary: dict[str, Any], name: str) -> float | None:
+    """A scalar metric of one invariant's summary, by the name gates and compare use."""
+    if name in GATE_METRICS:
+        return summary.get(name)
+    if name in LABELED_METRICS:
+        labeled = summary.get("labeled")
+        return None if labeled is None else labeled.get(name)
+    raise KeyError(name)
