@@ -1,0 +1,124 @@
+"""`reference_integrity`: every citation in the response must point to a passage that exists in the context.
+
+Score = the share of citations that resolve (1.0 when the response cites nothing: nothing dangles). With
+`require_citations`, it is the lower of that share and the share of claim sentences that carry a citation (a
+response with claims and no citation then scores 0.0; one with no claims, e.g. "Hello! How can I help?", 1.0).
+The default threshold 1.0 fails a response on any dangling citation. Parsing and resolution live in
+`invariants.citations` (pure functions, shared with the NLI support check that will ask whether the cited passage
+*supports* the citing sentence).
+
+Pure CPU, no model: a 2,000-character response takes a few milliseconds (sentence segmentation dominates and only
+runs when there is a citation or `require_citations` is on). Longer responses are checked in a worker thread so a
+large input cannot stall the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, ClassVar
+
+from invariants.base import verdict_from_score
+from invariants.citations import Analysis, Citation, CitationOptions, analyze
+from invariants.types import Case, Finding, Verdict
+
+INLINE_MAX_CHARS = 4000
+
+
+class ReferenceIntegrityInvariant:
+    name: ClassVar[str] = "reference_integrity"
+    default_threshold: ClassVar[float] = 1.0
+
+    class Options(CitationOptions):
+        """See `invariants.citations.CitationOptions`; the invariant adds nothing of its own."""
+
+    def __init__(self, threshold: float, options: Options | CitationOptions | None = None, zoo: Any = None) -> None:
+        self.threshold = threshold
+        self.options = options if options is not None else self.Options()
+
+    async def load(self) -> None:
+        evaluate(Case(response="Warm-up.[1]"), self.options)
+
+    async def check(self, case: Case) -> Verdict:
+        started = time.perf_counter()
+        if len(case.response) > INLINE_MAX_CHARS:
+            score, findings, details = await asyncio.to_thread(evaluate, case, self.options)
+        else:
+            score, findings, details = evaluate(case, self.options)
+        return verdict_from_score(self.name, score, self.threshold, findings, started=started, details=details)
+
+
+def evaluate(case: Case, options: CitationOptions) -> tuple[float, list[Finding], dict[str, Any]]:
+    """Score, findings and details of one case (synchronous, so benchmarks and evals can call it directly)."""
+    analysis = analyze(case.response, case.context, options)
+    citations = analysis.citations
+    resolved = sum(c.resolved for c in citations)
+    findings = _dangling_findings(citations, len(case.context))
+    score = resolved / len(citations) if citations else 1.0
+    details: dict[str, Any] = {
+        "citations": len(citations),
+        "resolved": resolved,
+        "dangling": len(citations) - resolved,
+    }
+    if options.require_citations:
+        uncited = analysis.uncited_claims(options.citation_scope)
+        claims = sum(s.claim for s in analysis.sentences)
+        findings += [
+            Finding(
+                kind="uncited_claim",
+                message="claim sentence has no citation",
+                start=s.start,
+                end=s.end,
+            )
+            for s in uncited
+        ]
+        details.update(claims=claims, uncited_claims=len(uncited))
+        if claims:
+            score = min(score, (claims - len(uncited)) / claims)
+    details["links"] = _links(analysis)
+    return score, findings, details
+
+
+def _dangling_findings(citations: tuple[Citation, ...], n_passages: int) -> list[Finding]:
+    """One finding per marker with a dangling reference (``[1-3]`` with 2 passages is one finding, about 3)."""
+    by_marker: dict[tuple[int, int], list[Citation]] = {}
+    for c in citations:
+        if not c.resolved:
+            by_marker.setdefault((c.start, c.end), []).append(c)
+    findings = []
+    for (start, end), dangling in by_marker.items():
+        first = dangling[0]
+        reasons = list(dict.fromkeys(c.problem for c in dangling))
+        findings.append(
+            Finding(
+                kind="dangling_citation",
+                message=f"{_short(first.marker)} does not resolve: {'; '.join(reasons)}",
+                start=start,
+                end=end,
+                evidence={
+                    "format": first.format,
+                    "refs": [c.ref for c in dangling],
+                    "passages": n_passages,
+                },
+            )
+        )
+    return findings
+
+
+def _short(marker: str, limit: int = 80) -> str:
+    return marker if len(marker) <= limit else marker[: limit - 1] + "\u2026"
+
+
+def _links(analysis: Analysis) -> list[dict[str, Any]]:
+    """Citation -> sentence -> passage, for reviewers and for the support check; spans only, never text."""
+    return [
+        {
+            "start": c.start,
+            "end": c.end,
+            "sentence": [c.sentence_start, c.sentence_end],
+            "passage_index": c.passage_index,
+            "passage_id": c.passage_id,
+            "via": c.via,
+        }
+        for c in analysis.citations
+    ]
