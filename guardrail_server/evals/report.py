@@ -29,6 +29,13 @@ def _num(v: float | None, digits: int = 3) -> str:
 # ------------------------------------------------------------------------------------------------ SVG charts
 
 
+def _marker_text(x: float, y: float, width: int, text: str) -> str:
+    """A label beside a vertical marker line, on whichever side has room."""
+    if x > width * 0.7:
+        return f'<text x="{x - 4:.1f}" y="{y:.1f}" class="tick" text-anchor="end">{text}</text>'
+    return f'<text x="{x + 4:.1f}" y="{y:.1f}" class="tick">{text}</text>'
+
+
 def svg_rates(summary: dict[str, dict[str, Any]], width: int = 720) -> Markup:
     """Violation rate per invariant as bars with their 95% Wilson interval as whiskers."""
     names = list(summary)
@@ -101,8 +108,7 @@ def svg_histogram(s: dict[str, Any], width: int = 460, height: int = 230) -> Mar
     if s.get("threshold") is not None:
         tx = left + pw * s["threshold"]
         parts.append(f'<line x1="{tx:.1f}" y1="{top - 4}" x2="{tx:.1f}" y2="{top + ph}" stroke="{INK}" '
-                     f'stroke-dasharray="4 3" stroke-width="1.5"/><text x="{tx + 4:.1f}" y="{top + 6}" '
-                     f'class="tick">threshold {s["threshold"]:g}</text>')
+                     f'stroke-dasharray="4 3" stroke-width="1.5"/>' + _marker_text(tx, top + 8, width, f"threshold {s['threshold']:g}"))
     legend_x = left
     for label, _, colour in layers:
         parts.append(f'<rect x="{legend_x}" y="4" width="10" height="10" fill="{colour}"/>'
@@ -137,7 +143,7 @@ def svg_sweep(s: dict[str, Any], width: int = 460, height: int = 230) -> Markup:
     if s.get("threshold") is not None:
         tx = X(s["threshold"])
         parts.append(f'<line x1="{tx:.1f}" y1="{top}" x2="{tx:.1f}" y2="{top + ph}" stroke="{INK}" '
-                     f'stroke-dasharray="4 3"/><text x="{tx + 4:.1f}" y="{top + ph - 6}" class="tick">configured</text>')
+                     f'stroke-dasharray="4 3"/>{_marker_text(tx, top + ph - 6, width, "configured threshold")}')
     if labeled.get("best_threshold") is not None:
         bx = X(labeled["best_threshold"])
         parts.append(f'<circle cx="{bx:.1f}" cy="{Y(labeled["best_balanced_accuracy"]):.1f}" r="4" fill="{INK}">'
