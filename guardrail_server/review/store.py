@@ -159,10 +159,9 @@ class ReviewStore:
             }
             for r in records
         ]
-        stmt = self._insert(t.samples).on_conflict_do_nothing(index_elements=["id"])
+        stmt = self._insert(t.samples).on_conflict_do_nothing(index_elements=["id"]).returning(t.samples.c.id)
         with self.engine.begin() as conn:
-            result = conn.execute(stmt, rows)
-        return max(result.rowcount, 0) if result.rowcount is not None else 0
+            return len(conn.execute(stmt, rows).all())
 
     def count_samples(self, *, reason: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(t.samples)
