@@ -173,8 +173,7 @@ _RE_NUMBERED_ENTRY = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?(\d{1,6})[.)][ \t]+", r
 _RE_ENTRY_SEPARATORS = re.compile(r"^[\s,;|]*$")
 _RE_TITLE_TRIM = re.compile(r"^[\s:\-\u2013\u2014*_\"'\u201c\u201d()]+|[\s:\-\u2013\u2014*_\"'\u201c\u201d(),.]+$")
 
-_RE_BLOCK_START = re.compile(r"^[ \t]*(?:[-*+][ \t]|\d{1,3}[.)][ \t]|#{1,6}[ \t]|>|\|)")
-_RE_HEADING = re.compile(r"^[ \t]*(?:#{1,6}[ \t]|\|)")
+_RE_LINE_LEAD = re.compile(r"^[ \t]*(?:(?:[-*+]|\d{1,3}[.)]|#{1,6}|>)[ \t]+)+")
 _RE_CANDIDATE = re.compile(r"([.!?\u2026]+)([\"')\]\u201d\u2019*_]*)\s+(?=\S)")
 _RE_INLINE_LIST = re.compile(r"(?:^|\s)\d{1,2}[.)]\s")
 _ABBREVIATIONS = frozenset(a.strip().lower() for a in English.Abbreviation.ABBREVIATIONS)
@@ -601,7 +600,8 @@ def _blocks(masked: str) -> list[tuple[int, int]]:
     pos = 0
     for line in masked.split("\n"):
         if line.strip():
-            blocks.append((pos, pos + len(line)))
+            lead = _RE_LINE_LEAD.match(line)
+            blocks.append((pos + (lead.end() if lead else 0), pos + len(line)))
         pos += len(line) + 1
     return blocks
 
@@ -749,6 +749,7 @@ def analyze(response: str, passages: Sequence[Passage], options: CitationOptions
             sent: tuple[int, int] = (-1, -1)
         elif mk.claim is not None:
             sent = _strip_span(response, mk.claim)
+            sent = sent if sent[1] > sent[0] else (-1, -1)
         else:
             b = bisect.bisect_right(block_starts, mk.start) - 1
             found = _sentence_for(mk.start, sentences, starts, b if b >= 0 else None)
