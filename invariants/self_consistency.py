@@ -1,0 +1,212 @@
+"""`self_consistency`: do sampled responses to the same input contradict the response? (SelfCheckGPT-NLI)
+
+A model that knows a fact says it the same way every time it is sampled; a hallucinated detail drifts between
+samples. Each response sentence is scored against every sample as premise (long samples are cut into windows and
+the sentence is checked against its most relevant ones, by BM25; the most decisive window - the least neutral -
+speaks for the sample). A sentence's inconsistency is its contradiction probability averaged over the samples, the
+response's is the maximum over sentences (or the mean), and the score is 1 minus that. Findings point at the
+inconsistent sentences and name the samples that contradict them.
+
+Samples come with the request (or the dataset, or offline from `guardrail_server.llm_sampler`); without samples
+the check is SKIPPED, never an error. The scoring runs through judges (`judges: [primary, secondary]`): the primary
+gives the verdict, a secondary of another family runs on `secondary_fraction` of the cases and its disagreement is
+reported for review (see `invariants.disagreement`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from invariants.base import skipped, verdict_from_score
+from invariants.disagreement import JudgeScore, case_key, in_sample, panel_details
+from invariants.judges import JudgedOptions, JudgeError, load_judges
+from invariants.judges.base import Judge
+from invariants.runner import error_verdict
+from invariants.text import Bm25, Span, content_words, make_windows, split_sentences
+from invariants.types import Case, Finding, Verdict
+
+
+class SelfConsistencyOptions(JudgedOptions):
+    aggregation: Literal["max", "mean"] = Field("max", description="sentences -> response inconsistency")
+    contradiction: Literal["prob", "normalized"] = Field(
+        "prob", description="prob: P(contradiction); normalized: P(c) / (P(e) + P(c)), as in SelfCheckGPT-NLI")
+    top_k: int = Field(2, ge=1, le=16, description="windows of each sample scored per sentence")
+    window_tokens: int = Field(200, ge=16, le=480)
+    stride_tokens: int = Field(100, ge=8, le=480)
+    skip_non_claims: bool = Field(True, description="questions, greetings, abstentions are not checked")
+    max_sentences: int = Field(32, ge=1, description="longer responses are checked on their first N sentences")
+    max_samples: int = Field(10, ge=1, description="further samples are ignored (cost is sentences x samples)")
+    evidence_min: float = Field(0.5, ge=0.0, le=1.0, description="a sample is named as evidence at this contradiction")
+
+
+@dataclass(frozen=True, slots=True)
+class Consistency:
+    """One judge's view: `matrix[i, j]` = contradiction of response sentence i by sample j."""
+
+    matrix: np.ndarray
+    per_sentence: np.ndarray
+    inconsistency: float
+
+    @property
+    def score(self) -> float:
+        return 1.0 - self.inconsistency
+
+
+def _approx_tokens(text: str) -> int:
+    return int(len(text.split()) * 1.3) + 1
+
+
+def _contradiction(probs: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "normalized":
+        return probs[:, 2] / np.maximum(probs[:, 0] + probs[:, 2], 1e-6)
+    return probs[:, 2]
+
+
+async def contradiction_matrix(judge: Judge, sentences: Sequence[str], samples: Sequence[str],
+                               options: SelfConsistencyOptions,
+                               count_tokens: Callable[[str], int] | None = None) -> np.ndarray:
+    """[len(sentences), len(samples)] contradiction probabilities, from one batched call of the judge."""
+    count = count_tokens or getattr(judge, "token_count", None) or _approx_tokens
+
+    def plan() -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
+        pairs: list[tuple[str, str]] = []
+        owners: list[tuple[int, int]] = []
+        for j, sample in enumerate(samples):
+            windows = [w.text for w in make_windows([("", sample)], count, options.window_tokens,
+                                                    options.stride_tokens)] or [sample]
+            bm25 = Bm25(windows) if len(windows) > options.top_k else None
+            for i, sentence in enumerate(sentences):
+                chosen = bm25.top_k(sentence, options.top_k) if bm25 else range(len(windows))
+                for w in chosen:
+                    pairs.append((windows[w], sentence))
+                    owners.append((i, j))
+        return pairs, owners
+
+    pairs, owners = await asyncio.to_thread(plan)
+    probs = await judge.score(pairs)
+    contra = _contradiction(probs, options.contradiction)
+    out = np.zeros((len(sentences), len(samples)), dtype=np.float64)
+    best_neutral = np.full_like(out, np.inf)
+    for k, (i, j) in enumerate(owners):
+        if probs[k, 1] < best_neutral[i, j]:  # the least neutral window is the one that speaks to the sentence
+            best_neutral[i, j] = probs[k, 1]
+            out[i, j] = contra[k]
+    return out
+
+
+def summarize(matrix: np.ndarray, aggregation: str) -> Consistency:
+    per_sentence = matrix.mean(axis=1)
+    total = float(per_sentence.max() if aggregation == "max" else per_sentence.mean())
+    return Consistency(matrix, per_sentence, total)
+
+
+def _is_claim(sentence: str) -> bool:
+    from invariants.entailment import is_non_claim
+
+    return not is_non_claim(sentence)
+
+
+class SelfConsistencyInvariant:
+    name: ClassVar[str] = "self_consistency"
+    default_threshold: ClassVar[float] = 0.5
+    Options = SelfConsistencyOptions
+
+    def __init__(self, threshold: float, options: SelfConsistencyOptions, zoo: Any) -> None:
+        self.threshold = threshold
+        self.options = options
+        self.zoo = zoo
+        self.judges: list[Judge] = []
+        self.thresholds: list[float] = [s.threshold if s.threshold is not None else threshold for s in options.judges]
+
+    @property
+    def judge(self) -> str:
+        return self.judges[0].name if self.judges else ""
+
+    async def load(self) -> None:
+        if not self.judges:
+            self.judges = await load_judges(self.options.judges, self.zoo, self.name)
+            await self.judges[0].score([("The sky is blue today.", "The sky is blue.")])
+
+    def sentences(self, response: str) -> list[Span]:
+        spans = [s for s in split_sentences(response) if content_words(s.text)]
+        if self.options.skip_non_claims:
+            spans = [s for s in spans if _is_claim(s.text)]
+        return spans[: self.options.max_sentences]
+
+    async def _judge(self, k: int, sentences: Sequence[str], samples: Sequence[str]) -> tuple[Consistency, float]:
+        started = time.perf_counter()
+        matrix = await contradiction_matrix(self.judges[k], sentences, samples, self.options)
+        return summarize(matrix, self.options.aggregation), time.perf_counter() - started
+
+    async def _secondary(self, k: int, sentences: Sequence[str], samples: Sequence[str]) -> JudgeScore:
+        judge = self.judges[k]
+        started = time.perf_counter()
+        try:
+            result, latency = await self._judge(k, sentences, samples)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a secondary judge must never break the primary's verdict
+            msg = str(exc) if isinstance(exc, JudgeError) else f"{type(exc).__name__}: {exc}"
+            return JudgeScore(judge.name, judge.family, 0.0, self.thresholds[k], time.perf_counter() - started,
+                              msg[:300])
+        return JudgeScore(judge.name, judge.family, result.score, self.thresholds[k], latency)
+
+    async def check(self, case: Case) -> Verdict:
+        started = time.perf_counter()
+        if not self.judges:
+            await self.load()
+        indexed = [(j, s) for j, s in enumerate(case.samples) if s.strip()][: self.options.max_samples]
+        if not indexed:
+            return skipped(self.name, self.threshold, "no samples to compare the response with", started=started)
+        spans = self.sentences(case.response)
+        if not spans:
+            return skipped(self.name, self.threshold, "no checkable sentences in the response", started=started)
+        sentences = [s.text for s in spans]
+        samples = [s for _, s in indexed]
+        run_secondary = len(self.judges) > 1 and in_sample(
+            case_key(case.request_id, case.response), self.options.secondary_fraction)
+        secondary = [asyncio.ensure_future(self._secondary(k, sentences, samples))
+                     for k in range(1, len(self.judges))] if run_secondary else []
+        try:
+            result, latency = await self._judge(0, sentences, samples)
+        except JudgeError as exc:
+            for task in secondary:
+                task.cancel()
+            return error_verdict(self.name, self.threshold, "judge_error", str(exc)[:500], started)
+        others = list(await asyncio.gather(*secondary))
+        primary = JudgeScore(self.judge, self.judges[0].family, result.score, self.threshold, latency)
+        details: dict[str, Any] = {
+            "samples": len(samples),
+            "sentences": [{"start": s.start, "end": s.end, "score": round(1.0 - float(c), 4)}
+                          for s, c in zip(spans, result.per_sentence, strict=True)],
+            **panel_details(primary, others, self.options.disagreement_margin),
+        }
+        findings = self._findings(spans, result, [j for j, _ in indexed])
+        return verdict_from_score(self.name, result.score, self.threshold, findings, started=started,
+                                  judge=self.judge, details=details)
+
+    def _findings(self, spans: Sequence[Span], result: Consistency, sample_ids: Sequence[int]) -> list[Finding]:
+        findings = []
+        for i, span in enumerate(spans):
+            score = 1.0 - float(result.per_sentence[i])
+            if score >= self.threshold:
+                continue
+            row = result.matrix[i]
+            order = np.argsort(-row)
+            evidence = [{"sample": int(sample_ids[j]), "contradiction": round(float(row[j]), 4)}
+                        for j in order if row[j] >= self.options.evidence_min]
+            named = ", ".join(str(e["sample"]) for e in evidence) or "none individually"
+            findings.append(Finding(
+                kind="inconsistent_sentence",
+                message=f"sentence is contradicted by the sampled responses (samples {named})",
+                start=span.start, end=span.end, score=score,
+                evidence={"mean_contradiction": round(float(result.per_sentence[i]), 4), "contradicting_samples":
+                          evidence, "samples_checked": len(sample_ids)}))
+        return findings
