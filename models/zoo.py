@@ -1,9 +1,29 @@
-"""The process-wide model zoo: every model loads once and is shared by every invariant that uses it."""
+"""The process-wide model zoo: every model loads once and is shared by every invariant that uses it.
+
+Shipped models live in `models/zoo/<name>/` (found through the package path, so an installed wheel works);
+imported ones in `ZooSettings.models_dir/<name>/`, which wins on a name clash.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+
+from models.batcher import DynamicBatcher
+from models.manifest import ModelManifest
+from models.runtime import NliRuntime
+
+SHIPPED_DIR = Path(__file__).resolve().parent / "zoo"
+DEFAULT_NLI = "minilm-groundedness-v1"
+
+
+class UnknownModelError(LookupError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -13,11 +33,82 @@ class ZooSettings:
     max_batch_size: int = 32
     max_wait_ms: float = 2.0
     max_queue: int = 4096
+    default_nli: str = DEFAULT_NLI
+
+
+class NliModel:
+    """A loaded NLI cross-encoder behind the shared batcher."""
+
+    def __init__(self, runtime: NliRuntime, batcher: DynamicBatcher, directory: Path) -> None:
+        self.runtime = runtime
+        self.batcher = batcher
+        self.directory = directory
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self.runtime.manifest
+
+    @property
+    def name(self) -> str:
+        return self.runtime.manifest.name
+
+    async def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """(premise, hypothesis) pairs -> [n, 3] probabilities (entailment, neutral, contradiction)."""
+        return await self.batcher.predict(pairs)
+
+    def predict_sync(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Unbatched, blocking; for scripts and benchmarks, never on the event loop."""
+        return self.runtime.predict(pairs)
+
+    def token_count(self, text: str) -> int:
+        return self.runtime.token_count(text)
 
 
 class ModelZoo:
     def __init__(self, settings: ZooSettings | None = None) -> None:
         self.settings = settings or ZooSettings()
+        self._models: dict[str, NliModel] = {}
+        self._lock = threading.Lock()
+
+    def model_dir(self, name: str | None = None) -> Path:
+        name = name or self.settings.default_nli
+        roots = ([Path(self.settings.models_dir)] if self.settings.models_dir else []) + [SHIPPED_DIR]
+        for root in roots:
+            if (root / name / "manifest.json").is_file():
+                return root / name
+        raise UnknownModelError(f"unknown model {name!r}; available: {self.available()}")
+
+    def available(self) -> list[str]:
+        roots = ([Path(self.settings.models_dir)] if self.settings.models_dir else []) + [SHIPPED_DIR]
+        return sorted({p.parent.name for r in roots if r.is_dir() for p in r.glob("*/manifest.json")})
+
+    def nli(self, name: str | None = None) -> NliModel:
+        """Loads (once) and returns the named NLI model; the default name is the shipped model.
+
+        Blocking (session creation takes ~1 s): call it from `load()` through `asyncio.to_thread`.
+        """
+        name = name or self.settings.default_nli
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                directory = self.model_dir(name)
+                runtime = NliRuntime.from_dir(directory, threads=self.settings.intra_op_threads)
+                batcher = DynamicBatcher(runtime.predict, name=name, max_batch_size=self.settings.max_batch_size,
+                                         max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue)
+                model = self._models[name] = NliModel(runtime, batcher, directory)
+            return model
+
+    async def load_nli(self, name: str | None = None) -> NliModel:
+        return await asyncio.to_thread(self.nli, name)
+
+    async def warmup(self) -> None:
+        """Runs every loaded model once (first-run allocations), so the first real request is not slow."""
+        warm = [("The cat sat on the mat in the sun.", "A cat is sitting."), ("A short premise.", "Nothing.")]
+        for model in list(self._models.values()):
+            await model.predict(warm)
 
     async def close(self) -> None:
         """Stops batchers; called on server shutdown."""
+        for model in list(self._models.values()):
+            await model.batcher.close()
+        self._models.clear()

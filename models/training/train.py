@@ -48,7 +48,7 @@ def build_examples(n_synthetic: int, seed: int) -> list[tuple[str, str, str, str
     from models.training.generator import PairGenerator
 
     train_docs, _ = split_documents()
-    pairs = PairGenerator(train_docs, seed=seed).generate(n_synthetic)
+    pairs = PairGenerator(train_docs, seed=seed, max_window_words=95).generate(n_synthetic)
     rows = [(p.premise, p.hypothesis, p.label, p.kind) for p in pairs] + load_snli()
     random.Random(seed).shuffle(rows)
     return rows
@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=192)
     ap.add_argument("--budget-min", type=float, default=80.0, help="wall-clock training budget")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seed", type=int, default=13)
     ap.add_argument("--zoo-dir", type=Path, default=REPO / "models/zoo")
     args = ap.parse_args()
@@ -112,38 +113,40 @@ def main() -> None:
         if ep + 1 > args.epochs:
             b = b[: int(len(b) * (args.epochs - ep))]
         batches += b
-    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    if args.freeze_embeddings:
+        model.bert.embeddings.word_embeddings.weight.requires_grad_(False)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
     planned = len(batches)
-    total = [planned]
-    warm = max(1, int(0.06 * planned))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1.0 - s / max(1, total[0])))
+    budget = args.budget_min * 60
+    warm_steps = 60
+
+    def lr_factor(step: int, elapsed: float) -> float:
+        """Warm-up, then linear decay on wall-clock progress: robust to a machine shared with other jobs."""
+        progress = max(elapsed / budget, step / planned)
+        return min(1.0, (step + 1) / warm_steps) * max(0.02, 1.0 - progress)
+
     model.train()
     t_train = time.time()
-    budget = args.budget_min * 60
-    seen, loss_ema = 0, None
+    seen, loss_ema, steps = 0, None, 0
     for step, b in enumerate(batches):
-        if step >= total[0]:
+        elapsed = time.time() - t_train
+        if elapsed >= budget:
+            print(f"budget reached after {step} of {planned} steps", flush=True)
             break
+        for g in opt.param_groups:
+            g["lr"] = args.lr * lr_factor(step, elapsed)
         feats = tok.pad([enc[i] for i in b], return_tensors="pt")
         out = model(**feats, labels=torch.tensor([y[i] for i in b]))
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
         opt.zero_grad()
         seen += len(b)
+        steps = step + 1
         loss_ema = out.loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * out.loss.item()
-        if step in (30, 100, 300):
-            per_step = (time.time() - t_train) / (step + 1)
-            fit = int(budget / per_step)
-            if fit < total[0]:
-                total[0] = fit
-                print(f"budget: {per_step:.2f}s/step -> {fit} of {planned} steps fit", flush=True)
         if step % 50 == 0:
-            el = time.time() - t_train
-            print(f"step {step}/{total[0]} loss {loss_ema:.4f} lr {sched.get_last_lr()[0]:.2e} "
-                  f"{seen / max(el, 1e-9):.1f} pairs/s elapsed {el / 60:.1f} min", flush=True)
+            print(f"step {step}/{planned} loss {loss_ema:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                  f"{seen / max(elapsed, 1e-9):.1f} pairs/s elapsed {elapsed / 60:.1f} min", flush=True)
     train_min = (time.time() - t_train) / 60
     ckpt = args.out / "checkpoint"
     model.save_pretrained(str(ckpt))
@@ -154,7 +157,8 @@ def main() -> None:
                  "synthetic": f"models.training.generator over data/wikitext-2 (CC BY-SA 3.0), "
                               f"{len(rows) - kinds.get('snli', 0)} pairs, last {HELD_OUT_DOCS} test.txt docs held out",
                  "kinds": kinds},
-        "seed": args.seed, "epochs_planned": args.epochs, "steps": min(total[0], planned), "steps_planned": planned,
+        "seed": args.seed, "epochs_planned": args.epochs, "steps": steps, "steps_planned": planned,
+        "epochs_done": round(seen / len(rows), 3), "frozen_word_embeddings": args.freeze_embeddings,
         "pairs_seen": seen, "batch_size": args.batch_size, "lr": args.lr, "max_length": args.max_length,
         "train_minutes": round(train_min, 1), "threads": args.threads, "final_loss_ema": round(loss_ema or 0, 4),
     }

@@ -1,0 +1,225 @@
+"""`entailment`: is each claim of the response entailed by the context?
+
+Per response sentence (claim): pick the top-k context windows by BM25 (cost grows with sentences x k, not with context
+length), score (window, sentence) with the NLI cross-encoder, keep the max entailment probability (contradiction is
+reported separately — real unsupported claims are mostly absent from the context, not contradicted by it). The
+sentence score is that entailment probability, or — with `judge: hybrid` — a logistic combination of it with lexical
+alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
+manifest. The response score is the weakest sentence's.
+
+Non-claims are skipped (documented rule, `is_non_claim`): questions, greetings/thanks/offers of help, abstentions
+("I don't know", "the context does not say"), lead-ins ending with ":" and sentences without a content word.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from invariants.base import InvariantOptions, skipped, verdict_from_score
+from invariants.text import Bm25, Span, Window, content_words, coverage, make_windows, split_sentences
+from invariants.types import Case, Finding, Passage, Verdict
+
+_NON_CLAIM = re.compile(
+    r"^\W*(?:(?:hi|hello|hey|greetings|good (?:morning|afternoon|evening))\b"
+    r"|thanks?\b|thank you|you'?re welcome|(?:sure|certainly|of course|absolutely|okay|ok)\W*$"
+    r"|(?:great|good) question|(?:i )?hope (?:this|that) helps|glad (?:i could|to) help|happy to help"
+    r"|(?:please )?(?:let me know|feel free)|is there anything else"
+    r"|i(?:'m| am) (?:not sure|unsure|sorry|afraid)|i (?:do not|don'?t|cannot|can'?t|could ?n[o']t) (?:know|find|say|tell|answer|determine|confirm|see)"
+    r"|(?:the )?(?:provided )?(?:context|passages?|documents?|sources?|text) (?:does|do)(?: not|n'?t) (?:say|mention|contain|provide|specify|state|include)"
+    r"|(?:there is|there's) no (?:information|mention)|no information (?:is|was) (?:given|provided|available))",
+    re.IGNORECASE,
+)
+_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+_CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z\-]+")
+
+
+def is_non_claim(sentence: str) -> bool:
+    """The documented skip rule: text that asserts nothing checkable against the context."""
+    s = sentence.strip()
+    if not s or s.endswith("?"):
+        return True
+    if s.endswith(":") and len(s.split()) <= 12:
+        return True
+    if not content_words(s):
+        return True
+    return bool(_NON_CLAIM.match(s))
+
+
+def _share_present(items: list[str], haystack: str) -> float:
+    if not items:
+        return 1.0
+    return sum(it.lower() in haystack for it in items) / len(items)
+
+
+def features(entailment: float, contradiction: float, sentence: str, context_lower: str,
+             context_vocab: set[str]) -> dict[str, float]:
+    """Alignment features of one sentence; the hybrid judge's inputs (names are part of the manifest's rule)."""
+    e = min(max(entailment, 1e-4), 1 - 1e-4)
+    return {
+        "entailment_logit": math.log(e / (1 - e)),
+        "contradiction": contradiction,
+        "coverage": coverage(sentence, context_vocab),
+        "number_coverage": _share_present(_NUM.findall(sentence), context_lower),
+        "name_coverage": _share_present(_CAP.findall(sentence), context_lower),
+    }
+
+
+def judge_score(feats: dict[str, float], rule: dict[str, Any] | None) -> float:
+    """Sentence score: P(entailment) alone, or the fitted logistic rule from the manifest."""
+    if not rule:
+        return 1.0 / (1.0 + math.exp(-feats["entailment_logit"]))
+    z = float(rule["bias"]) + sum(float(w) * feats[name] for name, w in rule["weights"].items())
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimScore:
+    """How well one sentence is supported; `window` is the best window (None when nothing was scored)."""
+
+    score: float
+    entailment: float
+    contradiction: float
+    window: Window | None
+    features: dict[str, float]
+
+
+class EntailmentOptions(InvariantOptions):
+    model: str | None = Field(None, description="zoo model name; None = the shipped default")
+    judge: Literal["hybrid", "model"] = Field(
+        "hybrid", description="hybrid: model + lexical alignment, rule fitted on train-side data (manifest); "
+        "model: max P(entailment) alone")
+    top_k: int = Field(3, ge=1, le=32, description="windows scored per sentence, chosen by BM25")
+    window_tokens: int = Field(128, ge=16, le=480)
+    stride_tokens: int = Field(64, ge=8, le=480)
+    merge_top2: bool = Field(True, description="also score the two best windows joined (support split across them)")
+    skip_non_claims: bool = True
+    min_claim_words: int = Field(1, ge=1, description="shorter sentences are skipped")
+    aggregation: Literal["min", "mean"] = "min"
+    contradiction_threshold: float = Field(0.5, ge=0, le=1, description="report `contradicted_claim` above this")
+    max_sentences: int = Field(64, ge=1, description="longer responses are checked on their first N claims")
+
+
+async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tuple[str, str]],
+                       options: EntailmentOptions | None = None, windows: Sequence[Window] | None = None
+                       ) -> list[ClaimScore]:
+    """Scores each claim against (passage_id, text) passages: windows -> BM25 top-k -> NLI -> judge.
+
+    `model` is a `models.zoo.NliModel`. This is also the support check other invariants reuse.
+    """
+    opts = options or EntailmentOptions()
+    if not claims:
+        return []
+    if windows is None:
+        windows = make_windows(passages, model.token_count, opts.window_tokens, opts.stride_tokens)
+    context = " ".join(t for _, t in passages)
+    context_lower, vocab = context.lower(), set(content_words(context))
+    rule = model.manifest.judge if opts.judge == "hybrid" else None
+    if not windows:
+        return [ClaimScore(0.0, 0.0, 0.0, None, {}) for _ in claims]
+    bm25 = Bm25([w.text for w in windows])
+    pairs: list[tuple[str, str]] = []
+    owners: list[tuple[int, int | None]] = []  # (claim index, window index or None for the merged pair)
+    for ci, claim in enumerate(claims):
+        top = bm25.top_k(claim, opts.top_k)
+        for wi in top:
+            pairs.append((windows[wi].text, claim))
+            owners.append((ci, wi))
+        if opts.merge_top2 and len(top) >= 2:
+            a, b = sorted(top[:2], key=lambda i: (windows[i].passage_index, windows[i].start))
+            if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
+                pairs.append((windows[a].text + " " + windows[b].text, claim))
+                owners.append((ci, None))
+    probs = await model.predict(pairs)
+    out = []
+    for ci, claim in enumerate(claims):
+        rows = [(k, wi) for k, (c, wi) in enumerate(owners) if c == ci]
+        best_k, best_wi = max(rows, key=lambda r: probs[r[0], 0])
+        ent = float(probs[best_k, 0])
+        con = float(max(probs[k, 2] for k, _ in rows))
+        wi = best_wi if best_wi is not None else next(w for _, w in rows if w is not None)
+        f = features(ent, con, claim, context_lower, vocab)
+        out.append(ClaimScore(judge_score(f, rule), ent, con, windows[wi], f))
+    return out
+
+
+async def check_support(model: Any, passage: Passage | str, sentence: str,
+                        options: EntailmentOptions | None = None) -> ClaimScore:
+    """Does passage P support sentence S? For reference_integrity's support check (score in [0,1], higher = more)."""
+    text = passage.text if isinstance(passage, Passage) else passage
+    pid = passage.id if isinstance(passage, Passage) else ""
+    return (await score_claims(model, [sentence], [(pid, text)], options))[0]
+
+
+class EntailmentInvariant:
+    name: ClassVar[str] = "entailment"
+    default_threshold: ClassVar[float] = 0.5
+    Options = EntailmentOptions
+
+    def __init__(self, threshold: float, options: EntailmentOptions, zoo: Any) -> None:
+        self.threshold = threshold
+        self.options = options
+        self.zoo = zoo
+        self.model: Any = None
+
+    @property
+    def judge(self) -> str:
+        return f"{self.model.name}:{self.options.judge}" if self.model is not None else ""
+
+    async def load(self) -> None:
+        self.model = await self.zoo.load_nli(self.options.model)
+        if self.options.judge == "hybrid" and not self.model.manifest.judge:
+            raise ValueError(f"model {self.model.name!r} has no fitted hybrid judge in its manifest; use judge: model")
+        await self.model.predict([("The sky is blue today.", "The sky is blue.")])
+
+    def claims(self, response: str) -> list[Span]:
+        spans = split_sentences(response)
+        return [s for s in spans
+                if len(s.text.split()) >= self.options.min_claim_words
+                and not (self.options.skip_non_claims and is_non_claim(s.text))][: self.options.max_sentences]
+
+    async def check(self, case: Case) -> Verdict:
+        started = time.perf_counter()
+        if self.model is None:
+            await self.load()
+        passages = [(p.id or str(i + 1), p.text) for i, p in enumerate(case.context) if p.text.strip()]
+        if not passages:
+            return skipped(self.name, self.threshold, "no context to check the response against", started=started)
+        claims = self.claims(case.response)
+        if not claims:
+            return skipped(self.name, self.threshold, "no checkable claims in the response", started=started)
+        windows = await asyncio.to_thread(make_windows, passages, self.model.token_count, self.options.window_tokens,
+                                          self.options.stride_tokens)
+        scores = await score_claims(self.model, [c.text for c in claims], passages, self.options, windows)
+        values = np.array([s.score for s in scores])
+        total = float(values.min() if self.options.aggregation == "min" else values.mean())
+        findings = []
+        for span, sc in zip(claims, scores, strict=True):
+            if sc.score >= self.threshold:
+                continue
+            contradicted = sc.contradiction >= self.options.contradiction_threshold and sc.contradiction > sc.entailment
+            findings.append(Finding(
+                kind="contradicted_claim" if contradicted else "unsupported_claim",
+                message=("sentence contradicts the context" if contradicted
+                         else "sentence is not supported by the context"),
+                start=span.start, end=span.end,
+                passage_id=sc.window.passage_id if sc.window else "",
+                score=sc.score,
+                evidence={"entailment": round(sc.entailment, 4), "contradiction": round(sc.contradiction, 4),
+                          "coverage": round(sc.features.get("coverage", 0.0), 4),
+                          "window": [sc.window.start, sc.window.end] if sc.window else None},
+            ))
+        details = {"sentences": [
+            {"start": c.start, "end": c.end, "score": round(s.score, 4), "entailment": round(s.entailment, 4),
+             "contradiction": round(s.contradiction, 4), "passage_id": s.window.passage_id if s.window else ""}
+            for c, s in zip(claims, scores, strict=True)], "windows": len(windows)}
+        return verdict_from_score(self.name, total, self.threshold, findings, started=started, judge=self.judge,
+                                  details=details)

@@ -1,0 +1,174 @@
+"""Text helpers shared by the NLI invariants: sentence spans, token windows over context, lexical relevance.
+
+Sentences come from pysbd (a rule-based segmenter that knows abbreviations, decimals, initials), run per line so
+bullets and line-separated items stay apart; offsets are recovered against the original text so findings point at
+exact character spans. Context windows are sentence-aligned and overlap, so a claim whose support straddles a window
+edge still finds one window holding all of it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+_WORD = re.compile(r"[A-Za-z0-9]+(?:[.,'][A-Za-z0-9]+)*")
+# "Allende.Augusto": two passages glued without a space; split there before pysbd sees it
+_GLUED = re.compile(r"(?<=[a-z]{2}[.!?])(?=[A-Z][a-z])")
+STOPWORDS = frozenset("""
+a an the and or but if then else of to in on at by for with from as is are was were be been being am do does did
+has have had having it its it's this that these those there their them they he she his her him we our us you your i me
+my mine what which who whom whose when where why how not no nor so than too very can could should would will shall may
+might must also just only about into over under again further once here all any both each few more most other some such
+own same s t don doesn didn isn wasn weren aren hasn haven hadn won wouldn shouldn couldn up down out off through during
+before after above below between because while until against among per via yes
+""".split())
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    text: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A sentence-aligned chunk of one passage; `start`/`end` are char offsets into that passage's text."""
+
+    passage_index: int
+    passage_id: str
+    text: str
+    start: int
+    end: int
+    tokens: int
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    import pysbd
+
+    return pysbd.Segmenter(language="en", clean=False)
+
+
+def split_sentences(text: str) -> list[Span]:
+    """Sentences of `text` with exact char offsets (end exclusive, surrounding whitespace excluded)."""
+    seg = _segmenter()
+    out: list[Span] = []
+    for block in re.finditer(r"[^\n]+", text):
+        cuts = [0] + [m.start() for m in _GLUED.finditer(block.group(0))] + [len(block.group(0))]
+        for a, b in zip(cuts, cuts[1:], strict=False):
+            base = block.start() + a
+            piece = text[base:block.start() + b]
+            if not piece.strip():
+                continue
+            cursor = 0
+            for sent in seg.segment(piece):
+                s = sent.strip()
+                if not s:
+                    continue
+                i = piece.find(s, cursor)
+                if i < 0:
+                    continue
+                out.append(Span(s, base + i, base + i + len(s)))
+                cursor = i + len(s)
+    return out
+
+
+def words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _stem(w: str) -> str:
+    for suf in ("'s", "ies", "es", "s"):
+        if len(w) > 4 and w.endswith(suf):
+            return w[: -len(suf)] + ("y" if suf == "ies" else "")
+    return w
+
+
+def content_words(text: str) -> list[str]:
+    return [_stem(w) for w in words(text) if w not in STOPWORDS]
+
+
+def coverage(sentence: str, context: str | set[str]) -> float:
+    """Share of the sentence's content words that occur in the context (1.0 when it has none)."""
+    cw = content_words(sentence)
+    if not cw:
+        return 1.0
+    vocab = context if isinstance(context, set) else set(content_words(context))
+    return sum(w in vocab for w in cw) / len(cw)
+
+
+def make_windows(passages: Sequence[tuple[str, str]], count_tokens: Callable[[str], int], window_tokens: int = 128,
+                 stride_tokens: int = 64) -> list[Window]:
+    """Packs each passage's sentences into windows of <= `window_tokens`, starting a new one every ~`stride_tokens`.
+
+    A single sentence longer than a window is cut into word chunks of about `window_tokens`, overlapping by half.
+    """
+    windows: list[Window] = []
+    for pi, (pid, text) in enumerate(passages):
+        units: list[tuple[int, int, int]] = []  # (start, end, tokens)
+        for s in split_sentences(text):
+            n = count_tokens(s.text)
+            if n <= window_tokens:
+                units.append((s.start, s.end, n))
+                continue
+            toks = list(re.finditer(r"\S+", s.text))
+            per = max(1, int(len(toks) * window_tokens / n))
+            step = max(1, per // 2)
+            for i in range(0, len(toks), step):
+                chunk = toks[i:i + per]
+                a, b = s.start + chunk[0].start(), s.start + chunk[-1].end()
+                units.append((a, b, count_tokens(text[a:b])))
+                if i + per >= len(toks):
+                    break
+        i = 0
+        while i < len(units):
+            j, total = i, 0
+            while j < len(units) and (j == i or total + units[j][2] <= window_tokens):
+                total += units[j][2]
+                j += 1
+            a, b = units[i][0], units[j - 1][1]
+            windows.append(Window(pi, pid, text[a:b], a, b, total))
+            if j >= len(units):
+                break
+            advanced, k = 0, i
+            while k < j - 1 and advanced < stride_tokens:
+                advanced += units[k][2]
+                k += 1
+            i = max(k, i + 1)
+    return windows
+
+
+class Bm25:
+    """Okapi BM25 over a handful of windows: cheap relevance to pick which windows a sentence is checked against."""
+
+    def __init__(self, docs: Sequence[str], k1: float = 1.2, b: float = 0.75) -> None:
+        self.tfs = [Counter(content_words(d)) for d in docs]
+        self.lens = [sum(tf.values()) for tf in self.tfs]
+        self.avg = (sum(self.lens) / len(self.lens)) if self.lens else 0.0
+        df: Counter[str] = Counter()
+        for tf in self.tfs:
+            df.update(tf.keys())
+        n = len(docs)
+        self.idf = {w: math.log(1 + (n - d + 0.5) / (d + 0.5)) for w, d in df.items()}
+        self.k1, self.b = k1, b
+
+    def scores(self, query: str) -> list[float]:
+        q = set(content_words(query))
+        out = []
+        for tf, n in zip(self.tfs, self.lens, strict=True):
+            s = 0.0
+            for w in q:
+                f = tf.get(w, 0)
+                if f:
+                    s += self.idf[w] * f * (self.k1 + 1) / (f + self.k1 * (1 - self.b + self.b * n / (self.avg or 1)))
+            out.append(s)
+        return out
+
+    def top_k(self, query: str, k: int) -> list[int]:
+        sc = self.scores(query)
+        return sorted(range(len(sc)), key=lambda i: (-sc[i], i))[:k]
