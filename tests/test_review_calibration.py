@@ -1,0 +1,191 @@
+"""Calibration math against hand-computed values; thresholds written and loaded; agreement gauge; drift report."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+
+from guardrail_server.cli import review as review_cli
+from guardrail_server.config import load_config
+from guardrail_server.review import calibration as cal
+from guardrail_server.review import latest_agreement, recalibration, set_agreement_gauge
+from guardrail_server.review.records import Pending, to_record
+from guardrail_server.review.store import ReviewStore
+from tests.test_review_support import make_case, store, store_url, verdict  # noqa: F401 - fixtures
+
+
+def test_kappa_matches_hand_computation() -> None:
+    # 50 cases: judge fails 25, human fails 30, they agree on 20 + 15 = 35.
+    c = cal.Confusion(tp=20, fp=5, fn=10, tn=15)
+    # po = 35/50 = 0.7; pe = 0.5*0.6 + 0.5*0.4 = 0.5; kappa = (0.7-0.5)/(1-0.5) = 0.4
+    assert cal.cohen_kappa(c) == pytest.approx(0.4)
+    # se = sqrt(0.7*0.3 / (50 * 0.5^2)) = sqrt(0.0168) = 0.129615; 1.96*se = 0.254042
+    lo, hi = cal.kappa_interval(c)
+    assert lo == pytest.approx(0.4 - 0.254042, abs=1e-4) and hi == pytest.approx(0.4 + 0.254042, abs=1e-4)
+
+
+def test_kappa_edge_cases() -> None:
+    assert cal.cohen_kappa(cal.Confusion()) is None
+    assert cal.cohen_kappa(cal.Confusion(tn=10)) == 1.0  # both say "pass" to everything: perfect, no chance info
+    assert cal.cohen_kappa(cal.Confusion(tp=5, tn=5)) == 1.0
+    assert cal.cohen_kappa(cal.Confusion(fp=5, fn=5)) == pytest.approx(-1.0)
+
+
+def test_wilson_interval_matches_reference_values() -> None:
+    lo, hi = cal.wilson(8, 10)
+    assert lo == pytest.approx(0.4902, abs=1e-4) and hi == pytest.approx(0.9433, abs=1e-4)
+    lo, hi = cal.wilson(10, 10)
+    assert lo == pytest.approx(0.7225, abs=1e-4) and hi == pytest.approx(1.0)
+    assert cal.wilson(0, 0) == (None, None)
+
+
+def _items(pairs: list[tuple[float, bool]]) -> list[cal.Item]:
+    return [cal.Item(str(i), s, h, 0.5) for i, (s, h) in enumerate(pairs)]
+
+
+def test_tuned_threshold_separates_the_labels() -> None:
+    # people say "holds" for scores >= 0.7 - the judge's 0.5 is too lenient
+    items = _items([(0.1, False), (0.3, False), (0.55, False), (0.65, False), (0.75, True), (0.8, True), (0.95, True)])
+    t = cal.tune_threshold(items, current=0.5)
+    assert 0.65 < t <= 0.75
+    c = cal.confusion_at(items, t)
+    assert (c.tp, c.fp, c.fn, c.tn) == (4, 0, 0, 3)
+    assert cal.tune_threshold([], current=0.42) == 0.42
+
+
+def test_split_is_stratified_deterministic_and_disjoint() -> None:
+    items = _items([(i / 20, i % 4 == 0) for i in range(20)])
+    train, test = cal.split(items, 0.3, seed=1)
+    assert cal.split(items, 0.3, seed=1) == (train, test)
+    assert {i.sample_id for i in train}.isdisjoint({i.sample_id for i in test})
+    assert len(train) + len(test) == 20
+    assert sum(i.holds for i in test) == round(5 * 0.3) and sum(not i.holds for i in test) == round(15 * 0.3)
+
+
+def _labeled(store: ReviewStore, n: int, *, name: str = "test_keyword", cut: float = 0.6, seed: int = 0) -> list[str]:
+    """n labeled cases: people say the invariant holds iff score >= cut; the judge's threshold is 0.5."""
+    import random
+
+    rng = random.Random(seed)
+    ids = []
+    for i in range(n):
+        score = rng.random()
+        rec = to_record(Pending(str(uuid.uuid4()), 1.7e9 + i, make_case(i), [verdict(name, score)], "flag", ("random",)), None)
+        store.insert_samples([rec])
+        store.save_annotation(rec["id"], "alice", {name: "pass" if score >= cut else "fail"}, f"critique {i}")
+        ids.append(rec["id"])
+    return ids
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="guardrail")
+    review_cli.register(p.add_subparsers(dest="command", required=True))
+    return p
+
+
+def _run(*argv: str) -> int:
+    args = _parser().parse_args(list(argv))
+    return args.handler(args)
+
+
+def test_calibrate_writes_thresholds_that_load_config_loads(
+    store: ReviewStore, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
+) -> None:
+    _labeled(store, 80)
+    out = tmp_path / "thresholds.yaml"
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"review": {"url": store_url}, "invariants": {"test_keyword": {"on_fail": "block"}}}))
+    rc = _run("calibrate", "--config", str(base), "--all-labels", "--out", str(out), "--seed", "3")
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert "test_keyword" in printed and "kappa" in printed
+
+    [run] = store.calibration_runs()
+    [res] = run["results"]
+    assert run["source"] == "all-labels" and res["n_train"] + res["n_test"] == 80
+    assert 0.5 < res["threshold"] <= 0.7  # moved from the judge's 0.5 towards the people's 0.6
+    assert res["threshold_before"] == 0.5
+    assert res["accuracy"] > 0.9 and res["agrees"] is True
+
+    assert yaml.safe_load(out.read_text()) == {"invariants": {"test_keyword": {"threshold": res["threshold"]}}}
+    alone = load_config(out, environ={})
+    assert alone.threshold("test_keyword") == pytest.approx(res["threshold"])
+    layered = load_config(base, environ={}, overrides=cal.overlay_overrides(out))
+    assert layered.threshold("test_keyword") == pytest.approx(res["threshold"])
+    assert layered.invariants["test_keyword"].on_fail == "block"  # the overlay refines, it does not replace
+
+    assert latest_agreement(store) == {"test_keyword": pytest.approx(res["accuracy"])}
+    assert latest_agreement(store_url) == latest_agreement(store)
+    set_agreement_gauge(store)
+    assert REGISTRY.get_sample_value("guardrail_judge_agreement_ratio", {"invariant": "test_keyword"}) == pytest.approx(
+        res["accuracy"]
+    )
+
+
+def test_calibrate_reports_disagreement_and_strict_fails(store: ReviewStore, store_url: str, tmp_path: Path) -> None:
+    # people and judge disagree on half the cases whatever the threshold: labels are coin flips
+    import random
+
+    rng = random.Random(5)
+    for i in range(40):
+        rec = to_record(
+            Pending(str(uuid.uuid4()), 1.7e9 + i, make_case(i), [verdict("test_keyword", rng.random())], "", ("random",)),
+            None,
+        )
+        store.insert_samples([rec])
+        store.save_annotation(rec["id"], "bob", {"test_keyword": rng.choice(["pass", "fail"])})
+    rc = _run("calibrate", "--url", store_url, "--set", "invariants={}", "--all-labels", "--no-write", "--strict")
+    assert rc == 1
+    [run] = store.calibration_runs()
+    assert run["results"][0]["agrees"] is False
+    assert not (tmp_path / "guardrail-thresholds.yaml").exists()
+
+
+def test_recalibration_rounds_report_drift(store: ReviewStore, store_url: str, capsys) -> None:  # noqa: ANN001
+    # baseline: a calibration run that promised 0.95 agreement
+    store.save_calibration("anchors:default@1", None, {}, [{
+        "invariant": "test_keyword", "n_train": 20, "n_test": 10, "threshold_before": 0.5, "threshold": 0.5,
+        "accuracy": 0.95, "accuracy_low": 0.7, "accuracy_high": 1.0, "kappa": 0.9, "kappa_low": 0.7,
+        "kappa_high": 1.0, "confusion": {}, "agrees": True,
+    }])
+    now = recalibration.now().timestamp()
+    recs = []
+    for i in range(30):
+        score = 0.9 if i % 2 else 0.1
+        recs.append(to_record(
+            Pending(str(uuid.uuid4()), now - 3600 - i, make_case(i), [verdict("test_keyword", score)], "", ("random",)),
+            None,
+        ))
+    store.insert_samples(recs)
+    assert _run("recalibrate", "--url", store_url, "--set", "invariants={}", "--size", "20", "--seed", "1") == 0
+    assert "queued 20 of 30" in capsys.readouterr().out
+    # a second run within the period queues nothing
+    assert _run("recalibrate", "--url", store_url, "--set", "invariants={}") == 0
+    assert "no round due" in capsys.readouterr().out
+    [rnd] = store.rounds("recalibration")
+    assert len(rnd["sample_ids"]) == 20 and recalibration.due(store, recalibration.parse_period("monthly")) is False
+    # people now disagree with the judge on 6 of the 20: agreement 0.70, well below the promised 0.95
+    by_id = {r["id"]: r for r in recs}
+    for k, sid in enumerate(rnd["sample_ids"]):
+        judge = by_id[sid]["verdicts"][0]["outcome"]
+        human = judge if k >= 6 else ("fail" if judge == "pass" else "pass")
+        store.save_annotation(sid, "carol", {"test_keyword": human})
+    rep = recalibration.report(store)
+    agg = rep["rounds"][0]["invariants"]["test_keyword"]
+    assert agg["n"] == 20 and agg["accuracy"] == pytest.approx(0.70)
+    assert agg["baseline"] == 0.95 and agg["drifting"] is True
+    assert _run("recalibrate", "report", "--url", store_url, "--set", "invariants={}") == 0
+    assert "DRIFT" in capsys.readouterr().out
+
+
+def test_period_parsing() -> None:
+    assert recalibration.parse_period("monthly").days == 30
+    assert recalibration.parse_period("12h").total_seconds() == 12 * 3600
+    assert recalibration.parse_period("7").days == 7
+    with pytest.raises(ValueError):
+        recalibration.parse_period("soon")
