@@ -621,7 +621,7 @@ def _segment(masked: str, block: tuple[int, int]) -> list[tuple[int, int]]:
     piece_start = 0
     ambiguous = False
     for m in _RE_CANDIDATE.finditer(chunk):
-        kind = _boundary(chunk, m)
+        kind = _boundary(chunk, m, piece_start)
         if kind is True:
             cut = _pysbd_spans if ambiguous else _one
             spans += cut(chunk, piece_start, m.end(2), start)
@@ -633,8 +633,11 @@ def _segment(masked: str, block: tuple[int, int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _boundary(chunk: str, m: re.Match[str]) -> bool | None:
-    """True: certainly a sentence end; False: certainly not (lowercase follows, "Dr. Smith"); None: ask pysbd."""
+def _boundary(chunk: str, m: re.Match[str], piece_start: int) -> bool | None:
+    """True: certainly a sentence end; False: certainly not (lowercase follows, "Dr. Smith"); None: ask pysbd.
+
+    Inside an open quote or parenthesis nothing is certain (pysbd keeps quoted sentences together).
+    """
     punct, nxt = m.group(1), chunk[m.end() : m.end() + 2]
     if not nxt:
         return None
@@ -642,6 +645,9 @@ def _boundary(chunk: str, m: re.Match[str]) -> bool | None:
     if first.islower():
         return False
     if len(punct) > 1 or punct == "\u2026" or m.group(2) or not first.isupper():
+        return None
+    piece = chunk[piece_start : m.start()]
+    if piece.count('"') % 2 or piece.count("(") > piece.count(")") or piece.count("\u201c") > piece.count("\u201d"):
         return None
     if punct != ".":
         return True

@@ -37,7 +37,8 @@ class ReferenceIntegrityInvariant:
         self.options = options if options is not None else self.Options()
 
     async def load(self) -> None:
-        evaluate(Case(response="Warm-up.[1]"), self.options)
+        """Warms pysbd (its first call compiles its rules: ~40 ms) so the first request does not pay for it."""
+        evaluate(Case(response="It was made by Acme Inc. The firm is old [1]. See https://example.com."), self.options)
 
     async def check(self, case: Case) -> Verdict:
         started = time.perf_counter()

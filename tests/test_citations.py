@@ -127,6 +127,7 @@ ROWS: list[tuple[str, str, tuple[Passage, ...], list[tuple[str, int | None]]]] =
      [("[1]", 1), ("[1] Berlin travel guide", 1)]),
     ("sources-unknown-title-falls-back", "Paris [1].\n\nReferences:\n[1] Some page", P3,
      [("[1]", 0), ("[1] Some page", 0)]),
+    ("reference-style-link", f"Read [the guide][1].\n\n[1]: {BERLIN}", P3, [("[1]", 1), (f"[1]: {BERLIN}", 1)]),
     ("line-start-marker-is-not-a-definition", "Paris is the capital.\n[1] It is also large.", P3, [("[1]", 0)]),
 ]
 
@@ -161,8 +162,8 @@ def test_problems_explain_why() -> None:
 
 
 def test_resolution_records_how() -> None:
-    vias = [c.via for c in extract_citations(f"[doc-1] [2] {PY} \u3010\u2020Python\u3011", P3)]
-    assert vias == ["id", "index", "url"]
+    vias = [c.via for c in extract_citations(f"[doc-1] [2] {PY} \u30109\u2020Python\u3011", P3)]
+    assert vias == ["id", "index", "url", "title"]
     assert [c.via for c in extract_citations("[^a]\n\n[^a]: Paris - Wikipedia", P3)] == ["title", "title"]
 
 
