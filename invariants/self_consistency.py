@@ -132,7 +132,6 @@ class SelfConsistencyInvariant:
     async def load(self) -> None:
         if not self.judges:
             self.judges = await load_judges(self.options.judges, self.zoo, self.name)
-            await self.judges[0].score([("The sky is blue today.", "The sky is blue.")])
 
     def sentences(self, response: str) -> list[Span]:
         spans = [s for s in split_sentences(response) if content_words(s.text)]

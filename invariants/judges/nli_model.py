@@ -23,6 +23,7 @@ class NliModelJudge:
             self.model = await self.zoo.load_nli(self.model_name)
             self.name = f"nli:{self.model.manifest.name}"
             self.family = self.model.manifest.family
+            await self.model.predict([("The sky is blue today.", "The sky is blue.")])  # warm before SERVING
 
     def token_count(self, text: str) -> int:
         return self.model.token_count(text)
