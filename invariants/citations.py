@@ -7,6 +7,8 @@ Deliberate decisions (each one is tested in tests/test_citations.py):
 
 - Markers inside code (fenced blocks, inline code spans), math (``$x[1]$``, ``\\[...\\]``) and images are ignored:
   there ``a[1]`` is an index, not a citation. In prose, ``word[1]`` *is* a citation (Perplexity writes ``France[1]``).
+- ``<sup>1</sup>`` / ``<sup>[1]</sup>`` (HTML superscripts) count as numeric markers; Unicode superscripts do not
+  (``x²`` is maths).
 - Bracketed words are citations only when they look like references: numbers and ranges (``[1]``, ``[1, 3]``,
   ``[1-3]``), an explicit prefix (``[source: doc-7]``), an exact passage id, or ``<label><number>`` where the label
   is a source word (doc, source, passage, ref, ...) or the alphabetic prefix of a passage id (``kb-12`` when ids
@@ -19,13 +21,15 @@ Deliberate decisions (each one is tested in tests/test_citations.py):
   markers with that label resolve through the entry. An entry whose URL matches a passage never dangles, whatever
   its label; an entry without URL or matching title defines nothing and is resolved like a plain marker.
 - Indices are 1-based, for every numeric format (including ``【3:0†source】``: the first number).
-- Resolution order for a label: reference-list entry, exact passage id (case-insensitive), 1-based index, and for
-  ``<label><number>`` the index *only* when no passage id has that label (``doc-7`` is an id when ids are ``doc-N``).
+- Resolution order for a label: reference-list entry, exact passage id (case-insensitive), 1-based index, for
+  ``<label><number>`` the index *only* when no passage id has that label (``doc-7`` is an id when ids are ``doc-N``),
+  and last an exact passage title (``[source: Paris - Wikipedia]``).
 - URLs match ``Passage.url`` after normalization: scheme, ``www.``, default ports, trailing slash, fragment,
   percent-encoding, query order and tracking parameters (``utm_*``, ``fbclid``, ...) are ignored.
 - A citation belongs to the sentence that contains it; a marker between two sentences belongs to the one before
-  (``France.[1] It ...``). ``<cite>`` tags belong to the text they wrap. Reference-list entries belong to no
-  sentence (span -1, -1): they support nothing by themselves.
+  (``France.[1] It ...``); a sentence span never starts or ends with a marker. ``<cite>`` tags belong to the text
+  they wrap. Reference-list entries belong to no sentence (span -1, -1): they support nothing by themselves.
+- Sentences never cross a line break (pysbd's rule too); markdown bullets, numbers and ``#`` are not part of them.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ class CitationOptions(InvariantOptions):
     reference_lists: bool = Field(default=True, description="treat 'Sources: [1] https://...' entries as definitions")
     require_citations: bool = Field(default=False, description="every claim sentence must carry a citation")
     citation_scope: Literal["sentence", "paragraph"] = Field(
-        default="sentence", description="where a claim's citation may sit when require_citations is on"
+        default="sentence",
+        description="where a claim's citation may sit when require_citations is on (paragraph = the same line)",
     )
     min_claim_words: int = Field(default=4, ge=1, description="sentences with fewer words are not claims")
 
@@ -126,17 +131,24 @@ class Analysis:
     sentences: tuple[Sentence, ...]
 
     def uncited_claims(self, scope: str = "sentence") -> list[Sentence]:
-        cited_sentences = {(c.sentence_start, c.sentence_end) for c in self.citations if c.sentence_start >= 0}
+        """Claim sentences no citation attaches to (overlap counts: a ``<cite>`` may wrap part of a sentence).
+
+        With scope "paragraph", a citation anywhere in the same paragraph (line) covers the sentence.
+        """
+        spans = sorted({(c.sentence_start, c.sentence_end) for c in self.citations if c.sentence_start >= 0})
+        cited = [s for s in self.sentences if any(a < s.end and s.start < b for a, b in spans)]
         if scope == "paragraph":
-            cited_blocks = {s.block for s in self.sentences if (s.start, s.end) in cited_sentences}
-            return [s for s in self.sentences if s.claim and s.block not in cited_blocks]
-        return [s for s in self.sentences if s.claim and (s.start, s.end) not in cited_sentences]
+            blocks = {s.block for s in cited}
+            return [s for s in self.sentences if s.claim and s.block not in blocks]
+        covered = {(s.start, s.end) for s in cited}
+        return [s for s in self.sentences if s.claim and (s.start, s.end) not in covered]
 
 
 # --------------------------------------------------------------------------------------------------- patterns
 
 _NUM = r"\d{1,6}(?:\s*[-\u2013\u2014]\s*\d{1,6})?"
 _RE_NUMERIC = re.compile(rf"\[\s*({_NUM}(?:\s*[,;]\s*{_NUM})*)\s*\](?!\()")
+_RE_SUP = re.compile(rf"<sup>\s*\[?\s*({_NUM}(?:\s*[,;]\s*{_NUM})*)\s*\]?\s*</sup>", re.IGNORECASE)
 _RE_FOOTNOTE = re.compile(r"\[\^([^\]\s^]{1,64})\^?\](?!\()")
 _RE_OAI = re.compile(r"\u3010(\d{1,6})(?::(\d{1,6}))?\u2020([^\u3011\n]{0,200})\u3011")
 _RE_CITE_OPEN = re.compile(r"<cite\b([^<>]{0,300})>", re.IGNORECASE)
@@ -350,9 +362,12 @@ def _scan(text: str, options: CitationOptions, extra: tuple[re.Pattern[str], ...
     if "footnotes" in on and "[^" in text:
         for m in _RE_FOOTNOTE.finditer(text):
             found.append(_Marker(m.start(), m.end(), "footnotes", [m.group(1)], 3))
-    if "numeric" in on and "[" in text:
-        for m in _RE_NUMERIC.finditer(text):
-            found.append(_Marker(m.start(), m.end(), "numeric", [t for t in _RE_SPLIT_REFS.split(m.group(1)) if t], 4))
+    if "numeric" in on:
+        rxs = ([_RE_NUMERIC] if "[" in text else []) + ([_RE_SUP] if "<sup" in text.lower() else [])
+        for rx in rxs:
+            for m in rx.finditer(text):
+                refs = [t for t in _RE_SPLIT_REFS.split(m.group(1)) if t]
+                found.append(_Marker(m.start(), m.end(), "numeric", refs, 4))
     if "ids" in on and "[" in text:
         for m in _RE_BRACKET.finditer(text):
             refs = _bracket_refs(m.group(1), ctx)
@@ -531,6 +546,9 @@ def _resolve_label(ref: str, ctx: _Context, defs: dict[str, _Target] | None) -> 
     if m and m.group(1).lower() not in ctx.id_labels:
         k = int(m.group(2))
         return _Target(k - 1, "index", "") if 1 <= k <= ctx.n else _Target(None, "", _out_of_range(k, ctx))
+    title = _norm_title(ref)
+    if title in ctx.titles:
+        return _Target(ctx.titles[title], "title", "")
     if ctx.n == 0:
         return _Target(None, "", "no context passages")
     return _Target(None, "", f"no passage has id {ref.strip()!r}")

@@ -44,12 +44,16 @@ ROWS: list[tuple[str, str, tuple[Passage, ...], list[tuple[str, int | None]]]] =
     ("perplexity-adjacent", "Paris is the capital.[1][2] It is big[3].", P3, [("[1]", 0), ("[2]", 1), ("[3]", 2)]),
     ("glued-to-word", "The capital is Paris[1] and Berlin[2].", P3, [("[1]", 0), ("[2]", 1)]),
     ("no-context", "Paris is the capital [1].", NONE, [("[1]", None)]),
+    ("html-sup", "Paris<sup>1</sup> and Berlin<sup>[2, 4]</sup>, x\u00b2.", P3,
+     [("<sup>1</sup>", 0), ("<sup>[2, 4]</sup>", 1), ("<sup>[2, 4]</sup>", None)]),
     ("id-equal-to-number", "Billing [2].", (Passage("7", "a"), Passage("2", "b")), [("[2]", 1)]),
     # --- id markers
     ("id", "Berlin is the capital of Germany [doc-2].", P3, [("[doc-2]", 1)]),
     ("id-case", "Berlin is the capital of Germany [DOC-2].", P3, [("[DOC-2]", 1)]),
     ("id-prefixed", "Python is a language [source: doc-3].", P3, [("[source: doc-3]", 2)]),
     ("id-prefixed-number", "Berlin [Source: 2].", P3, [("[Source: 2]", 1)]),
+    ("id-prefixed-title", "Berlin [Source: Berlin travel guide].", P3, [("[Source: Berlin travel guide]", 1)]),
+    ("id-prefixed-unknown-title", "Rome [Source: Rome Guide].", P3, [("[Source: Rome Guide]", None)]),
     ("id-unknown-same-shape", "Rome [doc-9].", P3, [("[doc-9]", None)]),
     ("id-shaped-in-range-is-still-id", "Rome [doc-2a].", P3, []),
     ("label-index-fallback", "Berlin [Source 2].", NOID, [("[Source 2]", 1)]),
@@ -229,6 +233,12 @@ def test_paragraph_scope_accepts_a_citation_elsewhere_in_the_paragraph() -> None
     assert [response[s.start : s.end] for s in analysis.uncited_claims("paragraph")] == [
         "Berlin is the capital of Germany."
     ]
+
+
+def test_cite_tag_covers_the_sentence_it_wraps_part_of() -> None:
+    response = 'Paris is <cite index="1">the capital of France</cite>. Berlin is the capital of Germany.'
+    analysis = analyze(response, P3, CitationOptions(require_citations=True))
+    assert [response[s.start : s.end] for s in analysis.uncited_claims()] == ["Berlin is the capital of Germany."]
 
 
 def test_no_sentence_work_without_citations_or_claims() -> None:
