@@ -194,8 +194,9 @@ def _finish(outcome: Any, gates: list[Any]) -> int:
     from guardrail_server.evals.report import render_markdown
 
     print(render_markdown(summary, read_manifest(outcome.out_dir), gate_lines))
-    print(f"{outcome.cases_done}/{outcome.cases_total} cases in {outcome.elapsed_s:.1f} s "
-          f"({outcome.cases_per_s:.1f} cases/s); report: {html_path}", file=sys.stderr)
+    print(f"{outcome.cases_done}/{outcome.cases_total} cases done; this run: {outcome.cases_run} cases in "
+          f"{outcome.run_s:.1f} s ({outcome.cases_per_s:.1f} cases/s) after {outcome.elapsed_s - outcome.run_s:.1f} s "
+          f"of loading; report: {html_path}", file=sys.stderr)
     if outcome.status == "interrupted":
         print(f"guardrail eval: stopped; continue with: guardrail eval --resume --out {outcome.out_dir}",
               file=sys.stderr)

@@ -47,11 +47,14 @@ class RunOutcome:
     rows: list[dict[str, Any]]
     invariants: list[str]
     elapsed_s: float
+    run_s: float = 0.0
+    cases_run: int = 0
     malformed: list[Malformed] = field(default_factory=list)
 
     @property
     def cases_per_s(self) -> float:
-        return self.cases_done / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Throughput of this invocation once warm (model loading excluded)."""
+        return self.cases_run / self.run_s if self.run_s > 0 else 0.0
 
 
 def _now() -> str:
@@ -106,8 +109,11 @@ async def run_eval(
     previous = prepare_out_dir(out_dir, resume)
     stop = stop or asyncio.Event()
     started = time.perf_counter()
-    enabled = await backend.start()
     try:
+        try:
+            enabled = await backend.start()
+        except Exception as exc:  # a model that fails to load is a setup problem, not a crash
+            raise RunError(f"could not start the {backend.name} backend: {type(exc).__name__}: {exc}") from exc
         invariants = select_invariants(enabled, requested or previous.get("requested_invariants", []))
         done = done_keys(out_dir) if resume else set()
         work = plan(loaded.cases, invariants, done)
@@ -126,7 +132,9 @@ async def run_eval(
         }
         write_manifest(out_dir, manifest)
         write_malformed(out_dir, loaded.malformed)
-        status = await _consume(backend, work, invariants, out_dir, stop, progress, total=len(loaded.cases))
+        run_started = time.perf_counter()
+        status, cases_run = await _consume(backend, work, invariants, out_dir, stop, progress, total=len(loaded.cases))
+        run_s = time.perf_counter() - run_started
     finally:
         await backend.close()
     rows = read_rows(out_dir)
@@ -134,23 +142,26 @@ async def run_eval(
     elapsed = time.perf_counter() - started
     finished_cases = {r["case_id"] for r in rows}
     manifest.update(status=status, finished_at=_now(), cases_done=len(finished_cases), rows=len(rows),
-                    elapsed_s=round(elapsed, 3))
+                    elapsed_s=round(elapsed, 3), run_s=round(run_s, 3), cases_run=cases_run)
     write_manifest(out_dir, manifest)
-    return RunOutcome(status, out_dir, len(loaded.cases), len(finished_cases), rows, invariants, elapsed,
-                      loaded.malformed)
+    return RunOutcome(status, out_dir, len(loaded.cases), len(finished_cases), rows, invariants, elapsed, run_s,
+                      cases_run, loaded.malformed)
 
 
 async def _consume(backend: Backend, work: list[tuple[EvalCase, tuple[str, ...]]], invariants: Sequence[str],
-                   out_dir: Path, stop: asyncio.Event, progress: bool, total: int) -> Status:
+                   out_dir: Path, stop: asyncio.Event, progress: bool, total: int) -> tuple[Status, int]:
     writer = ResultWriter(out_dir)
     bar = tqdm(total=total, initial=total - len(work), unit="case", desc=f"eval[{backend.name}]",
                disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
 
     work_index = {item.id: names for item, names in work}
+    count = 0
 
     async def consume_all() -> None:
+        nonlocal count
         async for result in backend.run(work):
             writer.write(rows_for(result, work_index[result.item.id]))
+            count += 1
             bar.update(1)
 
     task = asyncio.ensure_future(consume_all())
@@ -159,10 +170,10 @@ async def _consume(backend: Backend, work: list[tuple[EvalCase, tuple[str, ...]]
         await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
         if task.done():
             task.result()
-            return "complete"
+            return "complete", count
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        return "interrupted"
+        return "interrupted", count
     finally:
         stopper.cancel()
         bar.close()
