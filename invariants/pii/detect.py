@@ -52,7 +52,15 @@ def analyze(
     if not text.strip() or not entities:
         return []
     floor = min([default_threshold, *(thresholds.get(e, default_threshold) for e in entities)])
-    results = analyzer.analyze(text, language=LANGUAGE, entities=list(entities), score_threshold=floor)
+    artifacts = None
+    if analyzer.nlp_engine.engine_name != "no_op":
+        # Presidio's context enhancer walks `tokens` once per result; over a spaCy Doc every step builds a new
+        # Token object, which made it cost more than NER itself on long responses. A list walks for free.
+        artifacts = analyzer.nlp_engine.process_text(text, LANGUAGE)
+        artifacts.tokens = list(artifacts.tokens)
+    results = analyzer.analyze(
+        text, language=LANGUAGE, entities=list(entities), score_threshold=floor, nlp_artifacts=artifacts
+    )
     results = [r for r in results if r.score >= thresholds.get(r.entity_type, default_threshold)]
     return resolve_overlaps(results)
 

