@@ -7,8 +7,9 @@ sentence score is that entailment probability, or — with `judge: hybrid` — a
 alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
 manifest. The response score is the weakest sentence's.
 
-Non-claims are skipped (documented rule, `is_non_claim`): questions, greetings/thanks/offers of help, abstentions
-("I don't know", "the context does not say"), lead-ins ending with ":" and sentences without a content word.
+Non-claims are skipped (documented rule, `is_non_claim`): questions (end with "?"); short (<= 8 words) greetings,
+thanks and offers of help; abstentions ("I don't know", "I'm not sure", "the context does not mention ..."); short
+lead-ins ending with ":"; sentences without a content word.
 """
 
 from __future__ import annotations
@@ -28,13 +29,17 @@ from invariants.base import InvariantOptions, skipped, verdict_from_score
 from invariants.text import Bm25, Span, Window, content_words, coverage, make_windows, split_sentences
 from invariants.types import Case, Finding, Passage, Verdict
 
-_NON_CLAIM = re.compile(
-    r"^\W*(?:(?:hi|hello|hey|greetings|good (?:morning|afternoon|evening))\b"
-    r"|thanks?\b|thank you|you'?re welcome|(?:sure|certainly|of course|absolutely|okay|ok)\W*$"
-    r"|(?:great|good) question|(?:i )?hope (?:this|that) helps|glad (?:i could|to) help|happy to help"
-    r"|(?:please )?(?:let me know|feel free)|is there anything else"
-    r"|i(?:'m| am) (?:not sure|unsure|sorry|afraid)|i (?:do not|don'?t|cannot|can'?t|could ?n[o']t) (?:know|find|say|tell|answer|determine|confirm|see)"
-    r"|(?:the )?(?:provided )?(?:context|passages?|documents?|sources?|text) (?:does|do)(?: not|n'?t) (?:say|mention|contain|provide|specify|state|include)"
+_PLEASANTRY = re.compile(  # only when the whole sentence is short: "Hello Kitty was created in 1974." is a claim
+    r"^\W*(?:(?:hi|hello|hey|greetings|good (?:morning|afternoon|evening))(?=\W*$|\s*[,!]|\s+there\b)"
+    r"|thanks?(?! to)|thank you|you'?re welcome|sure|certainly|of course|absolutely|okay|ok|(?:great|good) question|(?:i )?hope (?:this|that|it) helps"
+    r"|glad (?:i could|to) help|happy to help|(?:please )?(?:let me know|feel free)|is there anything else)\b",
+    re.IGNORECASE,
+)
+_ABSTENTION = re.compile(
+    r"^\W*(?:i(?:'m| am) (?:not sure|unsure|sorry|afraid)"
+    r"|i (?:do not|don'?t|cannot|can'?t|could ?n[o']t) (?:know|find|say|tell|answer|determine|confirm|see)"
+    r"|(?:the )?(?:provided )?(?:context|passages?|documents?|sources?|text) (?:does|do)(?: not|n'?t) "
+    r"(?:say|mention|contain|provide|specify|state|include)"
     r"|(?:there is|there's) no (?:information|mention)|no information (?:is|was) (?:given|provided|available))",
     re.IGNORECASE,
 )
@@ -51,7 +56,9 @@ def is_non_claim(sentence: str) -> bool:
         return True
     if not content_words(s):
         return True
-    return bool(_NON_CLAIM.match(s))
+    if len(s.split()) <= 8 and _PLEASANTRY.match(s):
+        return True
+    return bool(_ABSTENTION.match(s))
 
 
 def _share_present(items: list[str], haystack: str) -> float:
@@ -61,10 +68,11 @@ def _share_present(items: list[str], haystack: str) -> float:
 
 
 def features(entailment: float, contradiction: float, sentence: str, context_lower: str,
-             context_vocab: set[str]) -> dict[str, float]:
+             context_vocab: set[str], embed_sim: float | None = None) -> dict[str, float]:
     """Alignment features of one sentence; the hybrid judge's inputs (names are part of the manifest's rule)."""
     e = min(max(entailment, 1e-4), 1 - 1e-4)
-    return {
+    extra = {} if embed_sim is None else {"embed_sim": embed_sim}
+    return extra | {
         "entailment_logit": math.log(e / (1 - e)),
         "contradiction": contradiction,
         "coverage": coverage(sentence, context_vocab),
@@ -101,6 +109,7 @@ class EntailmentOptions(InvariantOptions):
     window_tokens: int = Field(128, ge=16, le=480)
     stride_tokens: int = Field(64, ge=8, le=480)
     merge_top2: bool = Field(True, description="also score the two best windows joined (support split across them)")
+    embed_top_k: int = Field(1, ge=0, le=8, description="hybrid judge: extra windows chosen by embedding similarity")
     skip_non_claims: bool = True
     min_claim_words: int = Field(1, ge=1, description="shorter sentences are skipped")
     aggregation: Literal["min", "mean"] = "min"
@@ -109,11 +118,12 @@ class EntailmentOptions(InvariantOptions):
 
 
 async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tuple[str, str]],
-                       options: EntailmentOptions | None = None, windows: Sequence[Window] | None = None
-                       ) -> list[ClaimScore]:
-    """Scores each claim against (passage_id, text) passages: windows -> BM25 top-k -> NLI -> judge.
+                       options: EntailmentOptions | None = None, windows: Sequence[Window] | None = None,
+                       embedder: Any = None) -> list[ClaimScore]:
+    """Scores each claim against (passage_id, text) passages: windows -> BM25 (+embedding) top-k -> NLI -> judge.
 
-    `model` is a `models.zoo.NliModel`. This is also the support check other invariants reuse.
+    `model` is a `models.zoo.NliModel`; `embedder` a `models.zoo.EmbeddingModel`, required by the hybrid judge when
+    its rule uses `embed_sim`. This is also the support check other invariants reuse.
     """
     opts = options or EntailmentOptions()
     if not claims:
@@ -125,11 +135,19 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
     rule = model.manifest.judge if opts.judge == "hybrid" else None
     if not windows:
         return [ClaimScore(0.0, 0.0, 0.0, None, {}) for _ in claims]
+    sims = None
+    if rule and "embed_sim" in rule.get("weights", {}) and embedder is None:
+        raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`")
+    if embedder is not None:
+        vecs = await embedder.embed(list(claims) + [w.text for w in windows])
+        sims = vecs[: len(claims)] @ vecs[len(claims):].T
     bm25 = Bm25([w.text for w in windows])
     pairs: list[tuple[str, str]] = []
     owners: list[tuple[int, int | None]] = []  # (claim index, window index or None for the merged pair)
     for ci, claim in enumerate(claims):
         top = bm25.top_k(claim, opts.top_k)
+        if sims is not None:
+            top += [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in top]
         for wi in top:
             pairs.append((windows[wi].text, claim))
             owners.append((ci, wi))
@@ -146,17 +164,45 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
         ent = float(probs[best_k, 0])
         con = float(max(probs[k, 2] for k, _ in rows))
         wi = best_wi if best_wi is not None else next(w for _, w in rows if w is not None)
-        f = features(ent, con, claim, context_lower, vocab)
+        f = features(ent, con, claim, context_lower, vocab, None if sims is None else float(sims[ci].max()))
         out.append(ClaimScore(judge_score(f, rule), ent, con, windows[wi], f))
     return out
 
 
 async def check_support(model: Any, passage: Passage | str, sentence: str,
-                        options: EntailmentOptions | None = None) -> ClaimScore:
-    """Does passage P support sentence S? For reference_integrity's support check (score in [0,1], higher = more)."""
+                        options: EntailmentOptions | None = None, embedder: Any = None) -> ClaimScore:
+    """Does passage P support sentence S? For reference_integrity's support check (score in [0,1], higher = more).
+
+    Without `embedder` (or with options.judge="model") the score is the max P(entailment) over the passage's windows.
+    """
     text = passage.text if isinstance(passage, Passage) else passage
     pid = passage.id if isinstance(passage, Passage) else ""
-    return (await score_claims(model, [sentence], [(pid, text)], options))[0]
+    opts = options or EntailmentOptions(judge="hybrid" if embedder is not None else "model")
+    return (await score_claims(model, [sentence], [(pid, text)], opts, embedder=embedder))[0]
+
+
+class SupportChecker:
+    """Reusable "does passage P support sentence S?" (reference_integrity's support check) on the shared zoo."""
+
+    def __init__(self, zoo: Any, options: EntailmentOptions | None = None) -> None:
+        self.zoo = zoo
+        self.options = options or EntailmentOptions()
+        self.model: Any = None
+        self.embedder: Any = None
+
+    async def load(self) -> None:
+        self.model = await self.zoo.load_nli(self.options.model)
+        rule = self.model.manifest.judge if self.options.judge == "hybrid" else {}
+        if self.options.judge == "hybrid" and not rule:
+            raise ValueError(f"model {self.model.name!r} has no fitted hybrid judge; use judge: model")
+        if rule and rule.get("embedder"):
+            self.embedder = await self.zoo.load_embedder(rule["embedder"])
+
+    async def support(self, passage: Passage | str, sentence: str) -> ClaimScore:
+        """`.score` in [0, 1] (>= 0.5 ~ supported), plus entailment/contradiction and the best window."""
+        if self.model is None:
+            await self.load()
+        return await check_support(self.model, passage, sentence, self.options, self.embedder)
 
 
 class EntailmentInvariant:
@@ -169,6 +215,7 @@ class EntailmentInvariant:
         self.options = options
         self.zoo = zoo
         self.model: Any = None
+        self.embedder: Any = None
 
     @property
     def judge(self) -> str:
@@ -176,8 +223,13 @@ class EntailmentInvariant:
 
     async def load(self) -> None:
         self.model = await self.zoo.load_nli(self.options.model)
-        if self.options.judge == "hybrid" and not self.model.manifest.judge:
-            raise ValueError(f"model {self.model.name!r} has no fitted hybrid judge in its manifest; use judge: model")
+        if self.options.judge == "hybrid":
+            rule = self.model.manifest.judge
+            if not rule:
+                raise ValueError(f"model {self.model.name!r} has no fitted hybrid judge in its manifest; use judge: model")
+            if rule.get("embedder"):
+                self.embedder = await self.zoo.load_embedder(rule["embedder"])
+                await self.embedder.embed(["warm-up"])
         await self.model.predict([("The sky is blue today.", "The sky is blue.")])
 
     def claims(self, response: str) -> list[Span]:
@@ -198,7 +250,8 @@ class EntailmentInvariant:
             return skipped(self.name, self.threshold, "no checkable claims in the response", started=started)
         windows = await asyncio.to_thread(make_windows, passages, self.model.token_count, self.options.window_tokens,
                                           self.options.stride_tokens)
-        scores = await score_claims(self.model, [c.text for c in claims], passages, self.options, windows)
+        scores = await score_claims(self.model, [c.text for c in claims], passages, self.options, windows,
+                                    embedder=self.embedder)
         values = np.array([s.score for s in scores])
         total = float(values.min() if self.options.aggregation == "min" else values.mean())
         findings = []

@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 CANONICAL_LABELS: tuple[str, str, str] = ("entailment", "neutral", "contradiction")
 _ALIASES = {"entailment": "entailment", "entail": "entailment", "entailed": "entailment", "supports": "entailment",
@@ -47,7 +47,8 @@ class ModelManifest(BaseModel):
     architecture: str
     source: str
     license: str
-    labels: list[str] = Field(description="label of each ONNX output column, in the model's own order")
+    task: Literal["nli", "embedding"] = "nli"
+    labels: list[str] = Field(description="NLI: label of each ONNX output column, in the model's own order")
     max_length: int = Field(gt=8)
     onnx_file: str = "model.onnx"
     onnx_sha256: str
@@ -57,13 +58,13 @@ class ModelManifest(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(default_factory=dict, description="fitted hybrid-judge rule, if any (data, not code)")
 
-    @field_validator("labels")
-    @classmethod
-    def _three_nli_labels(cls, v: list[str]) -> list[str]:
-        canon = [canonical_label(x) for x in v]
-        if sorted(canon) != sorted(CANONICAL_LABELS):
-            raise ValueError(f"labels must name entailment, neutral and contradiction once each, got {v}")
-        return v
+    @model_validator(mode="after")
+    def _three_nli_labels(self) -> ModelManifest:
+        if self.task == "nli":
+            canon = [canonical_label(x) for x in self.labels]
+            if sorted(canon) != sorted(CANONICAL_LABELS):
+                raise ValueError(f"labels must name entailment, neutral and contradiction once each, got {self.labels}")
+        return self
 
     def column_order(self) -> list[int]:
         """Indices that reorder the model's output columns into (entailment, neutral, contradiction)."""

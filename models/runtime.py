@@ -73,3 +73,40 @@ class NliRuntime:
 
     def _outputs(self) -> list[str]:
         return [o.name for o in self.session.get_outputs()]
+
+
+class EmbeddingRuntime:
+    """Sentence encoder: mean-pooled, L2-normalized last hidden state (sentence-transformers convention)."""
+
+    def __init__(self, manifest: ModelManifest, onnx_path: Path, tokenizer_path: Path, threads: int = 0) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.manifest = manifest
+        opts = ort.SessionOptions()
+        if threads > 0:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        self.tokenizer.enable_truncation(manifest.max_length)
+        self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0)
+
+    @classmethod
+    def from_dir(cls, directory: Path | str, threads: int = 0) -> EmbeddingRuntime:
+        directory = Path(directory)
+        manifest = load_manifest(directory)
+        return cls(manifest, directory / manifest.onnx_file, directory / manifest.tokenizer_file, threads)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        encs = self.tokenizer.encode_batch(list(texts))
+        mask = np.asarray([e.attention_mask for e in encs], dtype=np.int64)
+        feeds = {"input_ids": np.asarray([e.ids for e in encs], dtype=np.int64), "attention_mask": mask,
+                 "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64)}
+        (hidden,) = self.session.run(None, {k: v for k, v in feeds.items() if k in self.input_names})
+        m = mask[..., None].astype(np.float32)
+        pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-9)

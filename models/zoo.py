@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from models.batcher import DynamicBatcher
-from models.manifest import ModelManifest
-from models.runtime import NliRuntime
+from models.manifest import ModelManifest, load_manifest
+from models.runtime import EmbeddingRuntime, NliRuntime
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "zoo"
 DEFAULT_NLI = "minilm-groundedness-v1"
+DEFAULT_EMBEDDER = "minilm-l6-embed"
 
 
 class UnknownModelError(LookupError):
@@ -64,10 +65,31 @@ class NliModel:
         return self.runtime.token_count(text)
 
 
+class EmbeddingModel:
+    """A loaded sentence encoder behind its own batcher (texts ride in the batcher's pair slots)."""
+
+    def __init__(self, runtime: EmbeddingRuntime, batcher: DynamicBatcher, directory: Path) -> None:
+        self.runtime = runtime
+        self.batcher = batcher
+        self.directory = directory
+
+    @property
+    def manifest(self) -> ModelManifest:
+        return self.runtime.manifest
+
+    @property
+    def name(self) -> str:
+        return self.runtime.manifest.name
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> [n, d] unit vectors (cosine similarity = dot product)."""
+        return await self.batcher.predict([(t, "") for t in texts])
+
+
 class ModelZoo:
     def __init__(self, settings: ZooSettings | None = None) -> None:
         self.settings = settings or ZooSettings()
-        self._models: dict[str, NliModel] = {}
+        self._models: dict[str, NliModel | EmbeddingModel] = {}
         self._lock = threading.Lock()
 
     def model_dir(self, name: str | None = None) -> Path:
@@ -92,11 +114,35 @@ class ModelZoo:
             model = self._models.get(name)
             if model is None:
                 directory = self.model_dir(name)
+                task = load_manifest(directory, verify=False).task
+                if task != "nli":
+                    raise UnknownModelError(f"model {name!r} is a {task} model, not an NLI model")
                 runtime = NliRuntime.from_dir(directory, threads=self.settings.intra_op_threads)
                 batcher = DynamicBatcher(runtime.predict, name=name, max_batch_size=self.settings.max_batch_size,
                                          max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue)
                 model = self._models[name] = NliModel(runtime, batcher, directory)
+            if not isinstance(model, NliModel):
+                raise UnknownModelError(f"model {name!r} is not an NLI model")
             return model
+
+    def embedder(self, name: str | None = None) -> EmbeddingModel:
+        """Loads (once) a sentence encoder; blocking, like `nli`."""
+        name = name or DEFAULT_EMBEDDER
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                directory = self.model_dir(name)
+                runtime = EmbeddingRuntime.from_dir(directory, threads=self.settings.intra_op_threads)
+                batcher = DynamicBatcher(lambda pairs, rt=runtime: rt.embed([p for p, _ in pairs]), name=name,
+                                         max_batch_size=self.settings.max_batch_size,
+                                         max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue)
+                model = self._models[name] = EmbeddingModel(runtime, batcher, directory)
+            if not isinstance(model, EmbeddingModel):
+                raise UnknownModelError(f"model {name!r} is not an embedding model")
+            return model
+
+    async def load_embedder(self, name: str | None = None) -> EmbeddingModel:
+        return await asyncio.to_thread(self.embedder, name)
 
     async def load_nli(self, name: str | None = None) -> NliModel:
         return await asyncio.to_thread(self.nli, name)
@@ -105,7 +151,10 @@ class ModelZoo:
         """Runs every loaded model once (first-run allocations), so the first real request is not slow."""
         warm = [("The cat sat on the mat in the sun.", "A cat is sitting."), ("A short premise.", "Nothing.")]
         for model in list(self._models.values()):
-            await model.predict(warm)
+            if isinstance(model, NliModel):
+                await model.predict(warm)
+            else:
+                await model.embed([p for p, _ in warm])
 
     async def close(self) -> None:
         """Stops batchers; called on server shutdown."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURES = ["entailment_logit", "contradiction", "coverage", "number_coverage", "name_coverage"]
+FEATURES = ["entailment_logit", "contradiction", "coverage", "number_coverage", "name_coverage", "embed_sim"]
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 3000, lr: float = 0.5
@@ -50,7 +50,8 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-async def collect(model_name: str | None, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+async def collect(model_name: str | None, embedder_name: str, n: int, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from invariants.entailment import EntailmentOptions, score_claims
     from models.training.generator import PairGenerator
     from models.training.train import split_documents
@@ -61,10 +62,11 @@ async def collect(model_name: str | None, n: int, seed: int) -> tuple[np.ndarray
     pairs = gen.generate(n)
     zoo = ModelZoo()
     model = await zoo.load_nli(model_name)
+    embedder = await zoo.load_embedder(embedder_name)
     opts = EntailmentOptions(judge="model")
 
     async def one(p):
-        return (await score_claims(model, [p.hypothesis], [("1", p.premise)], opts))[0]
+        return (await score_claims(model, [p.hypothesis], [("1", p.premise)], opts, embedder=embedder))[0]
 
     results = []
     for i in range(0, len(pairs), 64):
@@ -78,28 +80,32 @@ async def collect(model_name: str | None, n: int, seed: int) -> tuple[np.ndarray
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=None)
+    ap.add_argument("--embedder", default="minilm-l6-embed")
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     from models.manifest import load_manifest
     from models.zoo import ModelZoo
 
-    x, y, kinds = asyncio.run(collect(args.model, args.n, args.seed))
+    x, y, kinds = asyncio.run(collect(args.model, args.embedder, args.n, args.seed))
     half = len(y) // 2
     w, b, _, _ = fit_logistic(x[:half], y[:half])
     held_auc = auroc(x[half:] @ w + b, y[half:])
     model_auc = auroc(x[half:, 0], y[half:])
+    single = {f: round(auroc(x[half:, i], y[half:]), 4) for i, f in enumerate(FEATURES)}
     w, b, _, _ = fit_logistic(x, y)
     directory = ModelZoo().model_dir(args.model)
     manifest = load_manifest(directory)
     manifest.judge = {
         "kind": "logistic",
+        "embedder": args.embedder,
         "weights": {f: round(float(v), 6) for f, v in zip(FEATURES, w, strict=True)},
         "bias": round(b, 6),
         "fitted_on": f"{len(y)} synthetic (context, claim) cases from the {len(set(kinds))} generator kinds over "
                      "held-out WikiText-2 documents (train-side; never dev/)",
         "seed": args.seed,
-        "synthetic_auroc_half_split": {"hybrid": round(held_auc, 4), "model_only": round(model_auc, 4)},
+        "synthetic_auroc_half_split": {"hybrid": round(held_auc, 4), "model_only": round(model_auc, 4),
+                                       "single_features": single},
     }
     manifest.write(directory)
     print(json.dumps(manifest.judge, indent=2))

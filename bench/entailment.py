@@ -1,0 +1,221 @@
+"""Entailment invariant benchmark: accuracy vs the lexical baseline, latency, batching throughput, int8 vs fp32/torch.
+
+`python -m bench.entailment [--quick] [--fp32 PATH] [--torch-checkpoint DIR]` prints the tables of one run:
+  1. accuracy on the dev sets (bench.nli_eval): lexical | model | hybrid, AUROC and balanced accuracy; SNLI/ANLI acc;
+  2. latency p50/p99 of `check` for a 5-sentence response over ~500- and ~2,000-token contexts, and the service
+     overhead over raw onnxruntime time for the very same pairs;
+  3. throughput (cases/s) at concurrency 1/8/64: dynamic batching vs per-pair calls vs one call per request;
+  4. raw model pairs/s and SNLI accuracy: ONNX int8 (shipped) vs ONNX fp32 vs PyTorch (when available).
+Contexts come from held-out WikiText documents (not evaluation data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from invariants.entailment import EntailmentInvariant, EntailmentOptions
+from invariants.types import Case, Passage
+from models.runtime import NliRuntime
+from models.zoo import ModelZoo, ZooSettings
+
+FP32_DEFAULT = Path("/tmp/gr_train/model.fp32.onnx")
+CKPT_DEFAULT = Path("/tmp/gr_train/checkpoint")
+
+
+def make_cases(n: int, context_tokens: int, count_tokens, seed: int = 0) -> list[Case]:
+    """Context of ~`context_tokens` from held-out WikiText; response: 5 sentences (3 copied, 2 from elsewhere)."""
+    from models.training.train import split_documents
+
+    _, held = split_documents()
+    rng = random.Random(seed)
+    all_sents = [s for d in held for s in d.sentences()]
+    cases = []
+    for _ in range(n):
+        doc = rng.choice(held)
+        sents = doc.sentences()
+        start = rng.randrange(max(1, len(sents) - 10))
+        ctx, tokens = [], 0
+        i = start
+        while tokens < context_tokens:
+            s = sents[i % len(sents)] if i < start + len(sents) else rng.choice(all_sents)
+            ctx.append(s)
+            tokens += count_tokens(s)
+            i += 1
+        response = rng.sample(ctx, min(3, len(ctx))) + rng.sample(all_sents, 2)
+        cases.append(Case(response=" ".join(response), context=(Passage("doc", " ".join(ctx)),)))
+    return cases
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.array(xs), q))
+
+
+async def latency(inv: EntailmentInvariant, cases: list[Case]) -> tuple[float, float, float]:
+    """p50, p99 of one check (sequential), and the service overhead over raw onnxruntime on the same pairs."""
+    times, raw = [], []
+    for case in cases:
+        t0 = time.perf_counter()
+        await inv.check(case)
+        times.append(time.perf_counter() - t0)
+    # raw: the same (window, claim) pairs straight into the runtime, one call per case
+    from invariants.text import Bm25, make_windows
+
+    rt = inv.model.runtime
+    for case in cases:
+        passages = [(p.id, p.text) for p in case.context]
+        claims = [c.text for c in inv.claims(case.response)]
+        wins = make_windows(passages, rt.token_count, inv.options.window_tokens, inv.options.stride_tokens)
+        bm = Bm25([w.text for w in wins])
+        pairs = []
+        for c in claims:
+            top = bm.top_k(c, inv.options.top_k)
+            pairs += [(wins[i].text, c) for i in top]
+            if inv.options.merge_top2 and len(top) >= 2:
+                pairs.append((wins[top[0]].text + " " + wins[top[1]].text, c))
+        t0 = time.perf_counter()
+        rt.predict(pairs)
+        raw.append(time.perf_counter() - t0)
+    return pct(times, 50), pct(times, 99), statistics.mean(times) / statistics.mean(raw) - 1
+
+
+async def throughput(inv: EntailmentInvariant, cases: list[Case], concurrency: int) -> float:
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(c: Case) -> None:
+        async with sem:
+            await inv.check(c)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(c) for c in cases))
+    return len(cases) / (time.perf_counter() - t0)
+
+
+class _PerRequestModel:
+    """No cross-request batching: each check's pairs go to onnxruntime in their own call (in a worker thread)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.manifest = inner.manifest
+        self.name = inner.name
+
+    def token_count(self, text: str) -> int:
+        return self.inner.token_count(text)
+
+    async def predict(self, pairs):
+        return await asyncio.to_thread(self.inner.predict_sync, pairs)
+
+
+async def perf_tables(quick: bool, threads: int) -> str:
+    out = []
+    n_lat = 10 if quick else 40
+    zoo = ModelZoo(ZooSettings(intra_op_threads=threads, max_batch_size=32, max_wait_ms=2.0))
+    inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), zoo)
+    await inv.load()
+    out.append(f"{'context':<16}{'p50 ms':>10}{'p99 ms':>10}{'overhead vs raw ORT':>22}")
+    for tokens in (500, 2000):
+        cases = make_cases(n_lat, tokens, inv.model.token_count, seed=tokens)
+        p50, p99, over = await latency(inv, cases)
+        out.append(f"{f'~{tokens} tokens':<16}{p50 * 1000:>10.1f}{p99 * 1000:>10.1f}{over * 100:>21.1f}%")
+    out.append("")
+    n_tp = 32 if quick else 96
+    cases = make_cases(n_tp, 500, inv.model.token_count, seed=1)
+    unbatched_zoo = ModelZoo(ZooSettings(intra_op_threads=threads, max_batch_size=1, max_wait_ms=0.0))
+    inv_pair = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), unbatched_zoo)
+    await inv_pair.load()
+    inv_req = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), zoo)
+    await inv_req.load()
+    inv_req.model = _PerRequestModel(inv.model)
+    out.append(f"{'concurrency':<12}{'batched cases/s':>17}{'per-pair cases/s':>18}{'per-request cases/s':>21}"
+               f"{'batched/per-pair':>18}")
+    for conc in (1, 8, 64):
+        b = await throughput(inv, cases, conc)
+        u = await throughput(inv_pair, cases, conc)
+        r = await throughput(inv_req, cases, conc)
+        out.append(f"{conc:<12}{b:>17.2f}{u:>18.2f}{r:>21.2f}{b / u:>17.2f}x")
+    await zoo.close()
+    await unbatched_zoo.close()
+    return "\n".join(out)
+
+
+def model_variants(fp32: Path, ckpt: Path, threads: int, quick: bool) -> str:
+    from bench.nli_eval import LABELS, load
+    from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+
+    rows = load("snli_test", 300 if quick else None)
+    pairs = [(r["context"], r["response"]) for r in rows]
+    gold = np.array([LABELS.index(r["label"]) for r in rows])
+    cases = make_cases(16, 500, NliRuntime.from_dir(SHIPPED_DIR / DEFAULT_NLI).token_count, seed=3)
+    window_pairs = [(c.context[0].text[:700], s) for c in cases for s in c.response.split(". ")][:128]
+    variants = {"onnx int8 (shipped)": lambda: NliRuntime.from_dir(SHIPPED_DIR / DEFAULT_NLI, threads=threads)}
+    if fp32.is_file():
+        variants["onnx fp32"] = lambda: NliRuntime.from_dir(SHIPPED_DIR / DEFAULT_NLI, threads=threads,
+                                                            onnx_path=fp32)
+    torch_fn = None
+    if ckpt.is_dir():
+        try:
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            torch.set_num_threads(threads or 2)
+            tmodel = AutoModelForSequenceClassification.from_pretrained(str(ckpt)).eval()
+            ttok = AutoTokenizer.from_pretrained(str(ckpt))
+
+            def torch_fn(ps):
+                with torch.no_grad():
+                    f = ttok([p for p, _ in ps], [h for _, h in ps], truncation=True, max_length=256, padding=True,
+                             return_tensors="pt")
+                    return torch.softmax(tmodel(**f).logits, -1).numpy()
+        except ImportError:
+            torch_fn = None
+    lines = [f"{'model':<22}{'window pairs/s':>16}{'SNLI acc':>10}{'size MB':>9}"]
+    runners = {k: (lambda v=v: v().predict) for k, v in variants.items()}
+    if torch_fn is not None:
+        runners["pytorch fp32"] = lambda: torch_fn
+    for name, make in runners.items():
+        fn = make()
+        fn(window_pairs[:8])
+        t0 = time.perf_counter()
+        for i in range(0, len(window_pairs), 16):
+            fn(window_pairs[i:i + 16])
+        pps = len(window_pairs) / (time.perf_counter() - t0)
+        probs = np.concatenate([fn(pairs[i:i + 32]) for i in range(0, len(pairs), 32)])
+        acc = float((probs.argmax(1) == gold).mean())
+        size = {"onnx int8 (shipped)": (SHIPPED_DIR / DEFAULT_NLI / "model.onnx").stat().st_size,
+                "onnx fp32": fp32.stat().st_size if fp32.is_file() else 0}.get(name, 0) / 1e6
+        lines.append(f"{name:<22}{pps:>16.1f}{acc:>10.3f}{size:>9.1f}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer cases (smoke run)")
+    ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("GUARDRAIL_BENCH_THREADS", "2")))
+    ap.add_argument("--fp32", type=Path, default=FP32_DEFAULT)
+    ap.add_argument("--torch-checkpoint", type=Path, default=CKPT_DEFAULT)
+    args = ap.parse_args()
+    if not args.skip_accuracy:
+        from bench.nli_eval import evaluate, table
+
+        results = asyncio.run(evaluate(None, 200 if args.quick else None,
+                                       ModelZoo(ZooSettings(intra_op_threads=args.threads))))
+        print("== accuracy on dev (threshold = shipped default; AUROC is threshold-free)")
+        print(table(results))
+        print()
+    print("== latency and throughput (5-sentence responses, WikiText contexts)")
+    print(asyncio.run(perf_tables(args.quick, args.threads)))
+    print()
+    print("== model variants (raw runtime, batches of 16 window pairs)")
+    print(model_variants(args.fp32, args.torch_checkpoint, args.threads, args.quick))
+
+
+if __name__ == "__main__":
+    main()
