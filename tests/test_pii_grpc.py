@@ -6,6 +6,7 @@ import pytest
 
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
+from guardrail_server.logs import configure_logging
 from tests.conftest import make_config, running_server
 
 PHONE_IN_CONTEXT = "+1 (212) 555-0187"
@@ -21,6 +22,7 @@ async def test_grpc_check_reports_leaks_without_the_values(capfd: pytest.Capture
         {"id": "doc-1", "text": "Returns are accepted within thirty days."},
         {"id": "doc-3", "text": f"Customer Marta Kowalczyk, phone {PHONE_IN_CONTEXT}, e-mail {EMAIL}."},
     ]
+    configure_logging("debug", "json")  # bind the log stream to the captured stderr
     async with running_server(make_config(POLICY)) as (_, target):
         async with AsyncGuardrailClient(target, timeout=60) as client:
             leak = await client.check(response, question="How can I reach the customer?", context=context)
