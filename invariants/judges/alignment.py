@@ -7,6 +7,7 @@ best with, and *neutral* (unsupported) when it talks about something the passage
 3-way logistic regression whose weights are fitted on train-side data only (SNLI train + synthetic FactCC-style pairs,
 see `invariants.judges.fit_alignment`) and ship as data (`alignment_params.json`), so its probabilities are
 calibrated on that mix. Its errors are different from a transformer's - which is what a second judge is for.
+There is deliberately no length feature: answer length separates some datasets (HaluEval) and nothing else.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ _NOT_ENTITIES = frozenset({"The", "A", "An", "In", "On", "At", "He", "She", "It"
 
 FEATURES: tuple[str, ...] = (
     "cov", "cov_best", "missing_content", "bigram", "num_h", "num_miss", "num_conflict", "ent_h", "ent_miss",
-    "ent_conflict", "neg_h", "neg_mismatch", "antonym", "len_h", "len_ratio", "cov_best_x_num_conflict",
+    "ent_conflict", "neg_h", "neg_mismatch", "antonym", "cov_best_x_num_conflict",
     "cov_best_x_ent_conflict", "cov_best_x_neg_mismatch", "cov_best_x_antonym", "uncovered_best",
 )
 
@@ -176,8 +177,6 @@ def features(premise: str, hypothesis: str) -> np.ndarray:
         float(h.negated),
         neg_mismatch,
         antonym,
-        math.log1p(len(h.tokens)),
-        math.log((1 + len(p.tokens)) / (1 + len(h.tokens))),
         best_cov * num_conflict,
         best_cov * ent_conflict,
         best_cov * neg_mismatch,
