@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PERSON", "LOCATION",
+    "STREET_ADDRESS",
 )
 # Noisy detectors need more evidence than the default floor (see the "Known traps").
 DEFAULT_SCORE_THRESHOLDS: dict[str, float] = {

@@ -29,6 +29,7 @@ VALUES: dict[str, tuple[str, str]] = {
     "IP_ADDRESS": ("192.168.10.4", "192.168.10.4"),
     "PERSON": ("Marta Kowalczyk", "Marta Kowalczyk"),
     "LOCATION": ("Rotterdam", "Rotterdam"),
+    "STREET_ADDRESS": ("221B Baker Street", "221b Baker St."),
 }
 SENTENCES: dict[str, str] = {
     "EMAIL_ADDRESS": "Her e-mail address is {}.",
@@ -39,6 +40,7 @@ SENTENCES: dict[str, str] = {
     "IP_ADDRESS": "The login came from IP address {}.",
     "PERSON": "The complaint was filed by {} last week.",
     "LOCATION": "She lives in {}.",
+    "STREET_ADDRESS": "The parcel goes to {} tomorrow.",
 }
 
 

@@ -17,6 +17,7 @@ from invariants.pii.normalize import normalize, phone_key, trim_name
         ("IBAN_CODE", "de89 3704 0044 0532 0130 00", "DE89370400440532013000"),
         ("IP_ADDRESS", "010.001.002.003", "10.1.2.3"),
         ("LOCATION", "  New   York ", "new york"),
+        ("STREET_ADDRESS", "221B Baker Street", "221b baker st."),
     ],
 )
 def test_same_value_same_form(entity: str, a: str, b: str) -> None:

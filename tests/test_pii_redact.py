@@ -9,11 +9,11 @@ from invariants.pii import get_analyzer, redact
 TEXT = (
     "Customer Marta Kowalczyk (marta.kowalczyk@example.org, +1 (212) 555-0187) paid with 4111 1111 1111 1111 "
     "from 192.168.10.4; refund to IBAN DE89 3704 0044 0532 0130 00, social security number 536-22-8417. "
-    "She lives in Rotterdam."
+    "She lives in Rotterdam, at 221B Baker Street."
 )
 RAW = [
     "Kowalczyk", "marta.kowalczyk@example.org", "555-0187", "4111 1111 1111 1111", "192.168.10.4",
-    "DE89 3704 0044 0532 0130 00", "536-22-8417", "Rotterdam",
+    "DE89 3704 0044 0532 0130 00", "536-22-8417", "Rotterdam", "Baker Street",
 ]
 
 
@@ -22,7 +22,7 @@ def test_redact_replaces_every_value_with_its_type() -> None:
     for raw in RAW:
         assert raw not in redacted
     for tag in ("<PERSON>", "<EMAIL_ADDRESS>", "<PHONE_NUMBER>", "<CREDIT_CARD>", "<IP_ADDRESS>", "<IBAN_CODE>",
-                "<US_SSN>", "<LOCATION>"):
+                "<US_SSN>", "<LOCATION>", "<STREET_ADDRESS>"):
         assert tag in redacted
     assert redacted.startswith("Customer ")  # only the value goes, the sentence stays readable
     assert "paid with" in redacted and "refund to IBAN" in redacted

@@ -15,7 +15,7 @@ from invariants.pii.normalize import Name, trim_name
 # DATE_TIME on groups of a card number, PERSON/LOCATION on an e-mail's local part), the precise one wins.
 PRECISE_TYPES = frozenset(
     {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "IP_ADDRESS", "CRYPTO",
-     "UK_NHS", "MAC_ADDRESS"}
+     "UK_NHS", "MAC_ADDRESS", "STREET_ADDRESS"}
 )
 # Types that only spaCy's NER produces; unavailable in pattern-only mode.
 NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})

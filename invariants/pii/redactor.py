@@ -16,6 +16,7 @@ from invariants.pii.engine import get_analyzer, loaded_analyzer
 REDACT_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "US_BANK_NUMBER",
     "US_DRIVER_LICENSE", "US_PASSPORT", "IP_ADDRESS", "CRYPTO", "MEDICAL_LICENSE", "UK_NHS", "PERSON", "LOCATION",
+    "STREET_ADDRESS",
 )
 REDACT_SCORE_THRESHOLD = 0.3
 
