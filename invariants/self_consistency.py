@@ -25,9 +25,10 @@ import numpy as np
 from pydantic import Field
 
 from invariants.base import skipped, verdict_from_score
-from invariants.disagreement import JudgeScore, case_key, in_sample, panel_details
+from invariants.disagreement import JudgeScore
 from invariants.judges import JudgedOptions, JudgeError, load_judges
 from invariants.judges.base import Judge
+from invariants.judges.panel import SecondaryPanel
 from invariants.runner import error_verdict
 from invariants.text import Bm25, Span, content_words, make_windows, split_sentences
 from invariants.types import Case, Finding, Verdict
@@ -122,16 +123,20 @@ class SelfConsistencyInvariant:
         self.threshold = threshold
         self.options = options
         self.zoo = zoo
-        self.judges: list[Judge] = []
-        self.thresholds: list[float] = [s.threshold if s.threshold is not None else threshold for s in options.judges]
+        self.primary: Judge | None = None
+        self.panel = SecondaryPanel([], [], options.secondary_fraction, options.disagreement_margin)
 
     @property
     def judge(self) -> str:
-        return self.judges[0].name if self.judges else ""
+        return self.primary.name if self.primary else ""
 
     async def load(self) -> None:
-        if not self.judges:
-            self.judges = await load_judges(self.options.judges, self.zoo, self.name)
+        if self.primary is None:
+            (self.primary,) = await load_judges(self.options.judges[:1], self.zoo, self.name)
+            o = self.options
+            self.panel = await SecondaryPanel.load(o.judges[1:], self.zoo, self.name, self.threshold,
+                                                   o.secondary_fraction, o.disagreement_margin,
+                                                   primary=(self.primary.name, self.primary.family))
 
     def sentences(self, response: str) -> list[Span]:
         spans = [s for s in split_sentences(response) if content_words(s.text)]
@@ -139,28 +144,15 @@ class SelfConsistencyInvariant:
             spans = [s for s in spans if _is_claim(s.text)]
         return spans[: self.options.max_sentences]
 
-    async def _judge(self, k: int, sentences: Sequence[str], samples: Sequence[str]) -> tuple[Consistency, float]:
-        started = time.perf_counter()
-        matrix = await contradiction_matrix(self.judges[k], sentences, samples, self.options)
-        return summarize(matrix, self.options.aggregation), time.perf_counter() - started
-
-    async def _secondary(self, k: int, sentences: Sequence[str], samples: Sequence[str]) -> JudgeScore:
-        judge = self.judges[k]
-        started = time.perf_counter()
-        try:
-            result, latency = await self._judge(k, sentences, samples)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a secondary judge must never break the primary's verdict
-            msg = str(exc) if isinstance(exc, JudgeError) else f"{type(exc).__name__}: {exc}"
-            return JudgeScore(judge.name, judge.family, 0.0, self.thresholds[k], time.perf_counter() - started,
-                              msg[:300])
-        return JudgeScore(judge.name, judge.family, result.score, self.thresholds[k], latency)
+    async def consistency(self, judge: Judge, sentences: Sequence[str], samples: Sequence[str]) -> Consistency:
+        matrix = await contradiction_matrix(judge, sentences, samples, self.options)
+        return summarize(matrix, self.options.aggregation)
 
     async def check(self, case: Case) -> Verdict:
         started = time.perf_counter()
-        if not self.judges:
+        if self.primary is None:
             await self.load()
+        assert self.primary is not None
         indexed = [(j, s) for j, s in enumerate(case.samples) if s.strip()][: self.options.max_samples]
         if not indexed:
             return skipped(self.name, self.threshold, "no samples to compare the response with", started=started)
@@ -169,23 +161,23 @@ class SelfConsistencyInvariant:
             return skipped(self.name, self.threshold, "no checkable sentences in the response", started=started)
         sentences = [s.text for s in spans]
         samples = [s for _, s in indexed]
-        run_secondary = len(self.judges) > 1 and in_sample(
-            case_key(case.request_id, case.response), self.options.secondary_fraction)
-        secondary = [asyncio.ensure_future(self._secondary(k, sentences, samples))
-                     for k in range(1, len(self.judges))] if run_secondary else []
+
+        async def score_with(judge: Judge) -> float:
+            return (await self.consistency(judge, sentences, samples)).score
+
+        secondary = self.panel.start(case, score_with)
         try:
-            result, latency = await self._judge(0, sentences, samples)
+            result = await self.consistency(self.primary, sentences, samples)
         except JudgeError as exc:
-            for task in secondary:
-                task.cancel()
+            self.panel.cancel(secondary)
             return error_verdict(self.name, self.threshold, "judge_error", str(exc)[:500], started)
-        others = list(await asyncio.gather(*secondary))
-        primary = JudgeScore(self.judge, self.judges[0].family, result.score, self.threshold, latency)
+        primary = JudgeScore(self.judge, self.primary.family, result.score, self.threshold,
+                             time.perf_counter() - started)
         details: dict[str, Any] = {
             "samples": len(samples),
             "sentences": [{"start": s.start, "end": s.end, "score": round(1.0 - float(c), 4)}
                           for s, c in zip(spans, result.per_sentence, strict=True)],
-            **panel_details(primary, others, self.options.disagreement_margin),
+            **(await self.panel.details(primary, secondary)),
         }
         findings = self._findings(spans, result, [j for j, _ in indexed])
         return verdict_from_score(self.name, result.score, self.threshold, findings, started=started,

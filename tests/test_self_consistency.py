@@ -12,11 +12,11 @@ from invariants.types import Case, Outcome
 from models.zoo import ModelZoo
 from tests.conftest import make_config, running_server
 
-RESPONSE = ("The Eiffel Tower was completed in 1889. "
-            "It was designed by the engineering company of Gustave Eiffel. "
-            "The tower is located on the Champ de Mars in Paris.")
-SECOND = RESPONSE.index("It was designed")
-THIRD = RESPONSE.index("The tower is located")
+RESPONSE = ("The Eiffel Tower stands on the Champ de Mars in Paris. "
+            "The Eiffel Tower was completed in 1889. "
+            "The tower was designed by the engineering company of Gustave Eiffel.")
+SECOND = RESPONSE.index("The Eiffel Tower was completed")
+THIRD = RESPONSE.index("The tower was designed")
 
 CONSISTENT = (
     "The Eiffel Tower was completed in 1889 and stands on the Champ de Mars in Paris.",
@@ -24,11 +24,11 @@ CONSISTENT = (
     "Completed in 1889, the Eiffel Tower in Paris was designed by the company of Gustave Eiffel.",
 )
 CONTRADICTING = (
-    "The Eiffel Tower was completed in 1889 and stands on the Champ de Mars in Paris.",  # agrees
-    "The Eiffel Tower was completed in 1889. It was designed by Thomas Edison, not by Gustave Eiffel.",
-    "The Eiffel Tower was completed in 1889. It was never designed by Gustave Eiffel's company; Thomas Edison "
-    "designed it.",
+    "The Eiffel Tower stands on the Champ de Mars in Paris. The Eiffel Tower was completed in 1925.",
+    "The Eiffel Tower was completed in 1931, long after the World's Fair. It stands in Paris.",
+    "Completed in 1925, the Eiffel Tower stands on the Champ de Mars in Paris.",
 )
+MIXED = (CONSISTENT[1], CONTRADICTING[1], CONTRADICTING[2])  # sample 0 agrees, 1 and 2 contradict sentence 2
 
 
 @pytest.fixture(scope="module")
@@ -51,18 +51,30 @@ async def test_consistent_samples_pass(zoo: ModelZoo, judge: str) -> None:
 
 
 @pytest.mark.parametrize("judge", ["nli", "alignment"])
-async def test_contradicting_samples_flag_the_right_sentence_and_name_the_samples(zoo: ModelZoo, judge: str) -> None:
+async def test_contradicting_samples_flag_the_right_sentence(zoo: ModelZoo, judge: str) -> None:
     verdict = await invariant(zoo, judge).check(Case(response=RESPONSE, samples=CONTRADICTING))
     assert verdict.outcome is Outcome.FAIL, verdict.details
     flagged = [(f.start, f.end) for f in verdict.findings]
     assert (SECOND, THIRD - 1) in flagged, (flagged, verdict.details)
-    assert all(start != 0 and start != THIRD for start, _ in flagged)  # the agreed sentences are not flagged
+    assert all(start != 0 for start, _ in flagged)  # the sentence every sample agrees with is not flagged
     finding = next(f for f in verdict.findings if f.start == SECOND)
-    assert RESPONSE[finding.start:finding.end].startswith("It was designed by the engineering company")
-    named = [e["sample"] for e in finding.evidence["contradicting_samples"]]
-    assert named and set(named) <= {1, 2} and 0 not in named
+    assert RESPONSE[finding.start:finding.end] == "The Eiffel Tower was completed in 1889."
     assert finding.score == pytest.approx(1 - finding.evidence["mean_contradiction"], abs=1e-3)
     assert verdict.score == pytest.approx(min(s["score"] for s in verdict.details["sentences"]), abs=1e-3)
+
+
+@pytest.mark.parametrize("judge", ["nli", "alignment"])
+async def test_evidence_names_the_contradicting_samples_only(zoo: ModelZoo, judge: str) -> None:
+    mixed = await invariant(zoo, judge, evidence_min=0.4).check(Case(response=RESPONSE, samples=MIXED))
+    agreed = await invariant(zoo, judge).check(Case(response=RESPONSE, samples=CONSISTENT))
+    second = {d["start"]: d["score"] for d in mixed.details["sentences"]}[SECOND]
+    assert second < {d["start"]: d["score"] for d in agreed.details["sentences"]}[SECOND] - 0.1
+    invariant_at = invariant(zoo, judge, evidence_min=0.4)
+    invariant_at.threshold = second + 0.01  # whatever the calibration, the weakest sentence is reported
+    verdict = await invariant_at.check(Case(response=RESPONSE, samples=MIXED))
+    finding = next(f for f in verdict.findings if f.start == SECOND)
+    named = [e["sample"] for e in finding.evidence["contradicting_samples"]]
+    assert named and set(named) <= {1, 2}, finding.evidence
 
 
 async def test_mean_aggregation_is_milder_than_max(zoo: ModelZoo) -> None:
@@ -75,7 +87,7 @@ async def test_mean_aggregation_is_milder_than_max(zoo: ModelZoo) -> None:
 async def test_a_long_sample_is_windowed_and_the_relevant_part_found(zoo: ModelZoo) -> None:
     filler = " ".join(f"Paris has many museums, and visitor number {i} admired the paintings in the galleries."
                       for i in range(40))
-    long_contra = filler + " The Eiffel Tower was designed by Thomas Edison, not by Gustave Eiffel's company."
+    long_contra = filler + " The Eiffel Tower was completed in 1925."
     inv = invariant(zoo, "nli")
     verdict = await inv.check(Case(response=RESPONSE, samples=(long_contra, long_contra)))
     scores = {d["start"]: d["score"] for d in verdict.details["sentences"]}
