@@ -181,3 +181,32 @@ async def test_sampler_calls_the_system_under_test_n_times_at_temperature() -> N
     assert "Who built the tower?" in user and "Eiffel's firm built it." in user
     with pytest.raises(ValueError, match="temperature"):
         await sample_responses(case, fake.url, "sut-model", n=2, temperature=0.0)
+
+
+async def test_api_key_comes_from_the_named_env_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_JUDGE_KEY", "sk-test-123")
+    seen: list[str] = []
+
+    def reply(body: dict) -> str:
+        return judgement(items_in(body), 1.0, 0.0, 0.0)
+
+    with FakeOpenAI(reply) as fake:
+        inv = llm_invariant(fake.url, api_key_env="TEST_JUDGE_KEY")
+        original = fake.server.RequestHandlerClass.do_POST
+
+        def capture(handler) -> None:  # type: ignore[no-untyped-def]
+            seen.append(handler.headers.get("Authorization", ""))
+            original(handler)
+
+        fake.server.RequestHandlerClass.do_POST = capture
+        await inv.check(CASE)
+    assert seen == ["Bearer sk-test-123"]
+
+
+async def test_sampler_endpoint_down_is_a_clear_error() -> None:
+    from invariants.judges.openai_client import ChatError
+    from tests.conftest import free_port
+
+    case = Case(response="", question="Anything?")
+    with pytest.raises(ChatError, match="failed after 2 attempts"):
+        await sample_responses(case, f"http://127.0.0.1:{free_port()}/v1", "m", n=2, retries=1, timeout_s=1.0)
