@@ -1,8 +1,12 @@
 """Fits the hybrid judge (model + lexical alignment -> P(supported)) on train-side data and stores it in the manifest.
 
-Data: synthetic cases from the WikiText documents held out of NLI training (`train.HELD_OUT_DOCS`): a multi-sentence
-context and one claim, labelled supported iff the generator made an entailed claim. Features come from the real
-invariant path (windows, BM25 top-k, NLI), so the rule is fitted on exactly what it will combine. Never reads dev/.
+Data (train-side only, never dev/): synthetic cases from the WikiText documents held out of NLI training
+(`train.HELD_OUT_DOCS`) — a multi-sentence context and one claim, supported iff the generator made an entailed claim —
+plus SNLI pairs from train/ (entailment vs rest). The synthetic cases alone are lexically easy (unsupported claims
+bring new words), which would teach the rule to trust word overlap; the SNLI pairs (new words, still entailed) pull
+it back toward the model and embedding features. Caveat: the NLI model was trained on those SNLI pairs, so its
+feature looks stronger on them than on unseen text. Features come from the real invariant path (windows, BM25 +
+embedding top-k, NLI), so the rule is fitted on exactly what it will combine.
 Run: `python -m models.training.fit_judge [--model minilm-groundedness-v1]` (no torch needed).
 """
 
@@ -50,16 +54,24 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-async def collect(model_name: str | None, embedder_name: str, n: int, seed: int
+async def collect(model_name: str | None, embedder_name: str, n: int, seed: int, snli_n: int = 0
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from invariants.entailment import EntailmentOptions, score_claims
     from models.training.generator import PairGenerator
-    from models.training.train import split_documents
+    from models.training.generator import Pair
+    from models.training.train import load_snli, split_documents
     from models.zoo import ModelZoo
 
     _, held = split_documents()
     gen = PairGenerator(held, seed=seed, max_window_sentences=10, max_window_words=320)
     pairs = gen.generate(n)
+    if snli_n:
+        snli = load_snli()
+        rng = np.random.default_rng(seed)
+        pairs += [Pair(snli[i][0], snli[i][1], snli[i][2], "snli")
+                  for i in rng.choice(len(snli), size=min(snli_n, len(snli)), replace=False)]
+        order = rng.permutation(len(pairs))
+        pairs = [pairs[i] for i in order]
     zoo = ModelZoo()
     model = await zoo.load_nli(model_name)
     embedder = await zoo.load_embedder(embedder_name)
@@ -82,12 +94,13 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--embedder", default="minilm-l6-embed")
     ap.add_argument("--n", type=int, default=3000)
+    ap.add_argument("--snli", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
     from models.manifest import load_manifest
     from models.zoo import ModelZoo
 
-    x, y, kinds = asyncio.run(collect(args.model, args.embedder, args.n, args.seed))
+    x, y, kinds = asyncio.run(collect(args.model, args.embedder, args.n, args.seed, args.snli))
     half = len(y) // 2
     w, b, _, _ = fit_logistic(x[:half], y[:half])
     held_auc = auroc(x[half:] @ w + b, y[half:])
@@ -101,8 +114,9 @@ def main() -> None:
         "embedder": args.embedder,
         "weights": {f: round(float(v), 6) for f, v in zip(FEATURES, w, strict=True)},
         "bias": round(b, 6),
-        "fitted_on": f"{len(y)} synthetic (context, claim) cases from the {len(set(kinds))} generator kinds over "
-                     "held-out WikiText-2 documents (train-side; never dev/)",
+        "fitted_on": f"{len(y)} train-side cases: {kinds.count('snli')} SNLI train pairs + "
+                     f"{len(y) - kinds.count('snli')} synthetic (context, claim) cases from held-out WikiText-2 "
+                     "documents; never dev/",
         "seed": args.seed,
         "synthetic_auroc_half_split": {"hybrid": round(held_auc, 4), "model_only": round(model_auc, 4),
                                        "single_features": single},
