@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
 
 from invariants.judges.openai_client import ChatClient
 from invariants.types import Case
@@ -52,3 +54,21 @@ async def sample_responses(case: Case, endpoint: str, model: str, n: int = 5, te
     finally:
         await client.aclose()
     return tuple(a.strip() for a in answers if a.strip())
+
+
+async def fill_samples(cases: Sequence[Case], endpoint: str, model: str, n: int = 5, temperature: float = 1.0, *,
+                       concurrency: int = 4, **kwargs: Any) -> list[Case]:
+    """Cases without samples get N sampled answers (cases that have samples, or no question, are left as they are).
+
+    For `guardrail eval --sampler`: run it over the loaded cases before they are dispatched to the engine.
+    """
+    sem = asyncio.Semaphore(concurrency)
+
+    async def one(case: Case) -> Case:
+        if case.samples or not case.question.strip():
+            return case
+        async with sem:
+            samples = await sample_responses(case, endpoint, model, n, temperature, **kwargs)
+        return replace(case, samples=samples)
+
+    return list(await asyncio.gather(*(one(c) for c in cases)))

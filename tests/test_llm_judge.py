@@ -210,3 +210,15 @@ async def test_sampler_endpoint_down_is_a_clear_error() -> None:
     case = Case(response="", question="Anything?")
     with pytest.raises(ChatError, match="failed after 2 attempts"):
         await sample_responses(case, f"http://127.0.0.1:{free_port()}/v1", "m", n=2, retries=1, timeout_s=1.0)
+
+
+async def test_fill_samples_only_touches_cases_without_samples() -> None:
+    from guardrail_server.llm_sampler import fill_samples
+
+    cases = [Case(response="r", question="Q one?"), Case(response="r", question="Q two?", samples=("kept",)),
+             Case(response="r")]
+    with FakeOpenAI(lambda body: f"sampled {body['seed']}") as fake:
+        filled = await fill_samples(cases, fake.url, "sut", n=3, temperature=0.7)
+    assert filled[0].samples == ("sampled 0", "sampled 1", "sampled 2")
+    assert filled[1].samples == ("kept",) and filled[2].samples == ()
+    assert len(fake.requests) == 3
