@@ -337,3 +337,43 @@ async def test_raw_text_only_when_configured(tmp_path: Path) -> None:
     with ReviewStore(cfg.url) as st:
         sample = st.get_sample(sid)
     assert sample["redacted"] is False and "jane.doe@example.com" in sample["case"]["response"]
+
+
+async def test_unpicklable_redactor_runs_in_the_writer_thread(tmp_path: Path) -> None:
+    cfg = config(tmp_path, random_rate=1.0, store_raw_text=False)
+    s = ReviewSampler(cfg, redactor=lambda text: text.replace("Jane Doe", "<PERSON>"))
+    await s.start()
+    assert s._worker is None
+    sid = s.offer(PII_CASE, [verdict("pii_boundary", 0.0)], "block")
+    await s.stop()
+    with ReviewStore(cfg.url) as st:
+        sample = st.get_sample(sid)
+    assert sample["case"]["question"] == "What is <PERSON>'s email?" and sample["redacted"] is True
+
+
+def test_long_passages_are_clipped_before_storage() -> None:
+    from guardrail_server.review.records import MAX_PASSAGE_CHARS, case_record
+
+    rec = case_record(Case(response="r", context=(Passage("p", "x" * (MAX_PASSAGE_CHARS + 500)),)), None)
+    assert rec["context"][0]["text"].startswith("x" * MAX_PASSAGE_CHARS)
+    assert rec["context"][0]["text"].endswith("[… 500 more characters not stored]")
+
+
+async def test_stop_drops_and_counts_what_cannot_be_written_in_time(tmp_path: Path) -> None:
+    def slow(text: str) -> str:
+        time.sleep(0.05)
+        return text.upper()
+
+    cfg = config(tmp_path, random_rate=1.0, store_raw_text=False)
+    s = ReviewSampler(cfg, redactor=lambda text: slow(text))
+    await s.start()
+    before = metric("guardrail_review_drops_total", cause="shutdown")
+    ids = [s.offer(make_case(i), [verdict("entailment", 0.9)], "allow") for i in range(200)]
+    t0 = time.monotonic()
+    await s.stop(timeout_s=1.0)
+    assert time.monotonic() - t0 < 3.0
+    dropped = metric("guardrail_review_drops_total", cause="shutdown") - before
+    with ReviewStore(cfg.url) as st:
+        stored = st.sample_ids()
+    assert dropped > 0 and len(stored) + dropped == len(ids) == 200
+    assert all(st_id in ids for st_id in stored)

@@ -23,6 +23,7 @@ Redactor = Callable[[str], str]
 REASONS = ("disagreement", "failure", "random")
 PRIORITY = {reason: i for i, reason in enumerate(REASONS)}
 REDACTION_UNAVAILABLE = "[redaction unavailable: text withheld]"
+MAX_PASSAGE_CHARS = 8000  # reviewers read passages, they do not need 32k of each; also bounds redaction cost
 
 
 @dataclass(slots=True)
@@ -103,12 +104,18 @@ def verdict_record(v: Verdict, response: str, redact: Redactor | None) -> dict[s
     }
 
 
+def _clip(text: str) -> str:
+    if len(text) <= MAX_PASSAGE_CHARS:
+        return text
+    return text[:MAX_PASSAGE_CHARS] + f" [… {len(text) - MAX_PASSAGE_CHARS} more characters not stored]"
+
+
 def case_record(case: Case, redact: Redactor | None) -> dict[str, Any]:
     return {
         "question": _safe(redact, case.question),
         "response": _safe(redact, case.response),
         "context": [
-            {"id": p.id, "title": _safe(redact, p.title), "url": p.url, "text": _safe(redact, p.text)}
+            {"id": p.id, "title": _safe(redact, p.title), "url": p.url, "text": _safe(redact, _clip(p.text))}
             for p in case.context
         ],
         "samples": [_safe(redact, s) for s in case.samples],

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from guardrail_server.config import ReviewConfig
 from guardrail_server.review import metrics as m
 from guardrail_server.review.records import Pending, Redactor, default_redactor, new_id, to_record
+from guardrail_server.review.redaction import RedactionWorker, cached, picklable
 from guardrail_server.review.spool import Spool
 from guardrail_server.review.store import ReviewStore
 from invariants.types import Case, Outcome, Verdict
@@ -26,6 +27,7 @@ from invariants.types import Case, Outcome, Verdict
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
+REDACT_BATCH_SIZE = 8
 REPLAY_BUDGET = 2000  # records replayed per writer iteration, so replay never starves fresh samples
 MAX_BACKOFF_S = 30.0
 
@@ -66,6 +68,7 @@ class ReviewSampler:
         self.config = config
         self._explicit_redactor = redactor
         self._redact: Redactor | None = None
+        self._worker: RedactionWorker | None = None
         self._rng = rng
         self._clock = clock
         self._queue: queue.Queue[Pending] = queue.Queue(maxsize=config.queue_size)
@@ -78,6 +81,7 @@ class ReviewSampler:
         self._backoff = 0.5
         self._next_retry = 0.0
         self._stop = threading.Event()
+        self._deadline = float("inf")
         self._thread: threading.Thread | None = None
         self.counts = {"offered": 0, "sampled": 0, "dropped": 0, "stored": 0, "spooled": 0, "replayed": 0}
 
@@ -92,19 +96,32 @@ class ReviewSampler:
         self._thread.start()
 
     def _prepare(self) -> None:
-        if self.config.store_raw_text:
-            self._redact = None
-        else:
-            self._redact = self._explicit_redactor or default_redactor()
-            self._redact("warm up the redactor: Jane Doe, jane@example.com")
+        if not self.config.store_raw_text:
+            redact = self._explicit_redactor
+            if picklable(redact):
+                try:
+                    worker = RedactionWorker(redact)
+                    worker.start()
+                    self._worker = worker
+                except Exception as exc:  # noqa: BLE001 - fall back to redacting in the writer thread
+                    log.warning("review: redaction worker unavailable (%s); redacting in-process", type(exc).__name__)
+            if self._worker is None:
+                self._in_thread_redactor()("warm up the redactor: Jane Doe, jane@example.com")
         self.spool.open()
         m.SPOOL_DEPTH.set(self.spool.depth)
         self._try_store()
 
+    def _in_thread_redactor(self) -> Redactor:
+        if self._redact is None:
+            self._redact = cached(self._explicit_redactor or default_redactor())
+        return self._redact
+
     async def stop(self, timeout_s: float = 30.0) -> None:
-        """Drains the queue into the store or the spool, then closes both."""
+        """Drains the queue into the store or the spool, then closes both. What cannot be redacted and written
+        within `timeout_s` is dropped (and counted): unredacted text never goes to disk."""
         if self._thread is None:
             return
+        self._deadline = time.monotonic() + timeout_s * 0.8
         self._stop.set()
         await asyncio.to_thread(self._thread.join, timeout_s)
         if self._thread.is_alive():
@@ -182,12 +199,12 @@ class ReviewSampler:
         self.counts["replayed"] += len(records)
         m.STORED.labels("replay").inc(len(records))
 
-    def _take(self, timeout: float) -> list[Pending]:
+    def _take(self, timeout: float, limit: int = BATCH_SIZE) -> list[Pending]:
         try:
             batch = [self._queue.get(timeout=timeout)]
         except queue.Empty:
             return []
-        while len(batch) < BATCH_SIZE:
+        while len(batch) < limit:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
@@ -195,10 +212,21 @@ class ReviewSampler:
         return batch
 
     def _records(self, batch: list[Pending]) -> list[dict]:
-        out = []
-        for p in batch:
+        if self._worker is not None:
             try:
-                out.append(to_record(p, self._redact))
+                return self._worker.records(batch)
+            except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable detail: redact this batch here
+                log.warning("review: redaction worker failed (%s); redacting in-process", type(exc).__name__)
+        redact = None if self.config.store_raw_text else self._in_thread_redactor()
+        out = []
+        for i, p in enumerate(batch):
+            if self._stop.is_set() and time.monotonic() > self._deadline:
+                m.DROPS.labels("shutdown").inc(len(batch) - i)
+                self.counts["dropped"] += len(batch) - i
+                log.error("review: shutdown deadline passed; %d samples dropped", len(batch) - i)
+                break
+            try:
+                out.append(to_record(p, redact))
             except Exception:  # noqa: BLE001 - one bad case must not sink the batch
                 log.exception("review: could not serialise sample %s", p.id)
                 m.DROPS.labels("spool_error").inc()
@@ -227,11 +255,29 @@ class ReviewSampler:
             log.exception("review: spool append failed; %d samples lost", len(records))
         m.SPOOL_DEPTH.set(self.spool.depth)
 
+    def _drop_remaining(self) -> None:
+        lost = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+                lost += 1
+            except queue.Empty:
+                break
+        if lost:
+            m.DROPS.labels("shutdown").inc(lost)
+            self.counts["dropped"] += lost
+            log.error("review: shutdown deadline passed; %d queued samples dropped", lost)
+
     def _run(self) -> None:
         try:
             while True:
                 stopping = self._stop.is_set()
-                batch = self._take(timeout=0.0 if stopping else 0.1)
+                if stopping and time.monotonic() > self._deadline:
+                    self._drop_remaining()
+                    break
+                # redaction takes ~10-100 ms a sample: small batches keep the stop deadline and the store fresh
+                limit = BATCH_SIZE if self.config.store_raw_text else REDACT_BATCH_SIZE
+                batch = self._take(timeout=0.0 if stopping else 0.1, limit=limit)
                 m.QUEUE_DEPTH.set(self._queue.qsize())
                 if batch:
                     self._write(self._records(batch))
@@ -240,7 +286,7 @@ class ReviewSampler:
                 idle = self._queue.qsize() < self._high_water
                 if idle and (self.spool.depth or not self._healthy) and time.monotonic() >= self._next_retry:
                     self._try_store()
-            if self.spool.depth:
+            if self.spool.depth and time.monotonic() < self._deadline:
                 self._try_store()
         except Exception:  # noqa: BLE001 - the writer must not die silently
             log.exception("review writer crashed")
@@ -248,4 +294,7 @@ class ReviewSampler:
             m.QUEUE_DEPTH.set(self._queue.qsize())
             self.spool.close()
             self.store.close()
+            if self._worker is not None:
+                self._worker.stop()
+                self._worker = None
             self._store_open = False
