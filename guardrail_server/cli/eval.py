@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="in-process engine (default local)")
     p.add_argument("--ray-address", help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--ray-workers", type=int, default=1, help="engine actors on Ray, each loads the models once")
+    p.add_argument("--ray-cpus-per-worker", type=float, default=1.0, help="CPUs Ray reserves for each engine actor")
     p.add_argument("--concurrency", "-j", type=int, default=16, help="cases in flight per engine (default 16)")
     p.add_argument("--timeout", type=float, default=60.0,
                    help="per-invariant timeout in seconds for in-process engines (evals are not latency-bound)")
@@ -108,7 +109,8 @@ def _backend(args: argparse.Namespace, config: Any):  # type: ignore[no-untyped-
             from guardrail_server.evals.ray_engine import RayBackend
         except ImportError:
             raise SystemExit(_usage("--engine ray needs Ray: pip install 'guardrail-sidecar[ray]'")) from None
-        return RayBackend(config, address=args.ray_address, workers=args.ray_workers, concurrency=args.concurrency)
+        return RayBackend(config, address=args.ray_address, workers=args.ray_workers, concurrency=args.concurrency,
+                          cpus_per_worker=args.ray_cpus_per_worker)
     from guardrail_server.evals.backends import LocalBackend
 
     return LocalBackend(config, args.concurrency)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 
@@ -97,14 +97,15 @@ class RemoteBackend:
     name = "remote"
 
     def __init__(self, target: str, concurrency: int = 16, *, connect_timeout_s: float = 30.0) -> None:
-        from guardrail_server.client import AsyncGuardrailClient
-
         self.target = target
-        self.client = AsyncGuardrailClient(target)
+        self.client: Any = None
         self.concurrency = concurrency
         self.connect_timeout_s = connect_timeout_s
 
     async def start(self) -> dict[str, float]:
+        from guardrail_server.client import AsyncGuardrailClient
+
+        self.client = AsyncGuardrailClient(self.target)  # grpc.aio channels belong to the running loop
         await self.client.wait_ready(self.connect_timeout_s)
         listed = await self.client.list_invariants()
         return {i.name: i.threshold for i in listed.invariants if i.enabled}
@@ -132,4 +133,5 @@ class RemoteBackend:
             raise RuntimeError(f"server closed the stream with {len(in_flight)} case(s) unanswered")
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()

@@ -78,13 +78,14 @@ class RayBackend:
     name = "ray"
 
     def __init__(self, config: Config, *, address: str | None = None, workers: int = 1, concurrency: int = 16,
-                 batch_size: int = 64, num_cpus: int | None = None) -> None:
+                 batch_size: int = 64, num_cpus: int | None = None, cpus_per_worker: float = 1.0) -> None:
         self.config = config
         self.address = address
         self.workers = workers
         self.concurrency = concurrency
         self.batch_size = batch_size
         self.num_cpus = num_cpus
+        self.cpus_per_worker = cpus_per_worker
         self._started_ray = False
 
     async def start(self) -> dict[str, float]:
@@ -123,8 +124,8 @@ class RayBackend:
             fn_constructor_kwargs={"config": self.config.model_dump(mode="json"), "concurrency": self.concurrency},
             batch_size=self.batch_size,
             batch_format="numpy",
-            concurrency=self.workers,
-            num_cpus=1,
+            compute=ray.data.ActorPoolStrategy(size=self.workers),
+            num_cpus=self.cpus_per_worker,  # Ray sizes the worker's thread pools (OMP/onnxruntime) from this
         )
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[dict[str, Any] | BaseException | None] = asyncio.Queue(maxsize=4 * self.batch_size)

@@ -152,7 +152,8 @@ async def _consume(backend: Backend, work: list[tuple[EvalCase, tuple[str, ...]]
                    out_dir: Path, stop: asyncio.Event, progress: bool, total: int) -> tuple[Status, int]:
     writer = ResultWriter(out_dir)
     bar = tqdm(total=total, initial=total - len(work), unit="case", desc=f"eval[{backend.name}]",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+               disable=not progress, file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
+               mininterval=0.2 if sys.stderr.isatty() else 10.0)  # CI logs get a line every 10 s, not every case
 
     work_index = {item.id: names for item, names in work}
     count = 0
