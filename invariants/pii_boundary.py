@@ -59,7 +59,8 @@ class PiiBoundaryOptions(InvariantOptions):
     entities: tuple[str, ...] = Field(DEFAULT_ENTITIES, description="Presidio entity types checked for leaks")
     score_threshold: float = Field(0.35, ge=0.0, le=1.0, description="minimum detector score for every type")
     score_thresholds: dict[str, float] = Field(
-        default_factory=lambda: dict(DEFAULT_SCORE_THRESHOLDS), description="per-type minimum detector score"
+        default_factory=lambda: dict(DEFAULT_SCORE_THRESHOLDS),
+        description="per-type minimum detector score, merged over the defaults for noisy types",
     )
     allow_list: tuple[str, ...] = Field((), description="values never reported (support lines, company e-mail)")
     public_figures: tuple[str, ...] = Field((), description="names that are never a leak, in whole or part")
@@ -95,7 +96,7 @@ class PiiBoundaryOptions(InvariantOptions):
                 raise ValueError(f"entity type {name!r} must be an upper-case Presidio name")
             if not 0.0 <= threshold <= 1.0:
                 raise ValueError(f"score threshold of {name} must be in [0, 1]")
-        return value
+        return {**DEFAULT_SCORE_THRESHOLDS, **value}
 
 
 @dataclass(slots=True)

@@ -330,5 +330,7 @@ def test_options_are_validated() -> None:
         PiiBoundaryOptions(score_thresholds={"PERSON": 1.5})
     with pytest.raises(ValueError):
         PiiBoundaryOptions(no_such_option=True)  # type: ignore[call-arg]
+    merged = PiiBoundaryOptions(score_thresholds={"PHONE_NUMBER": 0.5}).score_thresholds
+    assert merged["PHONE_NUMBER"] == 0.5 and merged["US_BANK_NUMBER"] == 0.6
     assert issubclass(PiiBoundaryInvariant.Options, InvariantOptions)
     assert default_threshold("pii_boundary") == 1.0
