@@ -168,12 +168,10 @@ _RE_RANGE = re.compile(r"^(\d+)\s*[-\u2013\u2014]\s*(\d+)$")
 _RE_SPLIT_REFS = re.compile(r"\s*[,;]\s*")
 _RE_ID_PREFIX = re.compile(r"^([A-Za-z][A-Za-z_]*?)[\s_#:.-]*\d+$")
 
-_RE_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^[ \t]{0,3}\1[`~]*[ \t]*$|\Z)", re.MULTILINE | re.DOTALL)
-_RE_INLINE_CODE = re.compile(r"(?<!`)(`+)(?!`)[^\n]+?(?<!`)\1(?!`)")
-_RE_MATH = re.compile(
-    r"\$\$.+?\$\$|\\\[.+?\\\]|\\\(.+?\\\)|(?<![\\$\w])\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)", re.DOTALL
-)
-_RE_IMAGE = re.compile(r"!\[[^\]\n]*\]\([^)\n]*\)")
+_RE_FENCE_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
+_RE_BACKTICKS = re.compile(r"`+")
+_RE_INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)")
+_RE_IMAGE = re.compile(r"!\[[^\[\]\n]*\]\([^()\n]*\)")
 
 _RE_SECTION_HEADER = re.compile(
     r"^\s*(?:#{1,6}\s*)?[*_]{0,2}\s*(?:sources?|references?|citations?|footnotes?|bibliography|works cited|links)"
@@ -187,6 +185,9 @@ _RE_TITLE_TRIM = re.compile(r"^[\s:\-\u2013\u2014*_\"'\u201c\u201d()]+|[\s:\-\u2
 
 _RE_LINE_LEAD = re.compile(r"^[ \t]*(?:(?:[-*+]|\d{1,3}[.)]|#{1,6}|>)[ \t]+)+")
 _RE_CANDIDATE = re.compile(r"([.!?\u2026]+)([\"')\]\u201d\u2019*_]*)\s+(?=\S)")
+_MAX_AMBIGUOUS_CHARS = 500
+_MAX_AMBIGUOUS = 6
+_PYSBD_BUDGET_CHARS = 6000
 _RE_INLINE_LIST = re.compile(r"(?:^|\s)\d{1,2}[.)]\s")
 _ABBREVIATIONS = frozenset(a.strip().lower() for a in English.Abbreviation.ABBREVIATIONS)
 _PREPOSITIVE = frozenset(a.strip().lower() for a in English.Abbreviation.PREPOSITIVE_ABBREVIATIONS)
@@ -294,18 +295,75 @@ def _norm_title(text: str) -> str:
 
 
 def _ignored_regions(text: str) -> list[tuple[int, int]]:
+    """Code, maths and images, where bracketed numbers are not citations. Linear-time scanners (no backtracking)."""
+    found: list[tuple[int, int]] = []
+    if "```" in text or "~~~" in text:
+        found += _fences(text)
+    if "`" in text:
+        found += _code_spans(text)
+    if "$" in text:
+        found += _delimited(text, "$$", "$$")
+        found += [(m.start(), m.end()) for m in _RE_INLINE_MATH.finditer(text)]
+    if "\\" in text:
+        found += _delimited(text, "\\[", "\\]") + _delimited(text, "\\(", "\\)")
+    if "![" in text:
+        found += [(m.start(), m.end()) for m in _RE_IMAGE.finditer(text)]
+    found.sort()
     regions: list[tuple[int, int]] = []
-    for rx in (_RE_FENCE, _RE_INLINE_CODE, _RE_MATH, _RE_IMAGE):
-        if rx is _RE_INLINE_CODE and "`" not in text:
-            continue
-        if rx is _RE_MATH and "$" not in text and "\\" not in text:
-            continue
-        if rx is _RE_IMAGE and "![" not in text:
-            continue
-        for m in rx.finditer(text):
-            if not _inside(regions, m.start()):
-                regions.append((m.start(), m.end()))
-        regions.sort()
+    for start, end in found:
+        if regions and start < regions[-1][1]:
+            regions[-1] = (regions[-1][0], max(end, regions[-1][1]))
+        else:
+            regions.append((start, end))
+    return regions
+
+
+def _fences(text: str) -> list[tuple[int, int]]:
+    regions: list[tuple[int, int]] = []
+    opened: tuple[int, str] | None = None
+    for m in _RE_FENCE_LINE.finditer(text):
+        fence = m.group(1)
+        if opened is None:
+            opened = (m.start(), fence)
+        elif fence[0] == opened[1][0] and len(fence) >= len(opened[1]) and not m.group(2).strip():
+            regions.append((opened[0], m.end()))
+            opened = None
+    if opened is not None:
+        regions.append((opened[0], len(text)))
+    return regions
+
+
+def _code_spans(text: str) -> list[tuple[int, int]]:
+    """Inline code: a run of n backticks up to the next run of exactly n on the same line."""
+    runs = [(m.start(), m.end()) for m in _RE_BACKTICKS.finditer(text)]
+    newlines = [i for i, ch in enumerate(text) if ch == "\n"] if "\n" in text else []
+    line = [bisect.bisect_left(newlines, a) for a, _ in runs]
+    by_length: dict[int, list[int]] = {}
+    for k, (a, b) in enumerate(runs):
+        by_length.setdefault(b - a, []).append(k)
+    regions: list[tuple[int, int]] = []
+    k = 0
+    while k < len(runs):
+        a, b = runs[k]
+        same = by_length[b - a]
+        j = bisect.bisect_right(same, k)
+        if j < len(same) and line[same[j]] == line[k]:
+            regions.append((a, runs[same[j]][1]))
+            k = same[j] + 1
+        else:
+            k += 1
+    return regions
+
+
+def _delimited(text: str, opener: str, closer: str) -> list[tuple[int, int]]:
+    regions: list[tuple[int, int]] = []
+    pos = text.find(opener)
+    while pos >= 0:
+        end = text.find(closer, pos + len(opener))
+        if end < 0:
+            break
+        regions.append((pos, end + len(closer)))
+        pos = text.find(opener, end + len(closer))
     return regions
 
 
@@ -610,44 +668,54 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
 
 
 def _blocks(masked: str) -> list[tuple[int, int]]:
-    """Non-blank lines (paragraphs, list items, headings, table rows): sentences never cross a line break.
-
-    That is pysbd's own rule too, and LLM output rarely hard-wraps its prose.
+    """Non-blank lines (paragraphs, list items, headings, table rows) without their markdown lead (``- ``, ``1. ``,
+    ``## ``): sentences never cross a line break. That is pysbd's own rule too, and LLM output rarely hard-wraps.
     """
-    blocks: list[tuple[int, int]] = []
+    return [(start, end) for start, end, _ in _lines(masked)]
+
+
+def _lines(masked: str) -> list[tuple[int, int, bool]]:
+    """(start after the markdown lead, end, is a heading) of each non-blank line."""
+    lines: list[tuple[int, int, bool]] = []
     pos = 0
     for line in masked.split("\n"):
         if line.strip():
             lead = _RE_LINE_LEAD.match(line)
-            blocks.append((pos + (lead.end() if lead else 0), pos + len(line)))
+            lead_end = lead.end() if lead else 0
+            lines.append((pos + lead_end, pos + len(line), "#" in line[:lead_end]))
         pos += len(line) + 1
-    return blocks
+    return lines
 
 
-def _segment(masked: str, block: tuple[int, int]) -> list[tuple[int, int]]:
+def _segment(masked: str, block: tuple[int, int], budget: list[int] | None = None) -> list[tuple[int, int]]:
     """Sentence spans of one block: cut at unambiguous boundaries, and let pysbd decide everything else.
 
     pysbd costs ~6 us per character; most boundaries ("... 1889. The ...") need no help, so pysbd only sees the
-    stretches that hold an ambiguous one (abbreviations, initials, ellipses, list numbers, lowercase after a stop).
+    stretches that hold an ambiguous one (abbreviations, initials, ellipses, list numbers, quotes). pysbd's cost grows
+    faster than linearly, so a stretch longer than _MAX_AMBIGUOUS_CHARS, or holding more than _MAX_AMBIGUOUS
+    ambiguous candidates, is cut at its next one; and once a response has used up its `budget` (characters of
+    pysbd work, each call counted as at least 200), the rest is cut wherever an uppercase letter follows. Only
+    pathological text (". . . .", "A. B. C. ..." for pages) gets there.
     tests/test_citations_segment.py checks that the result equals plain pysbd on real model output.
     """
     start, end = block
     chunk = masked[start:end]
-    if len(_RE_INLINE_LIST.findall(chunk)) >= 2:
-        return _pysbd_spans(chunk, 0, len(chunk), start)
+    if len(chunk) <= _MAX_AMBIGUOUS_CHARS * 4 and len(_RE_INLINE_LIST.findall(chunk)) >= 2:
+        return _ambiguous_spans(chunk, 0, len(chunk), start, budget)
     spans: list[tuple[int, int]] = []
     piece_start = 0
-    ambiguous = False
+    ambiguous = 0
     for m in _RE_CANDIDATE.finditer(chunk):
         kind = _boundary(chunk, m, piece_start)
+        if kind is None and (ambiguous >= _MAX_AMBIGUOUS or m.end(2) - piece_start > _MAX_AMBIGUOUS_CHARS):
+            kind = True
         if kind is True:
-            cut = _pysbd_spans if ambiguous else _one
-            spans += cut(chunk, piece_start, m.end(2), start)
+            spans += (_ambiguous_spans if ambiguous else _one)(chunk, piece_start, m.end(2), start, budget)
             piece_start = m.end(2)
-            ambiguous = False
+            ambiguous = 0
         elif kind is None:
-            ambiguous = True
-    spans += (_pysbd_spans if ambiguous else _one)(chunk, piece_start, len(chunk), start)
+            ambiguous += 1
+    spans += (_ambiguous_spans if ambiguous else _one)(chunk, piece_start, len(chunk), start, budget)
     return spans
 
 
@@ -664,7 +732,7 @@ def _boundary(chunk: str, m: re.Match[str], piece_start: int) -> bool | None:
         return False
     if len(punct) > 1 or punct == "\u2026" or m.group(2) or not first.isupper():
         return None
-    piece = chunk[piece_start : m.start()]
+    piece = chunk[max(piece_start, m.start() - _MAX_AMBIGUOUS_CHARS) : m.start()]
     if piece.count('"') % 2 or piece.count("(") > piece.count(")") or piece.count("\u201c") > piece.count("\u201d"):
         return None
     if punct != ".":
@@ -672,7 +740,8 @@ def _boundary(chunk: str, m: re.Match[str], piece_start: int) -> bool | None:
     word_end = m.start()
     while word_end > 0 and chunk[word_end - 1].isspace():
         word_end -= 1
-    word_start = max(chunk.rfind(" ", 0, word_end), chunk.rfind("\t", 0, word_end)) + 1
+    floor = max(0, word_end - 64)
+    word_start = max(chunk.rfind(" ", floor, word_end), chunk.rfind("\t", floor, word_end), floor - 1) + 1
     word = chunk[word_start:word_end].lstrip("\"'(\u201c[*_").lower()
     if word in _PREPOSITIVE:
         return False
@@ -681,13 +750,35 @@ def _boundary(chunk: str, m: re.Match[str], piece_start: int) -> bool | None:
     return True
 
 
-def _one(chunk: str, start: int, end: int, offset: int) -> list[tuple[int, int]]:
+def _one(chunk: str, start: int, end: int, offset: int, budget: list[int] | None = None) -> list[tuple[int, int]]:
     piece = chunk[start:end]
     body = piece.strip()
     if not body:
         return []
     at = start + piece.find(body)
     return [(offset + at, offset + at + len(body))]
+
+
+def _ambiguous_spans(
+    chunk: str, start: int, end: int, offset: int, budget: list[int] | None
+) -> list[tuple[int, int]]:
+    if budget is not None:
+        cost = max(end - start, 200)
+        if budget[0] < cost:
+            return _fallback_spans(chunk, start, end, offset)
+        budget[0] -= cost
+    return _pysbd_spans(chunk, start, end, offset)
+
+
+def _fallback_spans(chunk: str, start: int, end: int, offset: int) -> list[tuple[int, int]]:
+    spans: list[tuple[int, int]] = []
+    for m in _RE_CANDIDATE.finditer(chunk, start, end):
+        nxt = chunk[m.end() : m.end() + 2]
+        first = nxt[1:2] if nxt[:1] in "\"'(\u201c[" else nxt[:1]
+        if first.isupper() and _boundary(chunk, m, start) is not False:
+            spans += _one(chunk, start, m.end(2), offset)
+            start = m.end(2)
+    return spans + _one(chunk, start, end, offset)
 
 
 def _pysbd_spans(chunk: str, start: int, end: int, offset: int) -> list[tuple[int, int]]:
@@ -703,11 +794,8 @@ def _pysbd_spans(chunk: str, start: int, end: int, offset: int) -> list[tuple[in
     return spans
 
 
-def _is_claim(original: str, masked: str, span: tuple[int, int], min_words: int) -> bool:
-    """Claims are statements: not headings, questions, list intros ("...:"), greetings or very short lines."""
-    line_start = original.rfind("\n", 0, span[0]) + 1
-    if original[line_start : span[1]].lstrip().startswith("#"):
-        return False
+def _is_claim(masked: str, span: tuple[int, int], min_words: int) -> bool:
+    """Claims are statements: not questions, list intros ("...:"), greetings or very short lines (nor headings)."""
     sentence = masked[span[0] : span[1]].strip()
     if sentence.endswith(("?", ":")) or _RE_NOT_CLAIM.match(sentence):
         return False
@@ -759,11 +847,12 @@ def analyze(response: str, passages: Sequence[Passage], options: CitationOptions
         spans = [(mk.start, max(mk.end, mk.mask_end)) for mk in markers] + regions
         spans += [(m.start(), m.end()) for m in _RE_CITE_CLOSE.finditer(response)] if "</" in response else []
         masked = _mask(response, spans)
-        blocks = _blocks(masked)
-        block_starts = [b[0] for b in blocks]
-        for b, block in enumerate(blocks):
-            for span in _segment(masked, block):
-                claim = options.require_citations and _is_claim(response, masked, span, options.min_claim_words)
+        lines = _lines(masked)
+        budget = [_PYSBD_BUDGET_CHARS]
+        block_starts = [line[0] for line in lines]
+        for b, (start, end, heading) in enumerate(lines):
+            for span in _segment(masked, (start, end), budget):
+                claim = options.require_citations and not heading and _is_claim(masked, span, options.min_claim_words)
                 sentences.append(Sentence(span[0], span[1], b, claim))
     starts = [s.start for s in sentences]
 
