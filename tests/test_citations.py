@@ -340,3 +340,32 @@ def test_spans_always_slice_to_the_marker() -> None:
             if c.sentence_start >= 0:
                 assert 0 <= c.sentence_start < c.sentence_end <= len(response)
                 assert response[c.sentence_start : c.sentence_end].strip()
+
+
+# --------------------------------------------------------------------------------------------- adversarial input
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "![" * 16_000,
+        "\\[" * 16_000,
+        "```a\n" * 6_000,
+        "`a``" * 8_000,
+        "Inc. " * 6_400,
+        "A. " * 10_000,
+        '"a. B ' * 5_000,
+        "Dr. A said e.g. [1]. Mr. B. C. D. E. " * 800,
+        "[1]\n" * 8_000,
+    ],
+    ids=["images", "latex", "fences", "backticks", "abbreviations", "initials", "quotes", "mixed", "many-markers"],
+)
+def test_pathological_input_stays_fast(text: str) -> None:
+    """Each of these took 20 s to 3 min before the scanners were made linear and pysbd's work was bounded."""
+    import time
+
+    started = time.perf_counter()
+    analysis = analyze(text[:32_000], P3, CitationOptions(require_citations=True))
+    assert time.perf_counter() - started < 5.0
+    for s in analysis.sentences:
+        assert text[s.start : s.end].strip()
