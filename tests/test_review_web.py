@@ -117,3 +117,24 @@ def test_page_labels_cases_with_the_keyboard(browser, site) -> None:  # noqa: AN
     assert store.get_sample(recs["random"]["id"])["annotations"][0]["labels"] == {"entailment": "pass"}
     assert store.get_sample(recs["failure"]["id"])["status"] == "skipped"
     assert store.progress() == {"labeled": 2, "skipped": 1, "pending": 0, "total": 3}
+
+
+def test_next_hands_two_reviewers_different_cases(site) -> None:  # noqa: ANN001
+    import http.client
+
+    _, base, recs = site
+    port = int(base.rsplit(":", 1)[1])
+
+    def get(path: str, reviewer: str) -> str:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("GET", path, headers={"Cookie": f"reviewer={reviewer}"})
+        resp = conn.getresponse()
+        resp.read()
+        conn.close()
+        return resp.getheader("Location") or str(resp.status)
+
+    first = get("/next", "ann")
+    assert first == f"/sample/{recs['disagreement']['id']}"
+    assert get(first, "ann") == "200"  # ann opens it: leased to her
+    assert get("/next", "ann") == first  # she gets it back
+    assert get("/next", "ben") == f"/sample/{recs['failure']['id']}"  # ben gets the next one

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from http.cookies import SimpleCookie
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _SAMPLE = re.compile(r"^/sample/([0-9a-fA-F-]{36})$")
 MAX_BODY = 1 << 20
+LEASE_S = 600.0  # a case opened by one reviewer is not handed to another by /next for this long
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -34,6 +36,8 @@ class ReviewApp:
 
     def __init__(self, store: ReviewStore) -> None:
         self.store = store
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._lease_lock = threading.Lock()
         self.env = Environment(
             loader=PackageLoader("guardrail_server.review", "templates"), autoescape=select_autoescape(["html"])
         )
@@ -55,16 +59,17 @@ class ReviewApp:
             message = parse_qs(environ.get("QUERY_STRING", "")).get("message", [""])[0][:200]
             return self._page(start_response, "queue.html", reviewer, queue=self.store.queue(limit=200), message=message)
         if path == "/next" and method == "GET":
-            queue = self.store.queue(limit=1)
-            if not queue:
+            sample_id = self._next_for(reviewer)
+            if sample_id is None:
                 return _redirect(start_response, "/?message=The+queue+is+empty.")
-            return _redirect(start_response, f"/sample/{queue[0]['id']}")
+            return _redirect(start_response, f"/sample/{sample_id}")
         match = _SAMPLE.match(path)
         if match:
             sample = self.store.get_sample(match.group(1))
             if sample is None:
                 return _text(start_response, HTTPStatus.NOT_FOUND, "no such sample")
             if method == "GET":
+                self._lease(sample["id"], reviewer)
                 mine = next((a for a in sample["annotations"] if a["reviewer"] == reviewer), None)
                 return self._page(
                     start_response, "sample.html", reviewer, sample=sample,
@@ -73,6 +78,25 @@ class ReviewApp:
             if method == "POST":
                 return self._post_sample(environ, start_response, sample)
         return _text(start_response, HTTPStatus.NOT_FOUND, "not found")
+
+    def _next_for(self, reviewer: str) -> str | None:
+        """First case in priority order that no other reviewer has open; else the first one."""
+        queue = self.store.queue(limit=50)
+        now = time.monotonic()
+        with self._lease_lock:
+            for s in queue:
+                holder = self._leases.get(s["id"])
+                if holder is None or holder[1] < now or holder[0] == reviewer:
+                    return s["id"]
+        return queue[0]["id"] if queue else None
+
+    def _lease(self, sample_id: str, reviewer: str) -> None:
+        now = time.monotonic()
+        with self._lease_lock:
+            self._leases = {k: v for k, v in self._leases.items() if v[1] >= now}
+            holder = self._leases.get(sample_id)
+            if holder is None or holder[1] < now or holder[0] == reviewer:
+                self._leases[sample_id] = (reviewer, now + LEASE_S)
 
     def _post_sample(self, environ: dict[str, Any], start_response: StartResponse, sample: dict) -> Iterable[bytes]:
         length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BODY)
