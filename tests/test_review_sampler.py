@@ -377,3 +377,15 @@ async def test_stop_drops_and_counts_what_cannot_be_written_in_time(tmp_path: Pa
         stored = st.sample_ids()
     assert dropped > 0 and len(stored) + dropped == len(ids) == 200
     assert all(st_id in ids for st_id in stored)
+
+
+async def test_a_second_process_on_the_same_spool_dir_does_not_fail(tmp_path: Path) -> None:
+    held = Spool(tmp_path / "spool").open()  # another process holds the spool directory
+    try:
+        s = ReviewSampler(config(tmp_path, random_rate=1.0))
+        await s.start()
+        assert s.spool.dir != held.dir and s.spool.dir.parent == held.dir
+        assert s.offer(make_case(), [verdict("entailment", 0.9)], "allow")
+        await s.stop()
+    finally:
+        held.close()

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from guardrail_server.config import ReviewConfig
 from guardrail_server.review import metrics as m
 from guardrail_server.review.records import Pending, Redactor, default_redactor, new_id, to_record
 from guardrail_server.review.redaction import RedactionWorker, cached, picklable
-from guardrail_server.review.spool import Spool
+from guardrail_server.review.spool import Spool, SpoolLockedError
 from guardrail_server.review.store import ReviewStore
 from invariants.types import Case, Outcome, Verdict
 
@@ -107,7 +110,15 @@ class ReviewSampler:
                     log.warning("review: redaction worker unavailable (%s); redacting in-process", type(exc).__name__)
             if self._worker is None:
                 self._in_thread_redactor()("warm up the redactor: Jane Doe, jane@example.com")
-        self.spool.open()
+        try:
+            self.spool.open()
+        except SpoolLockedError:
+            fallback = Path(self.config.spool_dir) / f"{socket.gethostname()}-{os.getpid()}"
+            log.error("review: spool %s is used by another process; spooling to %s", self.config.spool_dir, fallback)
+            self.spool = Spool(fallback).open()
+        except OSError as exc:  # e.g. a read-only volume: run on, every store failure becomes a counted drop
+            log.error("review: cannot open spool %s (%s); samples are lost while the store is down",
+                      self.config.spool_dir, type(exc).__name__)
         m.SPOOL_DEPTH.set(self.spool.depth)
         self._try_store()
 
