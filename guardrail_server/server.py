@@ -15,6 +15,8 @@ from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server.config import Config
 from guardrail_server.engine import CheckEngine
 from guardrail_server.logs import get_logger
+from guardrail_server.review.calibration import set_agreement_gauge
+from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.servicer import GuardrailServicer
 
 log = get_logger("guardrail.server")
@@ -41,10 +43,12 @@ class GuardrailServer:
     """One process's server. `start()` returns once the port is bound; health turns SERVING only after every
     configured invariant is loaded and warm."""
 
-    def __init__(self, config: Config, *, engine: CheckEngine | None = None, sampler: object | None = None) -> None:
+    def __init__(
+        self, config: Config, *, engine: CheckEngine | None = None, sampler: ReviewSampler | None = None
+    ) -> None:
         self.config = config
         self.sampler = sampler
-        self.engine = engine or CheckEngine(config, sampler=sampler)  # type: ignore[arg-type]
+        self.engine = engine or CheckEngine(config, sampler=sampler)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
         self._metrics_httpd: object | None = None
@@ -80,8 +84,9 @@ class GuardrailServer:
 
     async def warm(self) -> None:
         """Loads invariants (and starts the sampler), then reports SERVING."""
-        if self.sampler is not None and hasattr(self.sampler, "start"):
-            await self.sampler.start()  # type: ignore[attr-defined]
+        if self.sampler is not None:
+            await self.sampler.start()
+            await asyncio.to_thread(set_agreement_gauge, self.sampler.store)
         await self.engine.load()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -95,8 +100,8 @@ class GuardrailServer:
         await self.health.enter_graceful_shutdown()
         log.info("draining", grace_s=grace)
         await self._server.stop(grace)
-        if self.sampler is not None and hasattr(self.sampler, "stop"):
-            await self.sampler.stop()  # type: ignore[attr-defined]
+        if self.sampler is not None:
+            await self.sampler.stop()
         await self.engine.close()
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()  # type: ignore[attr-defined]

@@ -6,7 +6,11 @@ import argparse
 import asyncio
 
 from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.config import Config
 from guardrail_server.logs import configure_logging
+from guardrail_server.review.sampler import ReviewSampler
+from guardrail_server.review.store import ReviewStore
+from guardrail_server.review.web import ReviewWebServer
 from guardrail_server.server import GuardrailServer
 
 
@@ -24,6 +28,20 @@ def run(args: argparse.Namespace) -> int:
                                  ("server.metrics_port", args.metrics_port)) if v is not None]
     config = config_from_args(args, extra)
     configure_logging(config.logging.level, config.logging.format)
-    server = GuardrailServer(config)
-    asyncio.run(server.serve_forever())
+    sampler = ReviewSampler(config.review) if config.review.enabled else None
+    web = _start_review_web(config)
+    try:
+        asyncio.run(GuardrailServer(config, sampler=sampler).serve_forever())
+    finally:
+        if web is not None:
+            web.stop()
     return 0
+
+
+def _start_review_web(config: Config) -> ReviewWebServer | None:
+    """The review page beside the sidecar when `review.web_port` is set (0 = off)."""
+    if not (config.review.enabled and config.review.web_port):
+        return None
+    web = ReviewWebServer(ReviewStore(config.review.url).open(), config.server.host, config.review.web_port)
+    web.start()
+    return web
