@@ -77,7 +77,9 @@ def reformat(entity: str, value: str) -> str | None:
     if entity == "EMAIL_ADDRESS":
         return value.upper()
     if entity == "PHONE_NUMBER":
-        return ("+" if value.strip().startswith("+") else "") + digits
+        number, extension = re.fullmatch(r"(.*?)(?:\s*(?:x|ext\.?)\s*(\d+))?", value.strip()).groups()
+        compact = ("+" if number.startswith("+") else "") + re.sub(r"\D", "", number)
+        return compact + (f" ext. {extension}" if extension else "")
     if entity == "CREDIT_CARD":
         return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4)) if digits == value else digits
     if entity == "IBAN_CODE":

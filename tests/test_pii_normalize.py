@@ -59,6 +59,8 @@ def test_lookup(entity: str, value: str, text: str, found: bool) -> None:
         ("Jane Doe's", "Jane Doe"),
         ("Mr. Nekrasov", "Nekrasov"),
         ("Jane Q. Doe", "Jane Q. Doe"),
+        ("jane doe", "jane doe"),
+        ("Jane Doe called", "Jane Doe"),
     ],
 )
 def test_person_spans_are_trimmed(text: str, name: str) -> None:

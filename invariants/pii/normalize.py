@@ -134,9 +134,12 @@ def trim_name(text: str, start: int, end: int) -> Name | None:
     edges and a trailing possessive. None when no name is left."""
     words = [(m.start() + start, m.end() + start, m.group()) for m in _WORD.finditer(text[start:end])]
 
+    # Lower-case edge words are neighbours swallowed by the span, unless the whole name is written lower-case.
+    cased = any(word[0].isupper() for _, _, word in words)
+
     def noise(word: str) -> bool:
         bare = _bare(word)
-        return not word[0].isupper() or bare in TITLES or bare in ROLE_WORDS or len(bare) == 0
+        return (cased and not word[0].isupper()) or bare in TITLES or bare in ROLE_WORDS or len(bare) == 0
 
     while words and noise(words[0][2]):
         words.pop(0)
