@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from guardrail_server.config import Config, load_config, parse_set_flags
 from guardrail_server.evals.backends import LocalBackend, RemoteBackend
 from guardrail_server.evals.datasets import LoadedDataset, load_datasets
 from guardrail_server.evals.runner import RunOutcome, run_eval
+from guardrail_server.logs import configure_logging
 from invariants.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,6 +138,8 @@ def main() -> None:
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--skip", action="append", default=[], choices=("server", "ray1", "ray2"))
     args = ap.parse_args()
+    configure_logging("warning")  # one "check" event per case would otherwise go to stdout
+    logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
     overrides = parse_set_flags(args.overrides)
     config, failed = loadable(overrides, args.timeout)
     names = sorted(config.enabled_invariants())
@@ -153,6 +157,8 @@ def main() -> None:
                 continue
             r = run_ray(config, loaded, tmp / f"ray{workers}", args.concurrency, workers)
             results.append((f"Ray Data, {workers} worker{'s' if workers > 1 else ''}", r, r.elapsed_s - r.run_s))
+        again = run_local(config, loaded, tmp / "local2", args.concurrency)
+        results.append(("local engine, in-process, again", again, again.elapsed_s - again.run_s))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nEval throughput: {len(loaded.cases)} cases ({args.per_file} rows from each of "
@@ -160,11 +166,23 @@ def main() -> None:
           f"concurrency {args.concurrency}; {os.cpu_count()} cores")
     for name, why in failed.items():
         print(f"  (not loadable, left out: {name}: {why})")
+    print("(Ray 'run s' includes each worker loading its models; 'agree' = outcomes equal to the first local run)")
     print(f"{'variant':<34}{'cases':>7}{'load s':>9}{'run s':>9}{'cases/s':>10}{'errors':>8}{'agree':>8}")
     for label, r, load_s in results:
         errors = sum(1 for row in r.rows if row["outcome"] == "error")
         print(f"{label:<34}{r.cases_run:>7}{load_s:>9.1f}{r.run_s:>9.1f}{r.cases_per_s:>10.2f}{errors:>8}"
               f"{100 * agreement(r.rows, local.rows):>7.1f}%")
+    for label, r, _ in results[1:]:
+        print(f"  outcomes differing from the first local run, {label}: {differing(r.rows, local.rows) or 'none'}")
+
+
+def differing(rows: list[dict[str, Any]], reference: list[dict[str, Any]]) -> dict[str, int]:
+    ref = {(r["case_id"], r["invariant"]): r["outcome"] for r in reference}
+    out: dict[str, int] = {}
+    for r in rows:
+        if ref.get((r["case_id"], r["invariant"])) != r["outcome"]:
+            out[r["invariant"]] = out.get(r["invariant"], 0) + 1
+    return dict(sorted(out.items()))
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
         gates = [parse_gate(g) for g in args.fail_if]
     except GateSyntaxError as exc:
         return _usage(str(exc))
+    if args.target and args.engine != "local":
+        return _usage("--target runs the cases on the server; it cannot be combined with --engine ray")
     out_dir = Path(args.out or f"eval-runs/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
     if loaded is None:
         datasets = list(args.datasets)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -89,8 +90,6 @@ class RayBackend:
         self._started_ray = False
 
     async def start(self) -> dict[str, float]:
-        import logging
-
         import ray
 
         if not ray.is_initialized():
@@ -113,6 +112,9 @@ class RayBackend:
 
         if not work:
             return
+        for handler in logging.getLogger("ray.data").handlers:  # keep Ray Data's INFO lines in its log file only
+            if type(handler).__name__ != "SessionFileHandler":
+                handler.setLevel(logging.WARNING)
         by_id = {item.id: item for item, _ in work}
         ds = ray.data.from_items(
             [{"id": item.id, "case": json.dumps(case_to_dict(item.case)), "names": json.dumps(list(names))}
