@@ -6,7 +6,8 @@ Pure functions (no I/O, no models), so the online invariant, the offline evals a
 Deliberate decisions (each one is tested in tests/test_citations.py):
 
 - Markers inside code (fenced blocks, inline code spans), math (``$x[1]$``, ``\\[...\\]``) and images are ignored:
-  there ``a[1]`` is an index, not a citation. In prose, ``word[1]`` *is* a citation (Perplexity writes ``France[1]``).
+  there ``a[1]`` is an index, not a citation. In prose, ``word[1]`` *is* a citation (Perplexity writes ``France[1]``),
+  but a list literal after ``=``, ``(``, ``{`` or a quoted key (``x = [1, 2]``, ``{"ids": [3]}``) is data.
 - ``<sup>1</sup>`` / ``<sup>[1]</sup>`` (HTML superscripts) count as numeric markers; Unicode superscripts do not
   (``x²`` is maths).
 - Bracketed words are citations only when they look like references: numbers and ranges (``[1]``, ``[1, 3]``,
@@ -424,6 +425,8 @@ def _scan(text: str, options: CitationOptions, extra: tuple[re.Pattern[str], ...
         rxs = ([_RE_NUMERIC] if "[" in text else []) + ([_RE_SUP] if "<sup" in text.lower() else [])
         for rx in rxs:
             for m in rx.finditer(text):
+                if rx is _RE_NUMERIC and _looks_like_data(text, m.start()):
+                    continue
                 refs = [t for t in _RE_SPLIT_REFS.split(m.group(1)) if t]
                 found.append(_Marker(m.start(), m.end(), "numeric", refs, 4))
     if "ids" in on and "[" in text:
@@ -442,6 +445,12 @@ def _scan(text: str, options: CitationOptions, extra: tuple[re.Pattern[str], ...
             if len(url) > 8:
                 found.append(_Marker(m.start(), m.start() + len(url), "bare_urls", [url], 7, url=url))
     return found
+
+
+def _looks_like_data(text: str, pos: int) -> bool:
+    """``x = [1, 2]``, ``f([1])``, ``{"ids": [3]}``: a list literal outside code is data, not a citation."""
+    before = text[max(0, pos - 8) : pos].rstrip()
+    return before.endswith(("=", "(", "{", '":', "':"))
 
 
 def _sweep(found: list[_Marker], regions: list[tuple[int, int]]) -> list[_Marker]:

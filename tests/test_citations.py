@@ -111,6 +111,8 @@ ROWS: list[tuple[str, str, tuple[Passage, ...], list[tuple[str, int | None]]]] =
     ("math", "The interval $x \\in [0, 1]$ and $$y[2]$$ and \\(z[3]\\).", P3, []),
     ("sic-and-acronyms", "He wrote [sic] about [COVID-19] and [GPT-4].", P3, []),
     ("dollars-are-not-math", "It costs $5 [1] and $10 [2].", P3, [("[1]", 0), ("[2]", 1)]),
+    ("unfenced-data", 'Set x = [1, 2] or call f([3]) with {"ids": [1]} and {\'k\': [2]}.', P3, []),
+    ("colon-in-prose-is-fine", "As the guide says: [2].", P3, [("[2]", 1)]),
     ("citation-after-code", "Use `a[1]` as shown [2].", P3, [("[2]", 1)]),
     # --- reference lists at the end of the response
     ("sources-list", f"Paris is the capital [1].\n\nSources:\n[1] {WIKI}", P3,
