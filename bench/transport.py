@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
-from guardrail_server.client import build_request
+from guardrail_server.client import build_request, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXT = [
@@ -75,23 +74,9 @@ async def stream(stub, n: int, concurrency: int) -> list[float]:
     return latencies
 
 
-async def wait_serving(target: str) -> None:
-    async with grpc.aio.insecure_channel(target) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        for _ in range(600):
-            try:
-                r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("server not serving")
-
-
 async def main(n: int, port: int) -> None:
     target = f"127.0.0.1:{port}"
-    await wait_serving(target)
+    await wait_until_serving(target, 600)
     rows = []
     async with grpc.aio.insecure_channel(target) as ch:
         stub = pb_grpc.GuardrailServiceStub(ch)

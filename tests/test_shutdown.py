@@ -9,14 +9,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from guardrail.v1 import guardrail_pb2 as pb
-from guardrail_server.client import AsyncGuardrailClient
+from guardrail_server.client import AsyncGuardrailClient, wait_until_serving
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,21 +27,6 @@ LAUNCHER = textwrap.dedent(
     sys.exit(main(sys.argv[1:]))
     """
 )
-
-
-async def _wait_serving(target: str, deadline: float = 60.0) -> None:
-    started = time.monotonic()
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() - started < deadline:
-            try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError("server never became SERVING")
 
 
 async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
@@ -63,7 +44,7 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     )
     target = f"127.0.0.1:{port}"
     try:
-        await _wait_serving(target)
+        await wait_until_serving(target)
         async with AsyncGuardrailClient(target, timeout=20) as client:
             in_flight = [asyncio.create_task(client.check(f"r{i}", request_id=f"r{i}")) for i in range(5)]
             await asyncio.sleep(0.5)
