@@ -676,15 +676,12 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(parts)
 
 
-def _blocks(masked: str) -> list[tuple[int, int]]:
-    """Non-blank lines (paragraphs, list items, headings, table rows) without their markdown lead (``- ``, ``1. ``,
-    ``## ``): sentences never cross a line break. That is pysbd's own rule too, and LLM output rarely hard-wraps.
-    """
-    return [(start, end) for start, end, _ in _lines(masked)]
-
-
 def _lines(masked: str) -> list[tuple[int, int, bool]]:
-    """(start after the markdown lead, end, is a heading) of each non-blank line."""
+    """(start after the markdown lead, end, is a heading) of each non-blank line.
+
+    Sentences never cross a line break (pysbd's rule too; LLM output rarely hard-wraps), and the lead (``- ``,
+    ``1. ``, ``## ``) is not part of a sentence.
+    """
     lines: list[tuple[int, int, bool]] = []
     pos = 0
     for line in masked.split("\n"):

@@ -78,10 +78,12 @@ ROWS: list[tuple[str, str, tuple[Passage, ...], list[tuple[str, int | None]]]] =
     ("oai", "Paris is the capital \u30101\u2020source\u3011.", P3, [("\u30101\u2020source\u3011", 0)]),
     ("oai-colon", "Python \u30103:0\u2020source\u3011.", P3, [("\u30103:0\u2020source\u3011", 2)]),
     ("oai-out", "Rome \u30107\u2020source\u3011.", P3, [("\u30107\u2020source\u3011", None)]),
-    ("oai-named", "Berlin \u30109\u2020Berlin travel guide\u3011.", P3, [("\u30109\u2020Berlin travel guide\u3011", 1)]),
+    ("oai-named", "Berlin \u30109\u2020Berlin travel guide\u3011.", P3,
+     [("\u30109\u2020Berlin travel guide\u3011", 1)]),
     # --- Claude-style cite tags
     ("cite-tag", 'x <cite index="2">Berlin is the capital</cite>.', P3, [('<cite index="2">', 1)]),
-    ("cite-tag-doc-sentence", '<cite index="1-4,3-1">Both</cite>', P3, [('<cite index="1-4,3-1">', 0), ('<cite index="1-4,3-1">', 2)]),
+    ("cite-tag-doc-sentence", '<cite index="1-4,3-1">Both</cite>', P3,
+     [('<cite index="1-4,3-1">', 0), ('<cite index="1-4,3-1">', 2)]),
     ("cite-tag-id", "<cite source='doc-9'>Rome</cite>", P3, [("<cite source='doc-9'>", None)]),
     ("cite-tag-bare", "<cite>quoted title</cite>", P3, []),
     # --- markdown links and URLs
@@ -128,7 +130,8 @@ ROWS: list[tuple[str, str, tuple[Passage, ...], list[tuple[str, int | None]]]] =
      [("[1]", 0), (f"[1] [Paris - Wikipedia]({WIKI})", 0)]),
     ("sources-numbered", f"Paris.\n\n## Sources\n1. [Paris]({WIKI})\n2. Berlin guide {BERLIN}", P3,
      [(f"1. [Paris]({WIKI})", 0), (f"2. Berlin guide {BERLIN}", 1)]),
-    ("sources-plain-links", f"Paris.\n\nSources:\n- [Paris - Wikipedia]({WIKI})", P3, [(f"[Paris - Wikipedia]({WIKI})", 0)]),
+    ("sources-plain-links", f"Paris.\n\nSources:\n- [Paris - Wikipedia]({WIKI})", P3,
+     [(f"[Paris - Wikipedia]({WIKI})", 0)]),
     ("sources-title-only", "Berlin [1].\n\nReferences:\n[1] Berlin travel guide", P3,
      [("[1]", 1), ("[1] Berlin travel guide", 1)]),
     ("sources-unknown-title-falls-back", "Paris [1].\n\nReferences:\n[1] Some page", P3,
@@ -187,7 +190,7 @@ def _sentence(response: str, marker: str) -> str:
         ("Paris is the capital of France.[1] Berlin is in Germany [2].", "[1]", "Paris is the capital of France."),
         ("Paris is the capital of France.[1] Berlin is in Germany [2].", "[2]", "Berlin is in Germany [2]."),
         ("Dr. Smith says Paris is big [1]. Berlin is too [2].", "[1]", "Dr. Smith says Paris is big [1]."),
-        ("Paris has 2.1 million people, e.g. in 2020 [1]. Next.", "[1]", "Paris has 2.1 million people, e.g. in 2020 [1]."),
+        ("Paris has 2.1 million, e.g. in 2020 [1]. Next.", "[1]", "Paris has 2.1 million, e.g. in 2020 [1]."),
         ("[1] Paris is the capital. Berlin is not.", "[1]", "Paris is the capital."),
         ("Paris is the capital.\n[1]", "[1]", "Paris is the capital."),
         ("- Paris is the capital [1]\n- Berlin is big [2]", "[2]", "Berlin is big"),
@@ -211,7 +214,7 @@ def test_reference_list_entries_have_no_sentence() -> None:
 @pytest.mark.parametrize(
     ("response", "uncited"),
     [
-        ("Paris is the capital of France [1]. Berlin is the capital of Germany.", ["Berlin is the capital of Germany."]),
+        ("Paris is the capital of France [1]. Berlin is in Germany now.", ["Berlin is in Germany now."]),
         ("Hello! Thanks for asking. Paris is the capital of France [1].", []),
         ("What is the capital of France? Paris is the capital of France [1].", []),
         ("Sure. Paris is the capital of France [1]. I hope this helps!", []),

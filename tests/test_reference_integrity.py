@@ -121,7 +121,8 @@ ROWS = [
             )
         ],
     ),
-    ("claude-cite", '<cite index="1-1">Paris is the capital.</cite> <cite index="3-2">Python.</cite>', P3, {}, "pass", 1.0, []),
+    ("claude-cite", '<cite index="1-1">Paris is the capital.</cite> <cite index="3-2">Python.</cite>', P3, {},
+     "pass", 1.0, []),
     (
         "kb-ids",
         "Reset your password [kb-101]. Then call support [kb-999].",
