@@ -232,6 +232,10 @@ def normalize_url(url: str) -> str:
     return netloc + path + ("?" + urlencode(query) if query else "")
 
 
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
 def _trim_url(text: str) -> str:
     """Drops trailing punctuation and unbalanced closing brackets that belong to the prose, not the URL."""
     while text:
@@ -517,15 +521,13 @@ def _find_definitions(text: str, markers: list[_Marker], in_section: dict[int, b
             continue
         end = urls[0].end if urls else mk.end + len(body.rstrip())
         title = _RE_URL_STRIP.sub(_link_text, body)
-        out.append(
-            _Marker(mk.start, end, mk.format, mk.refs, mk.priority, url=urls[0].url if urls else "",
-                    definition=True, title=title, mask_end=body_end)
-        )
+        url = urls[0].url if urls else ""
+        out.append(_Marker(mk.start, end, mk.format, mk.refs, mk.priority, url=url, definition=True, title=title,
+                           mask_end=body_end))
         out.extend(u for u in urls[1:])
         prev_def_line, prev_def_end = line_start, end
         i = j
     return out
-
 
 
 def _section_lines(text: str) -> dict[int, bool]:
@@ -843,6 +845,8 @@ def analyze(response: str, passages: Sequence[Passage], options: CitationOptions
     for mk in markers:
         if mk.definition:
             target = _resolve_definition(mk, ctx)
+            if target is not None and target.index is None:
+                target = _Target(None, "", f"its reference-list entry {_short(mk.url)} matches no passage URL")
             if target is not None:
                 defs.setdefault(mk.refs[0].strip().lower(), target)
 

@@ -149,7 +149,11 @@ ROWS = [
         "fail",
         0.5,
         [
-            ("dangling_citation", "[2]", "[2] does not resolve: no passage has this URL"),
+            (
+                "dangling_citation",
+                "[2]",
+                "[2] does not resolve: its reference-list entry https://rome.example/history matches no passage URL",
+            ),
             (
                 "dangling_citation",
                 "[2] https://rome.example/history",
