@@ -28,7 +28,8 @@ Deliberate decisions (each one is tested in tests/test_citations.py):
 - URLs match ``Passage.url`` after normalization: scheme, ``www.``, default ports, trailing slash, fragment,
   percent-encoding, query order and tracking parameters (``utm_*``, ``fbclid``, ...) are ignored.
 - A citation belongs to the sentence that contains it; a marker between two sentences belongs to the one before
-  (``France.[1] It ...``); a sentence span never starts or ends with a marker. ``<cite>`` tags belong to the text
+  (``France.[1] It ...``); a sentence span never starts or ends with a marker. A marker alone on its line belongs to
+  the sentence before, except a link or URL: a line of bare links supports nothing (span -1, -1). ``<cite>`` tags belong to the text
   they wrap. Reference-list entries belong to no sentence (span -1, -1): they support nothing by themselves.
 - Sentences never cross a line break (pysbd's rule too); markdown bullets, numbers and ``#`` are not part of them.
 """
@@ -175,7 +176,8 @@ _RE_INLINE_MATH = re.compile(r"(?<![\\$\w])\$(?=\S)[^$\n]*?(?<=\S)\$(?!\d)")
 _RE_IMAGE = re.compile(r"!\[[^\[\]\n]*\]\([^()\n]*\)")
 
 _RE_SECTION_HEADER = re.compile(
-    r"^\s*(?:#{1,6}\s*)?[*_]{0,2}\s*(?:sources?|references?|citations?|footnotes?|bibliography|works cited|links)"
+    r"^\s*(?:#{1,6}\s*)?[*_]{0,2}\s*(?:sources?|references?|citations?|footnotes?|bibliography|works cited|links|"
+    r"learn more|read more|further reading|see also)"
     r"(?=[\s:*_]|$)\s*:?\s*[*_]{0,2}\s*:?\s*",
     re.IGNORECASE,
 )
@@ -852,19 +854,20 @@ def analyze(response: str, passages: Sequence[Passage], options: CitationOptions
 
     need_sentences = bool(markers) or options.require_citations
     sentences: list[Sentence] = []
-    block_starts: list[int] = []
+    lines: list[tuple[int, int, bool]] = []
     if need_sentences:
         spans = [(mk.start, max(mk.end, mk.mask_end)) for mk in markers] + regions
         spans += [(m.start(), m.end()) for m in _RE_CITE_CLOSE.finditer(response)] if "</" in response else []
         masked = _mask(response, spans)
         lines = _lines(masked)
         budget = [_PYSBD_BUDGET_CHARS]
-        block_starts = [line[0] for line in lines]
         for b, (start, end, heading) in enumerate(lines):
             for span in _segment(masked, (start, end), budget):
                 claim = options.require_citations and not heading and _is_claim(masked, span, options.min_claim_words)
                 sentences.append(Sentence(span[0], span[1], b, claim))
     starts = [s.start for s in sentences]
+    line_starts = [line[0] for line in lines]
+    lines_with_text = {s.block for s in sentences}
 
     citations: list[Citation] = []
     for mk in markers:
@@ -874,9 +877,10 @@ def analyze(response: str, passages: Sequence[Passage], options: CitationOptions
             sent = _strip_span(response, mk.claim)
             sent = sent if sent[1] > sent[0] else (-1, -1)
         else:
-            b = bisect.bisect_right(block_starts, mk.start) - 1
+            b = bisect.bisect_right(line_starts, mk.start) - 1
+            alone = not (b >= 0 and mk.start <= lines[b][1] and b in lines_with_text)
             found = _sentence_for(mk.start, sentences, starts, b if b >= 0 else None)
-            sent = (found.start, found.end) if found else (-1, -1)
+            sent = (found.start, found.end) if found and not (alone and mk.url) else (-1, -1)
         marker_text = response[mk.start : mk.end]
         for ref, target in _targets(mk, ctx, defs, options):
             citations.append(

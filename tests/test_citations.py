@@ -137,6 +137,10 @@ ROWS: list[tuple[str, str, tuple[Passage, ...], list[tuple[str, int | None]]]] =
     ("sources-unknown-title-falls-back", "Paris [1].\n\nReferences:\n[1] Some page", P3,
      [("[1]", 0), ("[1] Some page", 0)]),
     ("reference-style-link", f"Read [the guide][1].\n\n[1]: {BERLIN}", P3, [("[1]", 1), (f"[1]: {BERLIN}", 1)]),
+    ("copilot-learn-more", f"Paris[^1^]. Berlin[^2^].\n\nLearn more\n1. [wikipedia.org]({WIKI})\n2. [example.com]({BERLIN})",
+     P3, [("[^1^]", 0), ("[^2^]", 1), (f"1. [wikipedia.org]({WIKI})", 0), (f"2. [example.com]({BERLIN})", 1)]),
+    ("gemini-numbered-titles", f"Paris [1, 2].\n\nSources:\n1. Paris - Wikipedia - {WIKI}\n2. Berlin: {BERLIN}", P3,
+     [("[1, 2]", 0), ("[1, 2]", 1), (f"1. Paris - Wikipedia - {WIKI}", 0), (f"2. Berlin: {BERLIN}", 1)]),
     ("line-start-marker-is-not-a-definition", "Paris is the capital.\n[1] It is also large.", P3, [("[1]", 0)]),
 ]
 
@@ -197,6 +201,9 @@ def _sentence(response: str, marker: str) -> str:
         (f"Read more at {WIKI}. It is good.", WIKI, f"Read more at {WIKI}."),
         ('Intro. <cite index="2">Berlin is the capital.</cite> Outro.', '<cite index="2">', "Berlin is the capital."),
         (f"Paris [1].\n\nSources:\n[1] {WIKI}", f"[1] {WIKI}", ""),
+        (f"Paris is the capital [1].\n- [Paris]({WIKI})", f"[Paris]({WIKI})", ""),
+        (f"Paris is the capital.\n{WIKI}", WIKI, ""),
+        ("Paris is the capital.\n\n[1][2]", "[2]", "Paris is the capital."),
     ],
 )
 def test_sentence_of_citation(response: str, marker: str, sentence: str) -> None:

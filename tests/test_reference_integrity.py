@@ -161,6 +161,16 @@ ROWS = [
             ),
         ],
     ),
+    (
+        "perplexity-markdown-answer",
+        "The **Eiffel Tower** is in Paris.[1] It is tall[1][2].\n\n## History\n- Completed in 1889[2].\n"
+        "- Built by Eiffel et Cie (i.e. Gustave Eiffel's firm)[2][3].\n\n## Visiting\nLines are short early[4].",
+        P3,
+        {"require_citations": True},
+        "fail",
+        6 / 7,
+        [("dangling_citation", "[4]", "[4] does not resolve: index 4 is out of range (3 passages)")],
+    ),
     ("code-is-not-cited", "Use `xs[4]` or\n```\nys[9]\n```\nas in [1].", P3, {}, "pass", 1.0, []),
     ("checklist", "- [x] Paris\n- [ ] Rome", P3, {}, "pass", 1.0, []),
     # --- claims must cite
