@@ -132,6 +132,13 @@ class Analysis:
     citations: tuple[Citation, ...]
     sentences: tuple[Sentence, ...]
 
+    def support_pairs(self) -> list[tuple[int, int, int]]:
+        """Distinct (sentence start, sentence end, passage index) to check for support: "does passage P entail the
+        sentence that cites it?". Dangling citations and reference-list entries have nothing to check."""
+        pairs = ((c.sentence_start, c.sentence_end, c.passage_index) for c in self.citations
+                 if c.passage_index is not None and c.sentence_start >= 0)
+        return list(dict.fromkeys(pairs))  # type: ignore[arg-type]
+
     def uncited_claims(self, scope: str = "sentence") -> list[Sentence]:
         """Claim sentences no citation attaches to (overlap counts: a ``<cite>`` may wrap part of a sentence).
 

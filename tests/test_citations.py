@@ -210,6 +210,15 @@ def test_sentence_of_citation(response: str, marker: str, sentence: str) -> None
     assert _sentence(response, marker) == sentence
 
 
+def test_support_pairs_for_the_nli_check() -> None:
+    response = f"Paris is the capital.[1][2] Rome [9] is old.\n\nSources:\n[2] {BERLIN}"
+    analysis = analyze(response, P3)
+    assert [(response[a:b], P3[i].id) for a, b, i in analysis.support_pairs()] == [
+        ("Paris is the capital.", "doc-1"),
+        ("Paris is the capital.", "doc-2"),
+    ]
+
+
 def test_reference_list_entries_have_no_sentence() -> None:
     entry = [c for c in extract_citations(f"Paris [1].\n\nSources:\n[1] {WIKI}", P3) if c.format == "reference_list"]
     assert len(entry) == 1 and (entry[0].sentence_start, entry[0].sentence_end) == (-1, -1)
