@@ -389,3 +389,17 @@ async def test_a_second_process_on_the_same_spool_dir_does_not_fail(tmp_path: Pa
         await s.stop()
     finally:
         held.close()
+
+
+async def test_a_backlog_at_shutdown_goes_to_the_spool_and_comes_back(tmp_path: Path) -> None:
+    cfg = config(tmp_path, random_rate=1.0)
+    a = ReviewSampler(cfg)
+    await a.start()
+    ids = [a.offer(make_case(i), [verdict("entailment", 0.9)], "allow") for i in range(5000)]
+    await a.stop()
+    assert a.counts["dropped"] == 0 and a.counts["stored"] + a.counts["spooled"] + a.counts["replayed"] >= 5000
+    b = ReviewSampler(cfg)
+    await b.start()
+    await b.stop()
+    with ReviewStore(cfg.url) as st:
+        assert sorted(st.sample_ids()) == sorted(ids)

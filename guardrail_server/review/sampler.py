@@ -244,7 +244,8 @@ class ReviewSampler:
         return out
 
     def _write(self, records: list[dict]) -> None:
-        backlog = self._queue.qsize() >= self._high_water
+        # a backlog (or one left at shutdown) goes to the spool: an fsynced append beats a database round trip
+        backlog = self._queue.qsize() >= (BATCH_SIZE if self._stop.is_set() else self._high_water)
         if self._healthy and not self.spool.depth and not backlog:
             try:
                 self.store.insert_samples(records)
