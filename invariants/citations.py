@@ -22,15 +22,16 @@ Deliberate decisions (each one is tested in tests/test_citations.py):
   markers with that label resolve through the entry. An entry whose URL matches a passage never dangles, whatever
   its label; an entry without URL or matching title defines nothing and is resolved like a plain marker.
 - Indices are 1-based, for every numeric format (including ``【3:0†source】``: the first number).
-- Resolution order for a label: reference-list entry, exact passage id (case-insensitive), 1-based index, for
+- Resolution order for a label: reference-list entry, exact passage id (case-insensitive; then ignoring separators,
+  so ``[Doc 1]`` finds ``doc-1``), 1-based index, for
   ``<label><number>`` the index *only* when no passage id has that label (``doc-7`` is an id when ids are ``doc-N``),
   and last an exact passage title (``[source: Paris - Wikipedia]``).
 - URLs match ``Passage.url`` after normalization: scheme, ``www.``, default ports, trailing slash, fragment,
   percent-encoding, query order and tracking parameters (``utm_*``, ``fbclid``, ...) are ignored.
 - A citation belongs to the sentence that contains it; a marker between two sentences belongs to the one before
   (``France.[1] It ...``); a sentence span never starts or ends with a marker. A marker alone on its line belongs to
-  the sentence before, except a link or URL: a line of bare links supports nothing (span -1, -1). ``<cite>`` tags belong to the text
-  they wrap. Reference-list entries belong to no sentence (span -1, -1): they support nothing by themselves.
+  the sentence before, except a link or URL: a line of bare links supports nothing (span -1, -1). ``<cite>`` tags
+  belong to the text they wrap. Reference-list entries belong to no sentence (-1, -1): they support nothing alone.
 - Sentences never cross a line break (pysbd's rule too); markdown bullets, numbers and ``#`` are not part of them.
 """
 
@@ -175,6 +176,7 @@ _RE_EXPLICIT = re.compile(rf"^({'|'.join(sorted(SOURCE_LABELS))})\s*[:#]\s*(.+)$
 _RE_LABELED = re.compile(r"^([A-Za-z][A-Za-z_]*?)[\s_#:.-]*(\d{1,6})$")
 _RE_RANGE = re.compile(r"^(\d+)\s*[-\u2013\u2014]\s*(\d+)$")
 _RE_SPLIT_REFS = re.compile(r"\s*[,;]\s*")
+_RE_ID_SEPARATORS = re.compile(r"[\s_#:.\-]+")
 _RE_ID_PREFIX = re.compile(r"^([A-Za-z][A-Za-z_]*?)[\s_#:.-]*\d+$")
 
 _RE_FENCE_LINE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})(.*)$", re.MULTILINE)
@@ -281,6 +283,7 @@ class _Context:
 
     n: int
     ids: dict[str, int]
+    loose_ids: dict[str, int]
     urls: dict[str, int]
     titles: dict[str, int]
     id_labels: frozenset[str]
@@ -288,12 +291,14 @@ class _Context:
     @classmethod
     def build(cls, passages: Sequence[Passage]) -> _Context:
         ids: dict[str, int] = {}
+        loose: dict[str, int] = {}
         urls: dict[str, int] = {}
         titles: dict[str, int] = {}
         labels: set[str] = set()
         for i, p in enumerate(passages):
             if p.id:
                 ids.setdefault(p.id.strip().lower(), i)
+                loose.setdefault(_loose_id(p.id), i)
                 m = _RE_ID_PREFIX.match(p.id.strip())
                 if m:
                     labels.add(m.group(1).lower())
@@ -301,7 +306,12 @@ class _Context:
                 urls.setdefault(normalize_url(p.url), i)
             if p.title.strip():
                 titles.setdefault(_norm_title(p.title), i)
-        return cls(len(passages), ids, urls, titles, frozenset(labels))
+        return cls(len(passages), ids, loose, urls, titles, frozenset(labels))
+
+
+def _loose_id(text: str) -> str:
+    """``Doc 1``, ``doc_1`` and ``DOC-1`` name the same passage."""
+    return _RE_ID_SEPARATORS.sub("", text.lower())
 
 
 def _norm_title(text: str) -> str:
@@ -615,6 +625,8 @@ def _resolve_label(ref: str, ctx: _Context, defs: dict[str, _Target] | None) -> 
         return defs[key]
     if key in ctx.ids:
         return _Target(ctx.ids[key], "id", "")
+    if not key.isdigit() and _loose_id(key) in ctx.loose_ids:
+        return _Target(ctx.loose_ids[_loose_id(key)], "id", "")
     if key.isdigit():
         k = int(key)
         return _Target(k - 1, "index", "") if 1 <= k <= ctx.n else _Target(None, "", _out_of_range(k, ctx))
