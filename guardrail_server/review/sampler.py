@@ -94,6 +94,8 @@ class ReviewSampler:
         """Loads the redactor, opens the store and replays the spool (store down: keeps spooling and retries)."""
         if not self.config.enabled or self._thread is not None:
             return
+        self._stop.clear()
+        self._deadline = float("inf")
         await asyncio.to_thread(self._prepare)
         self._thread = threading.Thread(target=self._run, name="review-writer", daemon=True)
         self._thread.start()
@@ -109,7 +111,10 @@ class ReviewSampler:
                 except Exception as exc:  # noqa: BLE001 - fall back to redacting in the writer thread
                     log.warning("review: redaction worker unavailable (%s); redacting in-process", type(exc).__name__)
             if self._worker is None:
-                self._in_thread_redactor()("warm up the redactor: Jane Doe, jane@example.com")
+                try:
+                    self._in_thread_redactor()("warm up the redactor: Jane Doe, jane@example.com")
+                except Exception as exc:  # noqa: BLE001 - records.py withholds text the redactor fails on
+                    log.error("review: redactor failed to warm up (%s)", type(exc).__name__)
         try:
             self.spool.open()
         except SpoolLockedError:
