@@ -147,7 +147,8 @@ async def test_value_only_in_question_is_no_leak(spacy_inv: PiiBoundaryInvariant
 
 
 async def test_value_not_in_context_is_no_leak(spacy_inv: PiiBoundaryInvariant) -> None:
-    case = Case(response="Call us on 212-555-0187 or write to help@shop-example.com.", question="How?", context=(FILLER,))
+    response = "Call us on 212-555-0187 or write to help@shop-example.com."
+    case = Case(response=response, question="How?", context=(FILLER,))
     verdict = await spacy_inv.check(case)
     assert verdict.outcome is Outcome.PASS
     assert verdict.details["unsourced"] == 2
@@ -224,7 +225,9 @@ async def test_public_figures_are_not_leaks() -> None:
 
 async def test_names_from_public_sources_are_not_leaks_but_private_ones_are() -> None:
     inv = await make(public_sources=("https://en.wikipedia.org/*",))
-    public = Passage("w1", "Marta Kowalczyk is a Polish chemist born in Rotterdam.", url="https://en.wikipedia.org/wiki/X")
+    public = Passage(
+        "w1", "Marta Kowalczyk is a Polish chemist born in Rotterdam.", url="https://en.wikipedia.org/wiki/X"
+    )
     private = Passage("crm-1", "Ticket from Marta Kowalczyk: phone +1 (212) 555-0187.")
     response = "Marta Kowalczyk was born in Rotterdam; her phone number is 212-555-0187."
     only_public = await inv.check(Case(response=response, question="Tell me", context=(public,)))

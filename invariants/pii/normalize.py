@@ -92,7 +92,8 @@ def ip_canonical(text: str) -> str | None:
 # --- person names ---------------------------------------------------------------------------------
 
 TITLES = frozenset(
-    "mr mrs ms miss mx dr prof sir madam madame mister doctor professor rev fr hon lady lord mme mlle herr frau sr jr".split()
+    "mr mrs ms miss mx dr prof sir madam madame mister doctor professor rev fr hon lady lord mme mlle herr frau "
+    "sr jr".split()
 )
 # Words spaCy glues onto a name ("Customer Jane Doe", "Dear Jane Doe"): never part of the identity.
 ROLE_WORDS = frozenset(
