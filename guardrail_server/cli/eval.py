@@ -19,9 +19,13 @@ import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.config import Config
+
+if TYPE_CHECKING:
+    from guardrail_server.evals.backends import Backend
 
 EXIT_GATE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -91,7 +95,7 @@ def run_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _config(args: argparse.Namespace) -> Config:
     config = config_from_args(args)
     if args.target:
         return config
@@ -99,7 +103,7 @@ def _config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return config_from_args(args, timeouts)
 
 
-def _backend(args: argparse.Namespace, config: Any):  # type: ignore[no-untyped-def]
+def _backend(args: argparse.Namespace, config: Config) -> Backend:
     if args.target:
         from guardrail_server.evals.backends import RemoteBackend
 

@@ -5,11 +5,12 @@ The Ray backend lives in `ray_engine.py`. Every backend yields `CaseResult`s in 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import grpc
 
+from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.config import Config
 from guardrail_server.convert import decision_from_pb, request_from_case, verdict_from_pb
 from guardrail_server.engine import CheckEngine
@@ -37,7 +38,8 @@ def input_error(code: str, message: str) -> str:
     return f"{code}: {message}"
 
 
-async def run_bounded(work: Work, concurrency: int, one) -> AsyncIterator[CaseResult]:  # type: ignore[no-untyped-def]
+async def run_bounded(work: Work, concurrency: int,
+                      one: Callable[[EvalCase, tuple[str, ...]], Awaitable[CaseResult]]) -> AsyncIterator[CaseResult]:
     """Keeps `concurrency` cases in flight and yields each as it completes; cancels the rest when closed early."""
     it = iter(work)
     pending: set[asyncio.Task[CaseResult]] = set()
@@ -114,7 +116,7 @@ class RemoteBackend:
         window = asyncio.Semaphore(self.concurrency)
         in_flight: dict[str, EvalCase] = {}
 
-        async def requests():  # type: ignore[no-untyped-def]
+        async def requests() -> AsyncIterator[pb.CheckRequest]:
             for item, names in work:
                 await window.acquire()
                 in_flight[item.id] = item
