@@ -1,7 +1,8 @@
 """Transport overhead of `Check`: reference_integrity only, concurrency 1/8/64, unary vs. CheckStream.
 
 The server runs in its own process (as in production: the app and the sidecar do not share a GIL); this process
-is the load generator. Prints one table. Usage: python -m bench.transport [--requests 2000]
+is the load generator. Runs twice, review sampler off and on (issue 7: the store must add nothing measurable to p99).
+Prints one table. Usage: python -m bench.transport [--requests 2000] [--variant NAME|all]
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ async def stream(stub, n: int, concurrency: int) -> list[float]:
     return latencies
 
 
-async def main(n: int, port: int) -> None:
+async def measure(n: int, port: int, variant: str) -> list[tuple]:
     target = f"127.0.0.1:{port}"
     await wait_until_serving(target, 600)
     rows = []
@@ -86,34 +87,56 @@ async def main(n: int, port: int) -> None:
                 t = time.perf_counter()
                 lat = await fn(stub, n, c)
                 wall = time.perf_counter() - t
-                rows.append((mode, c, len(lat), pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3, len(lat) / wall,
-                             statistics.mean(lat) * 1e3))
-    print(f"\nCheck with reference_integrity only; {len(RESPONSE)}-char response, 5 passages, {os.cpu_count()} cores; "
-          "server in its own process")
-    print(f"{'mode':<8}{'conc':>6}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}{'req/s':>10}")
-    for mode, c, k, p50, p99, rps, mean in rows:
-        print(f"{mode:<8}{c:>6}{k:>10}{p50:>10.2f}{p99:>10.2f}{mean:>10.2f}{rps:>10.0f}")
+                rows.append((variant, mode, c, len(lat), pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3,
+                             statistics.mean(lat) * 1e3, len(lat) / wall))
+    return rows
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--requests", type=int, default=2000)
-    args = ap.parse_args()
+VARIANTS = {
+    "sampling off": {"enabled": False},
+    # every case here fails (one dangling citation), so the failure sampler runs at its rate limit, plus 1% random
+    "sampling on": {"enabled": True, "random_rate": 0.01, "failure_rate_limit_per_minute": 60},
+}
+
+
+def run_variant(name: str, review: dict, n: int, tmp: Path) -> list[tuple]:
     from tests.conftest import free_port
 
     port = free_port()
+    cfg = tmp / f"{name.replace(' ', '_')}.yaml"
+    review = {**review, "url": f"sqlite:///{tmp / 'review.db'}", "spool_dir": str(tmp / "spool")}
+    cfg.write_text(json.dumps({
+        "server": {"port": port, "metrics_port": None, "max_concurrent_checks": 256},
+        "logging": {"level": "info"},
+        "review": review,
+        "invariants": {"reference_integrity": {}},
+    }))
+    proc = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(cfg)], cwd=ROOT,
+                            stderr=subprocess.DEVNULL)
+    try:
+        return asyncio.run(measure(n, port, name))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--variant", choices=[*VARIANTS, "all"], default="all")
+    args = ap.parse_args()
+    names = list(VARIANTS) if args.variant == "all" else [args.variant]
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = Path(tmp) / "bench.yaml"
-        cfg.write_text(json.dumps({
-            "server": {"port": port, "metrics_port": None, "max_concurrent_checks": 256},
-            "logging": {"level": "info"},
-            "review": {"enabled": False},
-            "invariants": {"reference_integrity": {}},
-        }))
-        proc = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(cfg)], cwd=ROOT,
-                                stderr=subprocess.DEVNULL)
-        try:
-            asyncio.run(main(args.requests, port))
-        finally:
-            proc.terminate()
-            proc.wait(30)
+        for name in names:
+            rows += run_variant(name, VARIANTS[name], args.requests, Path(tmp))
+    print(f"\nCheck with reference_integrity only; {len(RESPONSE)}-char response, 5 passages, {os.cpu_count()} cores, "
+          f"load avg {os.getloadavg()[0]:.1f}; server in its own process, JSON request logs on")
+    print(f"{'review sampler':<16}{'mode':<8}{'conc':>6}{'requests':>10}{'p50 ms':>10}{'p99 ms':>10}{'mean ms':>10}"
+          f"{'req/s':>10}")
+    for variant, mode, c, k, p50, p99, mean, rps in rows:
+        print(f"{variant:<16}{mode:<8}{c:>6}{k:>10}{p50:>10.2f}{p99:>10.2f}{mean:>10.2f}{rps:>10.0f}")
+
+
+if __name__ == "__main__":
+    main()
