@@ -71,6 +71,7 @@ def test_gates_wildcard_and_operators() -> None:
                         parse_gate("inv.n != 2")], summary)
     assert [(r.invariant, r.tripped) for r in results] == [("inv", False), ("other", True), ("inv", True),
                                                            ("inv", False)]
+    assert [r.tripped for r in evaluate([parse_gate("*.error_rate > 0")], {})] == [True]
 
 
 def test_highlight_marks_spans_escapes_and_handles_overlaps() -> None:

@@ -60,6 +60,8 @@ def evaluate(gates: Sequence[Gate], summary: dict[str, dict[str, Any]]) -> list[
     out = []
     for gate in gates:
         names = sorted(summary) if gate.invariant == "*" else [gate.invariant]
+        if not names:
+            out.append(GateResult(gate, "*", None, True, f"{gate.text}: the run has no results"))
         for name in names:
             if name not in summary:
                 out.append(GateResult(gate, name, None, True, f"{gate.text}: invariant {name!r} is not in this run"))
