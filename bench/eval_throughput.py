@@ -143,6 +143,7 @@ def main() -> None:
     overrides = parse_set_flags(args.overrides)
     config, failed = loadable(overrides, args.timeout)
     names = sorted(config.enabled_invariants())
+    load_before = os.getloadavg()
     tmp = Path(tempfile.mkdtemp(prefix="eval-bench-"))
     try:
         loaded = load_datasets(sample_files(args.per_file, tmp), on_malformed="skip")
@@ -163,7 +164,8 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\nEval throughput: {len(loaded.cases)} cases ({args.per_file} rows from each of "
           f"{len(list(DATA.glob('*.jsonl')))} dev files; pii rows give 2 cases), invariants: {', '.join(names)}; "
-          f"concurrency {args.concurrency}; {os.cpu_count()} cores")
+          f"concurrency {args.concurrency}; {os.cpu_count()} cores, load average {load_before[0]:.1f} before and "
+          f"{os.getloadavg()[0]:.1f} after (the machine is shared: figures are only comparable within one run)")
     for name, why in failed.items():
         print(f"  (not loadable, left out: {name}: {why})")
     print("(Ray 'run s' includes each worker loading its models; 'agree' = outcomes equal to the first local run)")
