@@ -50,6 +50,7 @@ from pysbd.lang.english import English
 from pydantic import Field, field_validator
 
 from invariants.base import InvariantOptions
+from invariants.text import segmenter
 from invariants.types import Passage
 
 Format = Literal["numeric", "ids", "footnotes", "oai", "cite_tags", "markdown_links", "bare_urls"]
@@ -676,11 +677,6 @@ def _expand(ref: str, options: CitationOptions) -> list[str] | str:
 # --------------------------------------------------------------------------------------------------- sentences
 
 
-@functools.lru_cache(maxsize=1)
-def _segmenter() -> pysbd.Segmenter:
-    return pysbd.Segmenter(language="en", clean=False)
-
-
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     """Blanks spans out (keeping newlines and offsets) so markers and code do not steer the segmenter."""
     if not spans:
@@ -813,7 +809,7 @@ def _fallback_spans(chunk: str, start: int, end: int, offset: int) -> list[tuple
 def _pysbd_spans(chunk: str, start: int, end: int, offset: int) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     cursor = start
-    for piece in _segmenter().segment(chunk[start:end]):
+    for piece in segmenter().segment(chunk[start:end]):
         body = piece.strip()
         at = chunk.find(body, cursor, end) if body else -1
         if at < 0:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[.,'][A-Za-z0-9]+)*")
 # "Allende.Augusto": two passages glued without a space; split there before pysbd sees it
@@ -47,16 +47,23 @@ class Window:
     tokens: int
 
 
-@lru_cache(maxsize=1)
-def _segmenter():
-    import pysbd
+_local = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def segmenter() -> "pysbd.Segmenter":
+    """This thread's pysbd segmenter: pysbd keeps per-call state on the instance, so one shared across threads
+    (checks run in worker threads) returns wrong sentence boundaries under concurrency."""
+    seg = getattr(_local, "segmenter", None)
+    if seg is None:
+        import pysbd
+
+        seg = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return seg
 
 
 def split_sentences(text: str) -> list[Span]:
     """Sentences of `text` with exact char offsets (end exclusive, surrounding whitespace excluded)."""
-    seg = _segmenter()
+    seg = segmenter()
     out: list[Span] = []
     for block in re.finditer(r"[^\n]+", text):
         cuts = [0] + [m.start() for m in _GLUED.finditer(block.group(0))] + [len(block.group(0))]
