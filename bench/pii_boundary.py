@@ -24,11 +24,10 @@ import asyncio
 import json
 import os
 import re
-import statistics
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path

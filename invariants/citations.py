@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-import pysbd
 from pysbd.lang.english import English
 from pydantic import Field, field_validator
 

@@ -14,6 +14,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:[.,'][A-Za-z0-9]+)*")
 # "Allende.Augusto": two passages glued without a space; split there before pysbd sees it
@@ -46,6 +47,9 @@ class Window:
     end: int
     tokens: int
 
+
+if TYPE_CHECKING:
+    import pysbd
 
 _local = threading.local()
 

@@ -11,7 +11,7 @@ import random
 import pytest
 
 from invariants.registry import build_invariant, default_threshold, options_model
-from invariants.types import Case, Outcome, Passage
+from invariants.types import Case, Outcome
 from tests.test_citations import _PIECES, BERLIN, KB, NONE, NOID, P3, PY, WIKI
 
 # (id, response, passages, options, outcome, score, findings as (kind, marked text, message))

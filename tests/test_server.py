@@ -12,7 +12,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from guardrail.v1 import guardrail_pb2 as pb
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server.client import AsyncGuardrailClient, GuardrailClient, build_request
 from guardrail_server.server import GuardrailServer
 from tests.conftest import make_config, running_server
