@@ -23,8 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from guardrail_server.client import wait_until_serving
 
 from guardrail_server.config import Config, load_config, parse_set_flags
 from guardrail_server.evals.backends import LocalBackend, RemoteBackend
@@ -73,21 +72,6 @@ async def _load_close(engine: Any) -> None:
     await engine.close()
 
 
-async def wait_serving(target: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(target) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            try:
-                r = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if r.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.2)
-    raise TimeoutError("server not serving")
-
-
 def run_local(config: Config, loaded: LoadedDataset, out: Path, concurrency: int) -> RunOutcome:
     return asyncio.run(run_eval(LocalBackend(config, concurrency), loaded, out, progress=False))
 
@@ -107,7 +91,7 @@ def run_server(config: Config, loaded: LoadedDataset, out: Path, concurrency: in
                             cwd=ROOT, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
         target = f"127.0.0.1:{port}"
-        asyncio.run(wait_serving(target))
+        asyncio.run(wait_until_serving(target, 300))
         load_s = time.perf_counter() - started
         return asyncio.run(run_eval(RemoteBackend(target, concurrency), loaded, out, progress=False)), load_s
     finally:
