@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from guardrail_server.client import wait_until_serving
-
 from guardrail_server.config import Config, load_config, parse_set_flags
 from guardrail_server.evals.backends import LocalBackend, RemoteBackend
 from guardrail_server.evals.datasets import LoadedDataset, load_datasets
