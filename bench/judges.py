@@ -255,7 +255,7 @@ async def main() -> None:
         table += binary_rows("chatprotect (self_consistency)", y, a, b)
         norm = await sc_scores(zoo, "nli", cases, contradiction="normalized")
         t, ba = best_threshold(norm.score, y)
-        table.append(["chatprotect (self_consistency)", "nli c/(e+c)", str(len(y)), f"{auroc(norm.score, y):.3f}",
+        table.append(["chatprotect (self_consistency)", "nli normalized", str(len(y)), f"{auroc(norm.score, y):.3f}",
                       f"{balanced_accuracy((norm.score >= 0.5).astype(int), y):.3f}", f"{ba:.3f} @{t:.2f}",
                       "", "", "", "", f"{1000 * norm.seconds / len(y):.1f}"])
     claims_of = EntailmentInvariant(0.5, EntailmentOptions(judge="model"), zoo)

@@ -44,6 +44,7 @@ class SelfConsistencyOptions(JudgedOptions):
     skip_non_claims: bool = Field(True, description="questions, greetings, abstentions are not checked")
     max_sentences: int = Field(32, ge=1, description="longer responses are checked on their first N sentences")
     max_samples: int = Field(10, ge=1, description="further samples are ignored (cost is sentences x samples)")
+    min_decisive: float = Field(0.5, gt=0.0, le=1.0, description="normalized: least P(e) + P(c) a sample counts for")
     evidence_min: float = Field(0.5, ge=0.0, le=1.0, description="a sample is named as evidence at this contradiction")
 
 
@@ -64,16 +65,10 @@ def _approx_tokens(text: str) -> int:
     return int(len(text.split()) * 1.3) + 1
 
 
-def _contradiction(probs: np.ndarray, mode: str) -> np.ndarray:
-    if mode == "normalized":
-        return probs[:, 2] / np.maximum(probs[:, 0] + probs[:, 2], 1e-6)
-    return probs[:, 2]
-
-
-async def contradiction_matrix(judge: Judge, sentences: Sequence[str], samples: Sequence[str],
-                               options: SelfConsistencyOptions,
-                               count_tokens: Callable[[str], int] | None = None) -> np.ndarray:
-    """[len(sentences), len(samples)] contradiction probabilities, from one batched call of the judge."""
+async def probability_tensor(judge: Judge, sentences: Sequence[str], samples: Sequence[str],
+                             options: SelfConsistencyOptions,
+                             count_tokens: Callable[[str], int] | None = None) -> np.ndarray:
+    """[len(sentences), len(samples), 3] NLI probabilities (sample as premise), from one batched judge call."""
     count = count_tokens or getattr(judge, "token_count", None) or _approx_tokens
 
     def plan() -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
@@ -92,19 +87,32 @@ async def contradiction_matrix(judge: Judge, sentences: Sequence[str], samples: 
 
     pairs, owners = await asyncio.to_thread(plan)
     probs = await judge.score(pairs)
-    contra = _contradiction(probs, options.contradiction)
-    out = np.zeros((len(sentences), len(samples)), dtype=np.float64)
-    best_neutral = np.full_like(out, np.inf)
+    out = np.zeros((len(sentences), len(samples), 3), dtype=np.float64)
+    best_neutral = np.full((len(sentences), len(samples)), np.inf)
     for k, (i, j) in enumerate(owners):
         if probs[k, 1] < best_neutral[i, j]:  # the least neutral window is the one that speaks to the sentence
             best_neutral[i, j] = probs[k, 1]
-            out[i, j] = contra[k]
+            out[i, j] = probs[k]
     return out
 
 
-def summarize(matrix: np.ndarray, aggregation: str) -> Consistency:
-    per_sentence = matrix.mean(axis=1)
-    total = float(per_sentence.max() if aggregation == "max" else per_sentence.mean())
+def summarize(probs: np.ndarray, options: SelfConsistencyOptions) -> Consistency:
+    """Per-sentence and response inconsistency from the [sentences, samples, 3] probabilities.
+
+    `prob`: mean P(contradiction) over samples. `normalized`: contradiction against the samples that speak to the
+    sentence - sum of P(c) over sum of P(e) + P(c) (SelfCheckGPT's c / (e + c), pooled so that a sample that is
+    silent on a sentence does not vote); the denominator is at least `min_decisive` per sample, so a sentence no
+    sample speaks to is not called inconsistent on noise.
+    """
+    e, c = probs[..., 0], probs[..., 2]
+    if options.contradiction == "normalized":
+        floor = options.min_decisive
+        matrix = c / np.maximum(e + c, floor)
+        per_sentence = c.sum(axis=1) / np.maximum((e + c).sum(axis=1), floor * probs.shape[1])
+    else:
+        matrix = c
+        per_sentence = c.mean(axis=1)
+    total = float(per_sentence.max() if options.aggregation == "max" else per_sentence.mean())
     return Consistency(matrix, per_sentence, total)
 
 
@@ -145,8 +153,7 @@ class SelfConsistencyInvariant:
         return spans[: self.options.max_sentences]
 
     async def consistency(self, judge: Judge, sentences: Sequence[str], samples: Sequence[str]) -> Consistency:
-        matrix = await contradiction_matrix(judge, sentences, samples, self.options)
-        return summarize(matrix, self.options.aggregation)
+        return summarize(await probability_tensor(judge, sentences, samples, self.options), self.options)
 
     async def check(self, case: Case) -> Verdict:
         started = time.perf_counter()
