@@ -1,0 +1,135 @@
+"""The entailment invariant on the real shipped model (ONNX int8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from invariants.entailment import EntailmentInvariant, EntailmentOptions, SupportChecker, check_support
+from invariants.registry import build_invariant
+from invariants.types import Case, Outcome, Passage
+from models.zoo import ModelZoo, ZooSettings
+
+MUSEUM = ("The Pergamon Museum is located on Museum Island in Berlin. It was built between 1910 and 1930 to a design "
+          "by Alfred Messel. The museum houses the Ishtar Gate of Babylon and the Pergamon Altar. About 800,000 "
+          "people visited it in 2019, before it closed for a renovation that is planned to last until 2027.")
+FILLER = [
+    "The Danube is the second-longest river in Europe, after the Volga. It flows through Vienna, Budapest and "
+    "Belgrade before reaching the Black Sea. Ships have carried grain along the river for centuries.",
+    "Bread is one of the oldest prepared foods. It is usually made from a dough of flour and water, baked in an oven. "
+    "Yeast is the most common leavening agent used to make the dough rise.",
+    "The violin is a wooden string instrument with four strings tuned in perfect fifths. It is usually played with a "
+    "bow and is the smallest member of its family. Antonio Stradivari built many of the most prized violins.",
+    "Mount Kilimanjaro is a dormant volcano in Tanzania. Its summit is about 5,895 metres above sea level, which "
+    "makes it the highest mountain in Africa. Thousands of climbers attempt to reach the summit every year.",
+    "The printing press was developed by Johannes Gutenberg around 1440 in Mainz. It made books far cheaper and "
+    "helped spread literacy across Europe during the Renaissance.",
+]
+
+
+@pytest.fixture(scope="module")
+def zoo() -> ModelZoo:
+    return ModelZoo(ZooSettings(max_batch_size=32))
+
+
+@pytest.fixture(scope="module")
+async def inv(zoo: ModelZoo) -> EntailmentInvariant:
+    invariant = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), zoo)
+    await invariant.load()
+    return invariant
+
+
+async def test_clear_entailment_contradiction_neutral(zoo: ModelZoo) -> None:
+    model = await zoo.load_nli()
+    premise = "The museum opened in 1995 and is located in the centre of Berlin."
+    probs = await model.predict([
+        (premise, "The museum is located in Berlin."),
+        (premise, "The museum is located in Paris."),
+        (premise, "The museum has a large collection of Roman coins."),
+    ])
+    assert probs.shape == (3, 3)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert probs[0].argmax() == 0 and probs[0, 0] > 0.5
+    assert probs[1, 0] < 0.3 and probs[1, 2] > probs[1, 1]  # contradicted, not merely unsupported
+    assert probs[2, 0] < 0.3 and probs[2].argmax() != 0
+
+
+def _case(response: str, *passages: str) -> Case:
+    return Case(response=response, context=tuple(Passage(f"p{i + 1}", t) for i, t in enumerate(passages)))
+
+
+async def test_grounded_response_passes(inv: EntailmentInvariant) -> None:
+    response = ("The Pergamon Museum is in Berlin. It houses the Ishtar Gate of Babylon. "
+                "About 800,000 people visited it in 2019.")
+    v = await inv.check(_case(response, MUSEUM, *FILLER))
+    assert v.outcome is Outcome.PASS, v
+    assert not v.findings
+    assert all(s["passage_id"] == "p1" for s in v.details["sentences"])
+
+
+@pytest.mark.parametrize("bad", [
+    "About 3,500,000 people visited it in 2019.",  # hallucinated number
+    "It was designed by the architect Frank Gehry.",  # hallucinated name
+    "The museum houses the Rosetta Stone.",  # hallucinated artefact
+])
+async def test_hallucinated_sentence_fails_with_its_span(inv: EntailmentInvariant, bad: str) -> None:
+    response = f"The Pergamon Museum is in Berlin. {bad} It houses the Ishtar Gate of Babylon."
+    v = await inv.check(_case(response, MUSEUM, *FILLER))
+    assert v.outcome is Outcome.FAIL
+    assert len(v.findings) == 1, v.findings
+    f = v.findings[0]
+    start = response.index(bad)
+    assert (f.start, f.end) == (start, start + len(bad))
+    assert f.kind in ("unsupported_claim", "contradicted_claim")
+    assert f.passage_id == "p1"
+    assert 0.0 <= f.score < inv.threshold and "entailment" in f.evidence
+
+
+async def test_support_beyond_the_model_window_is_found(inv: EntailmentInvariant) -> None:
+    long_filler = [" ".join(FILLER[(i + j) % len(FILLER)] for j in range(5)) for i in range(8)]
+    passages = long_filler[:6] + [MUSEUM] + long_filler[6:]
+    case = _case("The Pergamon Museum houses the Pergamon Altar. The museum was built between 1910 and 1930.",
+                 *passages)
+    tokens = sum(inv.model.token_count(p) for p in passages)
+    assert tokens > 3 * inv.model.manifest.max_length
+    v = await inv.check(case)
+    assert v.outcome is Outcome.PASS, v
+    assert v.details["windows"] > 10
+    assert {s["passage_id"] for s in v.details["sentences"]} == {"p7"}
+
+
+async def test_no_context_is_skipped(inv: EntailmentInvariant) -> None:
+    v = await inv.check(Case(response="The museum is in Berlin."))
+    assert v.outcome is Outcome.SKIPPED
+
+
+async def test_only_non_claims_is_skipped(inv: EntailmentInvariant) -> None:
+    v = await inv.check(_case("Hello! I don't know. Is there anything else?", MUSEUM))
+    assert v.outcome is Outcome.SKIPPED
+
+
+async def test_non_claims_do_not_fail_a_grounded_response(inv: EntailmentInvariant) -> None:
+    v = await inv.check(_case("Great question! The Pergamon Museum is located in Berlin. Hope this helps!", MUSEUM))
+    assert v.outcome is Outcome.PASS and len(v.details["sentences"]) == 1
+
+
+async def test_check_support_ranks_the_citing_passage_first(zoo: ModelZoo) -> None:
+    model = await zoo.load_nli()
+    sentence = "The Pergamon Museum houses the Ishtar Gate."
+    good = await check_support(model, Passage("m", MUSEUM), sentence)
+    bad = await check_support(model, Passage("d", FILLER[0]), sentence)
+    assert good.score >= 0.5 > bad.score
+    assert good.window is not None and good.window.passage_id == "m"
+    checker = SupportChecker(zoo)  # hybrid judge, as reference_integrity uses it
+    assert (await checker.support(Passage("m", MUSEUM), sentence)).score >= 0.5
+    assert (await checker.support(FILLER[0], sentence)).score < 0.5
+
+
+async def test_model_only_judge_and_registry_options(zoo: ModelZoo) -> None:
+    inv = build_invariant("entailment", 0.5, {"judge": "model", "top_k": 2, "window_tokens": 96}, zoo)
+    await inv.load()
+    ok = await inv.check(_case("The museum houses the Pergamon Altar.", MUSEUM, *FILLER))
+    bad = await inv.check(_case("The museum houses the Rosetta Stone.", MUSEUM, *FILLER))
+    assert ok.score > bad.score
+    with pytest.raises(ValueError):
+        build_invariant("entailment", 0.5, {"top_k": 0}, zoo)
