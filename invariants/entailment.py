@@ -23,9 +23,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from invariants.base import InvariantOptions, skipped, verdict_from_score
+from invariants.base import skipped, verdict_from_score
+from invariants.disagreement import JudgeScore
+from invariants.judges.adapter import JudgeAsModel
+from invariants.judges.config import JudgedOptions
+from invariants.judges.panel import SecondaryPanel
 from invariants.text import Bm25, Span, Window, content_words, coverage, make_windows, split_sentences
 from invariants.types import Case, Finding, Passage, Verdict
 
@@ -100,7 +104,7 @@ class ClaimScore:
     features: dict[str, float]
 
 
-class EntailmentOptions(InvariantOptions):
+class EntailmentOptions(JudgedOptions):
     model: str | None = Field(None, description="zoo model name; None = the shipped default")
     judge: Literal["hybrid", "model"] = Field(
         "hybrid", description="hybrid: model + lexical alignment, rule fitted on train-side data (manifest); "
@@ -115,6 +119,13 @@ class EntailmentOptions(InvariantOptions):
     aggregation: Literal["min", "mean"] = "min"
     contradiction_threshold: float = Field(0.5, ge=0, le=1, description="report `contradicted_claim` above this")
     max_sentences: int = Field(64, ge=1, description="longer responses are checked on their first N claims")
+
+    @model_validator(mode="after")
+    def _primary_is_the_model(self) -> EntailmentOptions:
+        """judges[0] is this invariant's own NLI model (`model`/`judge` above); secondaries follow it."""
+        if self.judges[0].kind != "nli":
+            raise ValueError("judges[0] must be the NLI model (kind: nli); put other judges after it as secondaries")
+        return self
 
 
 async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tuple[str, str]],
@@ -218,13 +229,17 @@ class EntailmentInvariant:
         self.zoo = zoo
         self.model: Any = None
         self.embedder: Any = None
+        self.panel = SecondaryPanel([], [], options.secondary_fraction, options.disagreement_margin)
 
     @property
     def judge(self) -> str:
         return f"{self.model.name}:{self.options.judge}" if self.model is not None else ""
 
     async def load(self) -> None:
-        self.model = await self.zoo.load_nli(self.options.model)
+        self.model = await self.zoo.load_nli(self.options.judges[0].model or self.options.model)
+        o = self.options
+        self.panel = await SecondaryPanel.load(o.judges[1:], self.zoo, self.name, self.threshold, o.secondary_fraction,
+                                               o.disagreement_margin, (self.model.name, self.model.manifest.family))
         if self.options.judge == "hybrid":
             rule = self.model.manifest.judge
             if not rule:
@@ -252,8 +267,9 @@ class EntailmentInvariant:
             return skipped(self.name, self.threshold, "no checkable claims in the response", started=started)
         windows = await asyncio.to_thread(make_windows, passages, self.model.token_count, self.options.window_tokens,
                                           self.options.stride_tokens)
-        scores = await score_claims(self.model, [c.text for c in claims], passages, self.options, windows,
-                                    embedder=self.embedder)
+        texts = [c.text for c in claims]
+        secondary = self.panel.start(case, lambda judge: self._judge_score(judge, texts, passages, windows))
+        scores = await score_claims(self.model, texts, passages, self.options, windows, embedder=self.embedder)
         values = np.array([s.score for s in scores])
         total = float(values.min() if self.options.aggregation == "min" else values.mean())
         findings = []
@@ -276,5 +292,15 @@ class EntailmentInvariant:
             {"start": c.start, "end": c.end, "score": round(s.score, 4), "entailment": round(s.entailment, 4),
              "contradiction": round(s.contradiction, 4), "passage_id": s.window.passage_id if s.window else ""}
             for c, s in zip(claims, scores, strict=True)], "windows": len(windows)}
+        primary = JudgeScore(self.judge, self.model.manifest.family, total, self.threshold)
+        details.update(await self.panel.details(primary, secondary))
         return verdict_from_score(self.name, total, self.threshold, findings, started=started, judge=self.judge,
                                   details=details)
+
+    async def _judge_score(self, judge: Any, claims: list[str], passages: list[tuple[str, str]],
+                           windows: Sequence[Window]) -> float:
+        """A secondary judge on the same claims and windows, scored by its max P(entailment) (no hybrid rule)."""
+        opts = self.options.model_copy(update={"judge": "model"})
+        scored = await score_claims(JudgeAsModel(judge, self.model.token_count), claims, passages, opts, windows)
+        values = [s.score for s in scored]
+        return min(values) if self.options.aggregation == "min" else sum(values) / len(values)
