@@ -132,6 +132,17 @@ def grounded_cases(name: str, limit: int | None) -> tuple[list[Case], np.ndarray
     return cases, np.array([int(r["label"] == positive) for r in data])
 
 
+async def shipped_scores(inv: EntailmentInvariant, cases: list[Case]) -> JudgeResult:
+    """The entailment invariant as shipped (hybrid judge: model + alignment features + embedding similarity)."""
+    async def one(case: Case) -> float:
+        v = await inv.check(case)
+        return 1.0 if v.outcome is Outcome.SKIPPED else v.score
+
+    t = time.perf_counter()
+    score = await gather_scores(cases, one)
+    return JudgeResult("nli-hybrid", score, time.perf_counter() - t)
+
+
 async def grounded_scores(model: Any, label: str, cases: list[Case], claims_of: EntailmentInvariant) -> JudgeResult:
     opts = EntailmentOptions(judge="model")
 
@@ -152,18 +163,22 @@ async def grounded_scores(model: Any, label: str, cases: list[Case], claims_of: 
 
 # -- the table -------------------------------------------------------------------------------------------------
 
-def binary_rows(dataset: str, y: np.ndarray, a: JudgeResult, b: JudgeResult) -> list[list[str]]:
+def binary_rows(dataset: str, y: np.ndarray, a: JudgeResult, b: JudgeResult,
+                extra: Sequence[JudgeResult] = ()) -> list[list[str]]:
+    """One row per judge, then one row per (judge, b) pair: `a` vs `b`, and each of `extra` vs `b`."""
     out = []
     thr = {}
-    for r in (a, b):
+    for r in (a, *extra, b):
         t, ba = best_threshold(r.score, y)
         thr[r.name] = t
         out.append([dataset, r.name, str(len(y)), f"{auroc(r.score, y):.3f}",
                     f"{balanced_accuracy((r.score >= 0.5).astype(int), y):.3f}", f"{ba:.3f} @{t:.2f}",
                     "", "", "", "", f"{1000 * r.seconds / len(y):.1f}"])
-    pa, pb = (a.score >= thr[a.name]).astype(int), (b.score >= thr[b.name]).astype(int)
-    agree = (pa == pb) & (np.abs(a.score - b.score) <= MARGIN)
-    out.append(pair_row(dataset, a, b, y, pa, pb, agree))
+    pb = (b.score >= thr[b.name]).astype(int)
+    for r in (a, *extra):
+        pa = (r.score >= thr[r.name]).astype(int)
+        agree = (pa == pb) & (np.abs(r.score - b.score) <= MARGIN)
+        out.append(pair_row(dataset, r, b, y, pa, pb, agree))
     return out
 
 
@@ -219,7 +234,32 @@ async def latency_rows(zoo: ModelZoo, cases: list[Case], fraction: float) -> lis
         base = base or mean
         p50, p99 = np.percentile(np.array(lat) * 1000, [50, 99])
         out.append(["latency self_consistency", label, str(len(cases)), "", "", "", f"secondary ran {ran}", "", "",
-                    f"mean {mean:.1f} p50 {p50:.1f} p99 {p99:.1f} ms", f"+{100 * (mean / base - 1):.1f}%"])
+                    f"mean {mean:.1f} p50 {p50:.1f} p99 {p99:.1f} ms", f"{100 * (mean / base - 1):+.1f}%"])
+    return out
+
+
+async def entailment_latency_rows(zoo: ModelZoo, cases: list[Case], fraction: float) -> list[list[str]]:
+    """Per-case latency of the shipped entailment invariant (halueval_qa), without / with the alignment secondary."""
+    variants = [("hybrid only", {}),
+                (f"hybrid + align @{fraction:g}", {"judges": ["nli", "alignment"], "secondary_fraction": fraction}),
+                ("hybrid + align @1", {"judges": ["nli", "alignment"], "secondary_fraction": 1.0})]
+    out, base = [], None
+    for label, opts in variants:
+        inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(**opts), zoo)
+        await inv.load()
+        for case in cases[:5]:
+            await inv.check(case)
+        lat, ran = [], 0
+        for case in cases:
+            t = time.perf_counter()
+            v = await inv.check(case)
+            lat.append(time.perf_counter() - t)
+            ran += "judges_disagree" in v.details
+        mean = statistics.fmean(lat) * 1000
+        base = base or mean
+        p50, p99 = np.percentile(np.array(lat) * 1000, [50, 99])
+        out.append(["latency entailment", label, str(len(cases)), "", "", "", f"secondary ran {ran}", "", "",
+                    f"mean {mean:.1f} p50 {p50:.1f} p99 {p99:.1f} ms", f"{100 * (mean / base - 1):+.1f}%"])
     return out
 
 
@@ -259,19 +299,24 @@ async def main() -> None:
                       f"{balanced_accuracy((norm.score >= 0.5).astype(int), y):.3f}", f"{ba:.3f} @{t:.2f}",
                       "", "", "", "", f"{1000 * norm.seconds / len(y):.1f}"])
     claims_of = EntailmentInvariant(0.5, EntailmentOptions(judge="model"), zoo)
+    shipped = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), zoo)
+    await shipped.load()
     nli_model = await zoo.load_nli(None)
     for name in ("halueval_qa", "wice_claims", "climate_fever_pairs"):
         if name not in sets:
             continue
         cases, y = grounded_cases(name, args.limit)
         a = await grounded_scores(nli_model, "nli", cases, claims_of)
+        h = await shipped_scores(shipped, cases)
         b = await grounded_scores(JudgeAsModel(align, nli_model.token_count), "align", cases, claims_of)
-        table += binary_rows(name, y, a, b)
+        table += binary_rows(name, y, a, b, extra=[h])
     if "snli_test" in sets:
         table += await snli_rows(nli, align, args.limit)
     if "latency" in sets:
         cases, _ = sc_cases(None)
         table += await latency_rows(zoo, cases[: args.latency_cases], args.fraction)
+        cases, _ = grounded_cases("halueval_qa", None)
+        table += await entailment_latency_rows(zoo, cases[: args.latency_cases], args.fraction)
     print_table(table)
     await zoo.close()
 
