@@ -23,7 +23,7 @@ import numpy as np
 from invariants.entailment import EntailmentInvariant, EntailmentOptions
 from invariants.text import coverage, content_words
 from invariants.types import Case, Outcome, Passage
-from models.training.fit_judge import auroc
+from invariants.judges.fit_hybrid import auroc
 from models.zoo import ModelZoo, ZooSettings
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data"))

@@ -86,8 +86,13 @@ class ReviewConfig(_Strict):
     write_timeout_s: float = Field(5.0, gt=0, description="a store write slower than this fails over to the spool")
 
 
+# What runs when the config names no invariants (`make run`): all four, flagging rather than blocking, since the
+# judges' agreement with people is still being calibrated (see README, "Where the judges stand").
 DEFAULT_INVARIANTS: dict[str, dict[str, Any]] = {
-    "reference_integrity": {"on_fail": "flag"},
+    "reference_integrity": {"on_fail": "flag", "timeout_s": 2.0},
+    "entailment": {"on_fail": "flag", "timeout_s": 5.0},
+    "pii_boundary": {"on_fail": "flag", "timeout_s": 3.0},
+    "self_consistency": {"on_fail": "flag", "timeout_s": 5.0},
 }
 
 

@@ -7,9 +7,10 @@ import pytest
 from guardrail_server.config import ConfigError, load_config
 
 
-def test_defaults_validate_and_enable_reference_integrity() -> None:
+def test_defaults_validate_and_enable_every_invariant() -> None:
     cfg = load_config(None, environ={})
-    assert list(cfg.enabled_invariants()) == ["reference_integrity"]
+    assert list(cfg.enabled_invariants()) == ["reference_integrity", "entailment", "pii_boundary", "self_consistency"]
+    assert all(p.on_fail == "flag" for p in cfg.invariants.values())
     assert cfg.server.port == 50051
     assert cfg.review.url.startswith("sqlite:")
 

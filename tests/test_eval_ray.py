@@ -35,7 +35,7 @@ async def test_local_and_ray_engines_identical(tmp_path: Path) -> None:
     from guardrail_server.evals.ray_engine import RayBackend
 
     # Only invariants from the package registry: Ray workers are fresh processes without the test-only ones.
-    config = make_config()
+    config = make_config({"reference_integrity": {}})
     loaded = load_datasets(_cases(tmp_path), on_malformed="fail")
     local = await run_eval(LocalBackend(config), loaded, tmp_path / "local", progress=False)
     on_ray = await run_eval(RayBackend(config, num_cpus=2, workers=1, batch_size=16), loaded, tmp_path / "ray",

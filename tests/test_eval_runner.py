@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from guardrail_server.cli import main
-from guardrail_server.config import DEFAULT_INVARIANTS
 from guardrail_server.evals.backends import LocalBackend, RemoteBackend
 from guardrail_server.evals.compare import compare_runs, to_markdown
 from guardrail_server.evals.datasets import load_datasets
@@ -66,7 +65,7 @@ def _mixed_cases(tmp_path: Path) -> list[Path]:
 
 
 async def test_in_process_and_through_server_give_identical_verdicts(tmp_path: Path) -> None:
-    config = make_config({**DEFAULT_INVARIANTS, **KEYWORD})
+    config = make_config({"reference_integrity": {}, **KEYWORD})
     loaded = load_datasets(_mixed_cases(tmp_path), on_malformed="fail")
     local = await run_eval(LocalBackend(config, concurrency=8), loaded, tmp_path / "local", progress=False)
     async with running_server(config) as (_, target):
