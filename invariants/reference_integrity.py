@@ -4,10 +4,13 @@ Score = the share of citations that resolve (1.0 when the response cites nothing
 `require_citations`, it is the lower of that share and the share of claim sentences that carry a citation (a
 response with claims and no citation then scores 0.0; one with no claims, e.g. "Hello! How can I help?", 1.0).
 The default threshold 1.0 fails a response on any dangling citation. Parsing and resolution live in
-`invariants.citations` (pure functions, shared with the NLI support check that will ask whether the cited passage
-*supports* the citing sentence).
+`invariants.citations` (pure functions).
 
-Pure CPU, no model: a 2,000-character response takes a few milliseconds (sentence segmentation dominates and only
+With `support_check`, each resolved citation must also be *supported*: the cited passage must entail the sentence
+citing it (the entailment judge, through the shared model zoo); the score is then also capped by the share of
+supported (sentence, passage) pairs, and each unsupported one is an `unsupported_citation` finding on the sentence.
+
+Without the support check it is pure CPU, no model: a 2,000-character response takes a few milliseconds (sentence segmentation dominates and only
 runs when there is a citation or `require_citations` is on). Longer responses are checked in a worker thread so a
 large input cannot stall the event loop.
 """
@@ -16,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
 
 from invariants.base import verdict_from_score
 from invariants.citations import Analysis, Citation, CitationOptions, analyze
@@ -30,27 +35,103 @@ class ReferenceIntegrityInvariant:
     default_threshold: ClassVar[float] = 1.0
 
     class Options(CitationOptions):
-        """See `invariants.citations.CitationOptions`; the invariant adds nothing of its own."""
+        """`invariants.citations.CitationOptions`, plus the NLI support check of resolved citations."""
+
+        support_check: bool = Field(
+            False, description="also require each cited passage to support (entail) the sentence citing it; "
+            "uses the shared NLI model, so it costs one model call per (sentence, cited passage)")
+        support_threshold: float = Field(
+            0.10, ge=0.0, le=1.0, description="support score below which a citation is unsupported (the "
+            "entailment judge's scale; default = the entailment invariant's dev-chosen threshold)")
+        support_judge: Literal["hybrid", "model"] = Field("hybrid", description="see entailment.options.judge")
 
     def __init__(self, threshold: float, options: Options | CitationOptions | None = None, zoo: Any = None) -> None:
         self.threshold = threshold
         self.options = options if options is not None else self.Options()
+        self.support: Any = None
+        if getattr(self.options, "support_check", False):
+            from invariants.entailment import EntailmentOptions, SupportChecker
+
+            self.support = SupportChecker(zoo, EntailmentOptions(judge=self.options.support_judge))
+
+    @property
+    def judge(self) -> str:
+        return "citations+nli" if self.support is not None else "citations"
 
     async def load(self) -> None:
         """Warms pysbd (its first call compiles its rules: ~40 ms) so the first request does not pay for it."""
         evaluate(Case(response="It was made by Acme Inc. The firm is old [1]. See https://example.com."), self.options)
+        if self.support is not None:
+            await self.support.load()
+            await self.support.support("The firm is old.", "The firm is old.")
 
     async def check(self, case: Case) -> Verdict:
         started = time.perf_counter()
         if len(case.response) > INLINE_MAX_CHARS:
-            score, findings, details = await asyncio.to_thread(evaluate, case, self.options)
+            score, findings, details, analysis = await asyncio.to_thread(_evaluate, case, self.options)
         else:
-            score, findings, details = evaluate(case, self.options)
-        return verdict_from_score(self.name, score, self.threshold, findings, started=started, details=details)
+            score, findings, details, analysis = _evaluate(case, self.options)
+        if self.support is not None:
+            score = min(score, await self._check_support(case, analysis, findings, details))
+        return verdict_from_score(self.name, score, self.threshold, findings, started=started, details=details,
+                                  judge=self.judge)
+
+    async def _check_support(
+        self, case: Case, analysis: Analysis, findings: list[Finding], details: dict[str, Any]
+    ) -> float:
+        """Share of (citing sentence, cited passage) pairs where the passage supports the sentence; adds a finding
+        spanning each unsupported sentence."""
+        pairs = analysis.support_pairs()
+        if not pairs:
+            return 1.0
+        marker_spans = [(c.start, c.end) for c in analysis.citations]
+        sentences = [_without_markers(case.response, start, end, marker_spans) for start, end, _ in pairs]
+        scores = await asyncio.gather(
+            *(self.support.support(case.context[p], sentence) for (_, _, p), sentence in zip(pairs, sentences))
+        )
+        threshold = self.options.support_threshold
+        unsupported = 0
+        for (start, end, p), result in zip(pairs, scores):
+            if result.score >= threshold:
+                continue
+            unsupported += 1
+            passage_id = case.context[p].id or str(p + 1)
+            findings.append(
+                Finding(
+                    kind="unsupported_citation",
+                    message=f"cited passage {passage_id} does not support this sentence "
+                    f"(support {result.score:.2f} < {threshold:.2f})",
+                    start=start,
+                    end=end,
+                    passage_id=passage_id,
+                    score=result.score,
+                    evidence={"entailment": round(result.entailment, 4),
+                              "contradiction": round(result.contradiction, 4)},
+                )
+            )
+        details.update(support_pairs=len(pairs), unsupported=unsupported)
+        return (len(pairs) - unsupported) / len(pairs)
+
+
+def _without_markers(text: str, start: int, end: int, markers: list[tuple[int, int]]) -> str:
+    """The sentence as a claim: citation markers inside it removed, so the NLI model sees only the statement."""
+    pieces, pos = [], start
+    for a, b in sorted(markers):
+        if b <= start or a >= end:
+            continue
+        pieces.append(text[pos:max(a, pos)])
+        pos = max(pos, min(b, end))
+    pieces.append(text[pos:end])
+    return " ".join("".join(pieces).split())
 
 
 def evaluate(case: Case, options: CitationOptions) -> tuple[float, list[Finding], dict[str, Any]]:
     """Score, findings and details of one case (synchronous, so benchmarks and evals can call it directly)."""
+    score, findings, details, _ = _evaluate(case, options)
+    return score, findings, details
+
+
+def _evaluate(case: Case, options: CitationOptions) -> tuple[float, list[Finding], dict[str, Any], Analysis]:
     analysis = analyze(case.response, case.context, options)
     citations = analysis.citations
     resolved = sum(c.resolved for c in citations)
@@ -77,7 +158,7 @@ def evaluate(case: Case, options: CitationOptions) -> tuple[float, list[Finding]
         if claims:
             score = min(score, (claims - len(uncited)) / claims)
     details["links"] = _links(analysis)
-    return score, findings, details
+    return score, findings, details, analysis
 
 
 def _dangling_findings(citations: tuple[Citation, ...], n_passages: int) -> list[Finding]:
