@@ -275,6 +275,7 @@ async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--limit", type=int, default=None, help="rows per dev set (spread over the file)")
     ap.add_argument("--fraction", type=float, default=SelfConsistencyInvariant.Options().secondary_fraction)
+    ap.add_argument("--wice-limit", type=int, default=None, help="rows of wice_claims (long contexts: the slow set)")
     ap.add_argument("--latency-cases", type=int, default=200)
     ap.add_argument("--sets", default="sc,halueval_qa,wice_claims,climate_fever_pairs,snli_test,latency")
     args = ap.parse_args()
@@ -305,7 +306,7 @@ async def main() -> None:
     for name in ("halueval_qa", "wice_claims", "climate_fever_pairs"):
         if name not in sets:
             continue
-        cases, y = grounded_cases(name, args.limit)
+        cases, y = grounded_cases(name, args.wice_limit if name == "wice_claims" and args.wice_limit else args.limit)
         a = await grounded_scores(nli_model, "nli", cases, claims_of)
         h = await shipped_scores(shipped, cases)
         b = await grounded_scores(JudgeAsModel(align, nli_model.token_count), "align", cases, claims_of)
