@@ -187,25 +187,40 @@ def parse_set_flags(flags: Sequence[str]) -> list[tuple[str, Any]]:
     return out
 
 
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        loaded = yaml.safe_load(p.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {p}: top level must be a mapping")
+    return loaded
+
+
+def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            _deep_merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
 def load_config(
-    path: str | os.PathLike[str] | None = None,
+    path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     *,
     environ: Mapping[str, str] | None = None,
     overrides: Sequence[tuple[str, Any]] = (),
 ) -> Config:
-    """File, then environment, then CLI overrides (later wins). Raises ConfigError naming the key."""
+    """Files (each merged over the previous one, e.g. a base config then `guardrail calibrate`'s thresholds), then
+    environment, then CLI overrides (later wins). Raises ConfigError naming the key."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path or [])
     tree: dict[str, Any] = {}
-    if path:
-        p = Path(path)
-        try:
-            loaded = yaml.safe_load(p.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {p}") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {p}: top level must be a mapping")
-        tree = loaded
+    for p in paths:
+        _deep_merge(tree, _read_yaml(p))
     if "invariants" not in tree:
         tree["invariants"] = {k: dict(v) for k, v in DEFAULT_INVARIANTS.items()}
     for dotted, value in [*env_overrides(os.environ if environ is None else environ), *overrides]:

@@ -56,3 +56,15 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("server: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, environ={})
+
+
+def test_config_files_layer_deeply(tmp_path: Path) -> None:
+    base = tmp_path / "base.yaml"
+    base.write_text("server:\n  port: 7000\ninvariants:\n  reference_integrity: {on_fail: block}\n"
+                    "  entailment: {timeout_s: 9}\n")
+    thresholds = tmp_path / "thresholds.yaml"
+    thresholds.write_text("invariants:\n  entailment: {threshold: 0.42}\n")
+    cfg = load_config([base, thresholds], environ={})
+    assert cfg.server.port == 7000
+    assert cfg.invariants["reference_integrity"].on_fail == "block"
+    assert cfg.invariants["entailment"].threshold == 0.42 and cfg.invariants["entailment"].timeout_s == 9
