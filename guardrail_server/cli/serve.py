@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 
 from guardrail_server.cli.common import add_config_flags, config_from_args
 from guardrail_server.config import Config
@@ -32,6 +33,9 @@ def run(args: argparse.Namespace) -> int:
     web = _start_review_web(config)
     try:
         asyncio.run(GuardrailServer(config, sampler=sampler).serve_forever())
+    except Exception as exc:  # a start-up failure (model, judge family, port) ends the process with a clear line
+        print(f"guardrail serve: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     finally:
         if web is not None:
             web.stop()
