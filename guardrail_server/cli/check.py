@@ -12,7 +12,12 @@ import grpc
 
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.cli.common import add_config_flags, config_from_args
-from guardrail_server.convert import case_from_dict, request_from_case, response_to_dict, result_to_pb
+from guardrail_server.convert import (
+    case_from_dict,
+    request_from_case,
+    response_to_dict,
+    result_to_pb,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -217,7 +217,10 @@ def _finish(outcome: Any, gates: list[Any]) -> int:
 
 
 def run_review(args: argparse.Namespace) -> int:
-    from guardrail_server.evals.review_import import ReviewImportError, load_review_cases
+    from guardrail_server.evals.review_import import (
+        ReviewImportError,
+        load_review_cases,
+    )
 
     if args.datasets:
         return _usage("`eval review` takes no DATASET files; it reads the review store")
