@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from invariants.stats import auroc
+
 Z95 = 1.959963984540054
 SWEEP = np.round(np.linspace(0.0, 1.0, 101), 2)
 
@@ -26,26 +28,6 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def auroc(violation_scores: Sequence[float], positive: Sequence[bool]) -> float | None:
-    """Mann-Whitney AUROC with tied ranks averaged; None without both classes."""
-    s = np.asarray(violation_scores, dtype=float)
-    y = np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s), dtype=float)
-    sorted_s = s[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and sorted_s[j + 1] == sorted_s[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def _ratio(num: float, den: float) -> float | None:

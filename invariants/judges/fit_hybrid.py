@@ -15,9 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-from pathlib import Path
 
 import numpy as np
+
+from invariants.stats import auroc as shared_auroc
 
 FEATURES = ["entailment_logit", "contradiction", "coverage", "number_coverage", "name_coverage", "embed_sim"]
 
@@ -37,21 +38,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, iters: int = 30
 
 
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    s = scores[order]
-    i = 0
-    while i < len(s):
-        j = i
-        while j + 1 < len(s) and s[j + 1] == s[i]:
-            j += 1
-        ranks[order[i:j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    pos = labels == 1
-    n_pos, n_neg = pos.sum(), (~pos).sum()
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """AUROC of `labels == 1`; NaN without both classes (keeps the fitting report's numeric columns numeric)."""
+    value = shared_auroc(scores, np.asarray(labels) == 1)
+    return float("nan") if value is None else value
 
 
 async def collect(model_name: str | None, embedder_name: str, n: int, seed: int, snli_n: int = 0
