@@ -37,10 +37,10 @@ class ZooSettings:
     default_nli: str = DEFAULT_NLI
 
 
-class NliModel:
-    """A loaded NLI cross-encoder behind the shared batcher."""
+class _LoadedModel:
+    """A runtime behind its batcher, with the manifest it was loaded from."""
 
-    def __init__(self, runtime: NliRuntime, batcher: DynamicBatcher, directory: Path) -> None:
+    def __init__(self, runtime: NliRuntime | EmbeddingRuntime, batcher: DynamicBatcher, directory: Path) -> None:
         self.runtime = runtime
         self.batcher = batcher
         self.directory = directory
@@ -52,6 +52,12 @@ class NliModel:
     @property
     def name(self) -> str:
         return self.runtime.manifest.name
+
+
+class NliModel(_LoadedModel):
+    """A loaded NLI cross-encoder behind the shared batcher."""
+
+    runtime: NliRuntime
 
     async def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """(premise, hypothesis) pairs -> [n, 3] probabilities (entailment, neutral, contradiction)."""
@@ -65,21 +71,10 @@ class NliModel:
         return self.runtime.token_count(text)
 
 
-class EmbeddingModel:
+class EmbeddingModel(_LoadedModel):
     """A loaded sentence encoder behind its own batcher (texts ride in the batcher's pair slots)."""
 
-    def __init__(self, runtime: EmbeddingRuntime, batcher: DynamicBatcher, directory: Path) -> None:
-        self.runtime = runtime
-        self.batcher = batcher
-        self.directory = directory
-
-    @property
-    def manifest(self) -> ModelManifest:
-        return self.runtime.manifest
-
-    @property
-    def name(self) -> str:
-        return self.runtime.manifest.name
+    runtime: EmbeddingRuntime
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> [n, d] unit vectors (cosine similarity = dot product)."""
