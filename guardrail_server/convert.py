@@ -66,8 +66,42 @@ def finding_to_pb(f: Finding) -> pb.Finding:
     )
 
 
+def judges_to_pb(details: Mapping[str, Any]) -> list[pb.JudgeResult]:
+    """`Verdict.details["judges"]` (see invariants.disagreement.panel_details) on the wire, primary first."""
+    reasons = details.get("disagreement") or {}
+    return [
+        pb.JudgeResult(judge=name, family=j.get("family", ""), score=j.get("score", 0.0),
+                       threshold=j.get("threshold", 0.0), passed=j.get("outcome") == "pass", error=j.get("error", ""),
+                       disagreement=reasons.get(name, ""), duration=_duration(j.get("latency_ms", 0.0) / 1000))
+        for name, j in (details.get("judges") or {}).items()
+    ]
+
+
+def judges_from_pb(r: pb.InvariantResult) -> dict[str, Any]:
+    """The inverse of `judges_to_pb`: the same `details` layout the invariant produced."""
+    if not r.judges:
+        return {}
+    judges: dict[str, Any] = {}
+    for j in r.judges:
+        entry: dict[str, Any] = {"family": j.family, "latency_ms": round(j.duration.ToNanoseconds() / 1e6, 2)}
+        if j.error:
+            entry["error"] = j.error
+        else:
+            entry.update(score=round(j.score, 4), threshold=j.threshold, outcome="pass" if j.passed else "fail")
+        judges[j.judge] = entry
+    out: dict[str, Any] = {"judges": judges}
+    if any(not j.error for j in r.judges[1:]) and not r.judges[0].error:
+        out["judges_disagree"] = r.judges_disagree
+    reasons = {j.judge: j.disagreement for j in r.judges if j.disagreement}
+    if reasons:
+        out["disagreement"] = reasons
+    return out
+
+
 def verdict_to_pb(v: Verdict) -> pb.InvariantResult:
     return pb.InvariantResult(
+        judges=judges_to_pb(v.details),
+        judges_disagree=bool(v.details.get("judges_disagree")),
         invariant=v.invariant,
         outcome=_OUTCOME_TO_PB[v.outcome],
         score=v.score,
@@ -109,6 +143,7 @@ def verdict_from_pb(r: pb.InvariantResult) -> Verdict:
         latency_s=r.duration.ToNanoseconds() / 1e9,
         judge=r.judge,
         error=r.error,
+        details=judges_from_pb(r),
     )
 
 
@@ -131,6 +166,10 @@ def response_to_dict(resp: pb.CheckResponse) -> dict[str, Any]:
                 "threshold": r.threshold,
                 "judge": r.judge,
                 "error": r.error or None,
+                **({"judges_disagree": r.judges_disagree,
+                    "judges": [{"judge": j.judge, "family": j.family, "score": round(j.score, 6),
+                                "passed": j.passed, "error": j.error or None,
+                                "disagreement": j.disagreement or None} for j in r.judges]} if r.judges else {}),
                 "findings": [
                     {
                         "kind": f.kind,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from invariants.judges.openai_client import ChatClient
+from invariants.judges.openai_client import ChatClient, ChatError
 from invariants.types import Case
 
 SYSTEM_PROMPT = "Answer the user's question. When context passages are given, answer from them."
@@ -57,18 +57,27 @@ async def sample_responses(case: Case, endpoint: str, model: str, n: int = 5, te
 
 
 async def fill_samples(cases: Sequence[Case], endpoint: str, model: str, n: int = 5, temperature: float = 1.0, *,
-                       concurrency: int = 4, **kwargs: Any) -> list[Case]:
-    """Cases without samples get N sampled answers (cases that have samples, or no question, are left as they are).
+                       concurrency: int = 4, **kwargs: Any) -> tuple[list[Case], list[str]]:
+    """Cases without samples get N sampled answers; cases that have samples, or no question, are left as they are.
 
-    For `guardrail eval --sampler`: run it over the loaded cases before they are dispatched to the engine.
+    Returns the cases and, per case, "" or why sampling failed (that case keeps no samples): one unreachable answer
+    must not cost the whole offline run. Bad arguments raise ValueError before any request is sent.
     """
+    if n < 1:
+        raise ValueError("--samples must be >= 1")
+    if temperature <= 0:
+        raise ValueError("samples need temperature > 0 (at 0 every sample is the same answer)")
     sem = asyncio.Semaphore(concurrency)
 
-    async def one(case: Case) -> Case:
+    async def one(case: Case) -> tuple[Case, str]:
         if case.samples or not case.question.strip():
-            return case
+            return case, ""
         async with sem:
-            samples = await sample_responses(case, endpoint, model, n, temperature, **kwargs)
-        return replace(case, samples=samples)
+            try:
+                samples = await sample_responses(case, endpoint, model, n, temperature, **kwargs)
+            except ChatError as exc:
+                return case, str(exc)[:300]
+        return replace(case, samples=samples), ""
 
-    return list(await asyncio.gather(*(one(c) for c in cases)))
+    done = await asyncio.gather(*(one(c) for c in cases))
+    return [c for c, _ in done], [e for _, e in done]

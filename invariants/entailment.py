@@ -7,7 +7,7 @@ sentence score is that entailment probability, or — with `judge: hybrid` — a
 alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
 manifest. The response score is the weakest sentence's.
 
-Non-claims are skipped (documented rule, `is_non_claim`): questions (end with "?"); short (<= 8 words) greetings,
+Non-claims are skipped (documented rule, `invariants.text.is_non_claim`): questions (end with "?"); short (<= 8 words) greetings,
 thanks and offers of help; abstentions ("I don't know", "I'm not sure", "the context does not mention ..."); short
 lead-ins ending with ":"; sentences without a content word.
 """
@@ -30,39 +30,20 @@ from invariants.disagreement import JudgeScore
 from invariants.judges.adapter import JudgeAsModel
 from invariants.judges.config import JudgedOptions
 from invariants.judges.panel import SecondaryPanel
-from invariants.text import Bm25, Span, Window, content_words, coverage, make_windows, split_sentences
+from invariants.text import (
+    Bm25,
+    Span,
+    Window,
+    content_words,
+    coverage,
+    is_non_claim,
+    make_windows,
+    split_sentences,
+)
 from invariants.types import Case, Finding, Passage, Verdict
 
-_PLEASANTRY = re.compile(  # only when the whole sentence is short: "Hello Kitty was created in 1974." is a claim
-    r"^\W*(?:(?:hi|hello|hey|greetings|good (?:morning|afternoon|evening))(?=\W*$|\s*[,!]|\s+there\b)"
-    r"|thanks?(?! to)|thank you|you'?re welcome|sure|certainly|of course|absolutely|okay|ok|(?:great|good) question|(?:i )?hope (?:this|that|it) helps"
-    r"|glad (?:i could|to) help|happy to help|(?:please )?(?:let me know|feel free)|is there anything else)\b",
-    re.IGNORECASE,
-)
-_ABSTENTION = re.compile(
-    r"^\W*(?:i(?:'m| am) (?:not sure|unsure|sorry|afraid)"
-    r"|i (?:do not|don'?t|cannot|can'?t|could ?n[o']t) (?:know|find|say|tell|answer|determine|confirm|see)"
-    r"|(?:the )?(?:provided )?(?:context|passages?|documents?|sources?|text) (?:does|do)(?: not|n'?t) "
-    r"(?:say|mention|contain|provide|specify|state|include)"
-    r"|(?:there is|there's) no (?:information|mention)|no information (?:is|was) (?:given|provided|available))",
-    re.IGNORECASE,
-)
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z\-]+")
-
-
-def is_non_claim(sentence: str) -> bool:
-    """The documented skip rule: text that asserts nothing checkable against the context."""
-    s = sentence.strip()
-    if not s or s.endswith("?"):
-        return True
-    if s.endswith(":") and len(s.split()) <= 12:
-        return True
-    if not content_words(s):
-        return True
-    if len(s.split()) <= 8 and _PLEASANTRY.match(s):
-        return True
-    return bool(_ABSTENTION.match(s))
 
 
 def _share_present(items: list[str], haystack: str) -> float:

@@ -30,7 +30,7 @@ from invariants.judges import JudgedOptions, JudgeError, load_judges
 from invariants.judges.base import Judge
 from invariants.judges.panel import SecondaryPanel
 from invariants.runner import error_verdict
-from invariants.text import Bm25, Span, content_words, make_windows, split_sentences
+from invariants.text import Bm25, Span, content_words, is_non_claim, make_windows, split_sentences
 from invariants.types import Case, Finding, Verdict
 
 
@@ -117,8 +117,6 @@ def summarize(probs: np.ndarray, options: SelfConsistencyOptions) -> Consistency
 
 
 def _is_claim(sentence: str) -> bool:
-    from invariants.entailment import is_non_claim
-
     return not is_non_claim(sentence)
 
 

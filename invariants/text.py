@@ -183,3 +183,33 @@ class Bm25:
     def top_k(self, query: str, k: int) -> list[int]:
         sc = self.scores(query)
         return sorted(range(len(sc)), key=lambda i: (-sc[i], i))[:k]
+
+
+# ----------------------------------------------------------------- non-claims (entailment, self_consistency)
+
+_PLEASANTRY = re.compile(  # only when the whole sentence is short: "Hello Kitty was created in 1974." is a claim
+    r"^\W*(?:(?:hi|hello|hey|greetings|good (?:morning|afternoon|evening))(?=\W*$|\s*[,!]|\s+there\b)"
+    r"|thanks?(?! to)|thank you|you'?re welcome|sure|certainly|of course|absolutely|okay|ok|(?:great|good) question|(?:i )?hope (?:this|that|it) helps"
+    r"|glad (?:i could|to) help|happy to help|(?:please )?(?:let me know|feel free)|is there anything else)\b",
+    re.IGNORECASE,
+)
+_ABSTENTION = re.compile(
+    r"^\W*(?:i(?:'m| am) (?:not sure|unsure|sorry|afraid)"
+    r"|i (?:do not|don'?t|cannot|can'?t|could ?n[o']t) (?:know|find|say|tell|answer|determine|confirm|see)"
+    r"|(?:the )?(?:provided )?(?:context|passages?|documents?|sources?|text) (?:does|do)(?: not|n'?t) "
+    r"(?:say|mention|contain|provide|specify|state|include)"
+    r"|(?:there is|there's) no (?:information|mention)|no information (?:is|was) (?:given|provided|available))",
+    re.IGNORECASE,
+)
+def is_non_claim(sentence: str) -> bool:
+    """The documented skip rule: text that asserts nothing checkable against the context."""
+    s = sentence.strip()
+    if not s or s.endswith("?"):
+        return True
+    if s.endswith(":") and len(s.split()) <= 12:
+        return True
+    if not content_words(s):
+        return True
+    if len(s.split()) <= 8 and _PLEASANTRY.match(s):
+        return True
+    return bool(_ABSTENTION.match(s))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from invariants.entailment import is_non_claim
+from invariants.text import is_non_claim
 from invariants.text import Bm25, coverage, make_windows, split_sentences
 
 

@@ -218,7 +218,8 @@ async def test_fill_samples_only_touches_cases_without_samples() -> None:
     cases = [Case(response="r", question="Q one?"), Case(response="r", question="Q two?", samples=("kept",)),
              Case(response="r")]
     with FakeOpenAI(lambda body: f"sampled {body['seed']}") as fake:
-        filled = await fill_samples(cases, fake.url, "sut", n=3, temperature=0.7)
+        filled, failures = await fill_samples(cases, fake.url, "sut", n=3, temperature=0.7)
+    assert failures == ["", "", ""]
     assert filled[0].samples == ("sampled 0", "sampled 1", "sampled 2")
     assert filled[1].samples == ("kept",) and filled[2].samples == ()
     assert len(fake.requests) == 3

@@ -12,10 +12,13 @@ from models.training.generator import (
     LABELS,
     Document,
     PairGenerator,
+    abstract_number,
     add_detail,
+    conjoin_unsupported,
     detokenize_wikitext,
     documents_from_texts,
     flip_negation,
+    rewrite,
     swap_entity,
     swap_number,
     swap_within,
@@ -91,13 +94,45 @@ def test_add_detail_appends_unsupported_information() -> None:
     assert add_detail("The tower is operated by a public company.", "No detail here.", random.Random(0)) is None
 
 
+def test_abstract_number_is_vaguer_and_labelled_by_the_side_of_the_bound() -> None:
+    seen = {}
+    for seed in range(40):
+        made = abstract_number("The city had 45,300 inhabitants.", random.Random(seed))
+        assert made is not None
+        seen[made[0]] = made[1]
+    assert seen["The city had more than 40,000 inhabitants."] == "entailment"
+    assert seen["The city had fewer than 40,000 inhabitants."] == "contradiction"
+    assert any(label == "contradiction" and "more than 100,000" in text for text, label in seen.items())
+    years = {abstract_number("In 1994 the band toured.", random.Random(s)) for s in range(30)}
+    assert ("In the 1990s the band toured.", "entailment") in years
+    assert {label for text, label in years if "1980s" in text or "2000s" in text} == {"contradiction"}
+    assert abstract_number("He scored 12 goals.", random.Random(0)) is None  # too small to round
+    assert abstract_number("No figures here.", random.Random(0)) is None
+
+
+def test_conjoin_unsupported_fuses_a_supported_and_an_unsupported_fact() -> None:
+    fused = conjoin_unsupported("The band toured Europe in 1994.", "Their album sold well.")
+    assert fused == "The band toured Europe in 1994, and their album sold well."
+    assert conjoin_unsupported("The band toured.", "Paris hosted them.") == "The band toured, and Paris hosted them."
+
+
+def test_rewrite_shortens_without_adding_words() -> None:
+    sentence = "In 1994, the band (then a trio) toured Europe, which was a success."
+    out = rewrite(sentence, random.Random(0))
+    assert out and out != sentence
+    words = lambda text: set(re.findall(r"[a-z0-9]+", text.lower()))  # noqa: E731
+    assert words(out) < words(sentence) and len(out) < len(sentence)
+    assert rewrite("Short plain sentence here.", random.Random(0)) is None
+
+
 def test_generate_is_deterministic_and_labelled() -> None:
     a = PairGenerator(docs(), seed=3).generate(300)
     b = PairGenerator(docs(), seed=3).generate(300)
     assert a == b and len(a) == 300
     assert {p.label for p in a} == set(LABELS)
     kinds = Counter(p.kind for p in a)
-    assert {"verbatim", "on_topic_unsupported", "entity_swap", "number_swap", "negation", "off_topic"} <= set(kinds)
+    assert {"verbatim", "on_topic_unsupported", "entity_swap", "number_swap", "negation", "off_topic",
+            "conjoined_unsupported", "rewrite"} <= set(kinds)
 
 
 @pytest.mark.parametrize("kind", ["verbatim", "merged", "short_answer"])
@@ -112,7 +147,8 @@ def test_supported_claims_are_in_the_window(kind: str) -> None:
 
 def test_unsupported_claims_are_not_in_the_window() -> None:
     pairs = [p for p in PairGenerator(docs(), seed=5).generate(600)
-             if p.kind in ("on_topic_unsupported", "off_topic", "number_swap", "entity_swap", "negation")]
+             if p.kind in ("on_topic_unsupported", "off_topic", "number_swap", "entity_swap", "negation",
+                          "conjoined_unsupported")]
     assert pairs
     assert all(p.hypothesis not in p.premise and p.label != "entailment" for p in pairs)
 

@@ -92,7 +92,7 @@ class Finding(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., passage_id: _Optional[str] = ..., score: _Optional[float] = ..., has_score: _Optional[bool] = ...) -> None: ...
 
 class InvariantResult(_message.Message):
-    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error")
+    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error", "judges", "judges_disagree")
     INVARIANT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -101,6 +101,8 @@ class InvariantResult(_message.Message):
     DURATION_FIELD_NUMBER: _ClassVar[int]
     JUDGE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    JUDGES_FIELD_NUMBER: _ClassVar[int]
+    JUDGES_DISAGREE_FIELD_NUMBER: _ClassVar[int]
     invariant: str
     outcome: Outcome
     score: float
@@ -109,7 +111,29 @@ class InvariantResult(_message.Message):
     duration: _duration_pb2.Duration
     judge: str
     error: str
-    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ...) -> None: ...
+    judges: _containers.RepeatedCompositeFieldContainer[JudgeResult]
+    judges_disagree: bool
+    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ..., judges: _Optional[_Iterable[_Union[JudgeResult, _Mapping]]] = ..., judges_disagree: _Optional[bool] = ...) -> None: ...
+
+class JudgeResult(_message.Message):
+    __slots__ = ("judge", "family", "score", "threshold", "passed", "error", "disagreement", "duration")
+    JUDGE_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PASSED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DISAGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    DURATION_FIELD_NUMBER: _ClassVar[int]
+    judge: str
+    family: str
+    score: float
+    threshold: float
+    passed: bool
+    error: str
+    disagreement: str
+    duration: _duration_pb2.Duration
+    def __init__(self, judge: _Optional[str] = ..., family: _Optional[str] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., passed: _Optional[bool] = ..., error: _Optional[str] = ..., disagreement: _Optional[str] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
     __slots__ = ("request_id", "decision", "results", "duration", "review_sample_id", "error_code", "error_message")

@@ -48,6 +48,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=60.0,
                    help="per-invariant timeout in seconds for in-process engines (evals are not latency-bound)")
     p.add_argument("--limit", type=int, help="evaluate only the first N cases")
+    p.add_argument("--secondary-fraction", type=float, default=1.0, metavar="F",
+                   help="in-process: share of cases the secondary judges see (default 1.0: every case, so the report "
+                        "shows the judges' disagreement rate; a --target server uses its own setting)")
+    p.add_argument("--sampler", metavar="URL",
+                   help="OpenAI-compatible endpoint of the system under test: cases without samples get --samples "
+                        "answers to their question at --sampler-temperature (for self_consistency)")
+    p.add_argument("--sampler-model", help="model id to ask the --sampler endpoint for")
+    p.add_argument("--samples", type=int, default=5, help="samples per case with --sampler (default 5)")
+    p.add_argument("--sampler-temperature", type=float, default=1.0, help="sampling temperature, > 0 (default 1.0)")
+    p.add_argument("--sampler-api-key-env", metavar="VAR", help="environment variable holding the endpoint's API key")
     p.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
     p.add_argument("--fail-if", action="append", default=[], metavar="EXPR",
                    help="CI gate, e.g. 'entailment.violation_rate > 0.05' or '*.error_rate > 0' (repeatable)")
@@ -96,11 +106,14 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _config(args: argparse.Namespace) -> Config:
+    """The served config, adjusted for offline work: generous timeouts, and every judge on every case."""
     config = config_from_args(args)
     if args.target:
         return config
-    timeouts = [(f"invariants.{name}.timeout_s", args.timeout) for name in config.invariants]
-    return config_from_args(args, timeouts)
+    extra: list[tuple[str, object]] = [(f"invariants.{name}.timeout_s", args.timeout) for name in config.invariants]
+    extra += [(f"invariants.{name}.options.secondary_fraction", args.secondary_fraction)
+              for name in config.invariants if "secondary_fraction" in type(config.options(name)).model_fields]
+    return config_from_args(args, extra)
 
 
 def _backend(args: argparse.Namespace, config: Config) -> Backend:
@@ -145,6 +158,12 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
             return _usage(str(exc))
         run_info = {"datasets": [str(d) for d in datasets]}
     _report_malformed(loaded.malformed)
+    if args.sampler:
+        try:
+            loaded, sampling = _fill_samples(args, loaded)
+        except ValueError as exc:
+            return _usage(str(exc))
+        run_info = {**(run_info or {}), "sampler": sampling}
     config = _config(args)
     from guardrail_server.logs import configure_logging
 
@@ -158,6 +177,35 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
     except RunError as exc:
         return _usage(str(exc))
     return _finish(outcome, gates)
+
+
+def _fill_samples(args: argparse.Namespace, loaded: Any) -> tuple[Any, dict[str, Any]]:
+    """Samples for cases that have none, from the system under test. A case whose sampling fails keeps no samples
+    (self_consistency then reports SKIPPED for it) and is listed on stderr; if every case fails, the run stops."""
+    from dataclasses import replace
+
+    from guardrail_server.evals.datasets import LoadedDataset
+    from guardrail_server.llm_sampler import fill_samples
+
+    if not args.sampler_model:
+        raise ValueError("--sampler needs --sampler-model (the model id the endpoint serves)")
+    todo = [item for item in loaded.cases if not item.case.samples and item.case.question.strip()]
+    print(f"guardrail eval: sampling {args.samples} answers for {len(todo)} case(s) from {args.sampler}",
+          file=sys.stderr)
+    filled, failures = asyncio.run(fill_samples(
+        [item.case for item in todo], args.sampler, args.sampler_model, args.samples, args.sampler_temperature,
+        api_key_env=args.sampler_api_key_env, concurrency=min(args.concurrency, 8)))
+    for item, error in zip(todo, failures, strict=True):
+        if error:
+            print(f"  {item.dataset}: {item.id}: sampling failed: {error}", file=sys.stderr)
+    if todo and all(failures):
+        raise ValueError(f"the sampler at {args.sampler} failed for every case (first error: {failures[0]})")
+    by_id = {item.id: replace(item, case=case) for item, case in zip(todo, filled, strict=True)}
+    cases = [by_id.get(item.id, item) for item in loaded.cases]
+    info = {"endpoint": args.sampler, "model": args.sampler_model, "samples": args.samples,
+            "temperature": args.sampler_temperature, "cases_sampled": len(todo) - sum(bool(f) for f in failures),
+            "cases_failed": sum(bool(f) for f in failures)}
+    return LoadedDataset(cases, loaded.malformed), info
 
 
 def _report_malformed(malformed: list[Any]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from guardrail_server.evals.summary import SWEEP
+from guardrail_server.evals.summary import SWEEP, disagreeing_cases
 
 HOLDS, VIOLATED, UNLABELED, INK, GRID = "#2a9d8f", "#e76f51", "#9aa5b1", "#264653", "#e3e7eb"
 
@@ -208,6 +208,8 @@ def render_html(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any
             "name": name, "s": s, "histogram": svg_histogram(s),
             "sweep": svg_sweep(s) if s.get("labeled") else None,
             "worst": worst_cases(by_inv.get(name, []), worst), "errors": top_errors(by_inv.get(name, [])),
+            "disagreeing": [{**r, "judges_map": json.loads(r.get("judges") or "{}")}
+                            for r in disagreeing_cases(by_inv.get(name, []), worst)],
         })
     return _env().get_template("report.html").render(
         manifest=manifest, summary=summary, sections=sections, rates=svg_rates(summary) if summary else "",
@@ -230,6 +232,23 @@ def render_markdown(summary: dict[str, dict[str, Any]], manifest: dict[str, Any]
             f"| {name} | {s['n']} | {_pct(s['violation_rate'])} [{_pct(s['violation_rate_low'])}, "
             f"{_pct(s['violation_rate_high'])}] | {s['n_error']} | {s['n_skipped']} | {_num(s['threshold'], 2)} | "
             f"{_num(lab.get('balanced_accuracy'))} | {_num(lab.get('auroc'))} | {_num(lab.get('best_threshold'), 2)} |")
+    judged = {name: s for name, s in summary.items() if s.get("judges")}
+    if judged:
+        lines += ["", "### Judges", "",
+                  "| invariant | judged | disagree [95% CI] | verdicts agree | slice | n | bal. acc |",
+                  "|---|---:|---|---:|---|---:|---:|"]
+        for name, s in judged.items():
+            j = s["judges"]
+            slices = [(f"{k} alone", a) for k, a in j["per_judge"].items()] + [
+                (label, a) for label, a in (("primary, judges agree", j["primary_when_agree"]),
+                                            ("primary, judges disagree", j["primary_when_disagree"])) if a]
+            head = (f"| {name} | {j['n']} | {j['n_disagree']} ({_pct(s['disagreement_rate'])}) "
+                    f"[{_pct(j['disagreement_rate_low'])}, {_pct(j['disagreement_rate_high'])}] | "
+                    f"{_pct(j['verdict_agreement'])} |")
+            for i, (label, a) in enumerate(slices or [("–", {"n": None, "balanced_accuracy": None})]):
+                lead = head if i == 0 else "| | | | |"
+                lines.append(f"{lead} {label} | {a['n'] if a['n'] is not None else '–'} | "
+                             f"{_num(a['balanced_accuracy'])} |")
     if gate_lines:
         lines += ["", "### Gates", "", *(f"- {g}" for g in gate_lines)]
     return "\n".join(lines) + "\n"

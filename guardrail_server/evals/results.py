@@ -34,6 +34,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("error", "string"),
     ("latency_ms", "float64"),
     ("findings", "string"),  # JSON list of {kind, start, end, message, passage_id, score}
+    ("judges_disagree", "bool_"),  # null unless a secondary judge scored the case (offline: every case)
+    ("judges", "string"),  # JSON {judge: {family, score, threshold, outcome | error, latency_ms}}, primary first
     ("question", "string"),
     ("response", "string"),
 )
@@ -71,10 +73,12 @@ def rows_for(result: CaseResult, invariants: Sequence[str]) -> list[dict[str, An
     if result.error:
         return [{**base, "invariant": name, "outcome": "error", "score": 0.0, "threshold": None,
                  "expected": expected(name), "judge": "", "error": result.error, "latency_ms": 0.0,
-                 "findings": "[]"} for name in invariants]
+                 "findings": "[]", "judges_disagree": None, "judges": None} for name in invariants]
     return [{**base, "invariant": v.invariant, "outcome": v.outcome.value, "score": float(v.score),
              "threshold": float(v.threshold), "expected": expected(v.invariant), "judge": v.judge,
-             "error": v.error, "latency_ms": round(v.latency_s * 1000, 3), "findings": _findings_json(v)}
+             "error": v.error, "latency_ms": round(v.latency_s * 1000, 3), "findings": _findings_json(v),
+             "judges_disagree": v.details.get("judges_disagree"),
+             "judges": json.dumps(v.details["judges"], ensure_ascii=False) if v.details.get("judges") else None}
             for v in result.verdicts]
 
 

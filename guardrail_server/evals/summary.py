@@ -6,6 +6,7 @@ fail, and predicted positive when the verdict is `fail` (score < threshold)."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -78,6 +79,7 @@ def summarize_invariant(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
                                                                    sum(r["outcome"] in ("pass", "fail") for r in rs))}
                        for ds, rs in _group(rows, "dataset").items()},
         "labeled": None,
+        **judge_panel(rows),
     }
     labeled = [r for r in rows if r.get("expected") in ("pass", "fail") and r["outcome"] in ("pass", "fail")]
     if labeled:
@@ -108,6 +110,62 @@ def summarize_invariant(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _accuracy(pairs: Sequence[tuple[bool, bool]]) -> dict[str, float | None]:
+    """(predicted violation, labeled violation) pairs -> n, accuracy, balanced accuracy."""
+    tp = sum(p and y for p, y in pairs)
+    tn = sum(not p and not y for p, y in pairs)
+    fp = sum(p and not y for p, y in pairs)
+    fn = sum(not p and y for p, y in pairs)
+    m = classification(tp, fp, tn, fn)
+    return {"n": len(pairs), "accuracy": m["accuracy"], "balanced_accuracy": m["balanced_accuracy"]}
+
+
+def judge_panel(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Cross-family judges: how often they disagree, and — with labels — each judge's accuracy alone and the primary's
+    accuracy where the judges agree vs. where they disagree (the claim to check: agreement is reliable,
+    disagreement marks the hard cases). Empty when no secondary judged any row."""
+    panel = [r for r in rows if r.get("judges_disagree") is not None]
+    if not panel:
+        return {"disagreement_rate": None, "judges": None}
+    n_dis = sum(bool(r["judges_disagree"]) for r in panel)
+    low, high = wilson(n_dis, len(panel))
+    per_judge: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
+    agree_pairs: list[tuple[bool, bool]] = []
+    disagree_pairs: list[tuple[bool, bool]] = []
+    verdict_agreement = []
+    for r in panel:
+        judges = json.loads(r["judges"]) if r.get("judges") else {}
+        outcomes = [j.get("outcome") for j in judges.values() if j.get("outcome")]
+        if len(outcomes) >= 2:
+            verdict_agreement.append(len(set(outcomes)) == 1)
+        if r.get("expected") not in ("pass", "fail") or r["outcome"] not in ("pass", "fail"):
+            continue
+        violated = r["expected"] == "fail"
+        for name, j in judges.items():
+            if j.get("outcome"):
+                per_judge[name].append((j["outcome"] == "fail", violated))
+        (disagree_pairs if r["judges_disagree"] else agree_pairs).append((r["outcome"] == "fail", violated))
+    return {
+        "disagreement_rate": n_dis / len(panel),
+        "judges": {
+            "n": len(panel), "n_disagree": n_dis, "disagreement_rate_low": low, "disagreement_rate_high": high,
+            "verdict_agreement": _ratio(sum(verdict_agreement), len(verdict_agreement)),
+            "per_judge": {name: _accuracy(pairs) for name, pairs in sorted(per_judge.items())},
+            "primary_when_agree": _accuracy(agree_pairs) if agree_pairs else None,
+            "primary_when_disagree": _accuracy(disagree_pairs) if disagree_pairs else None,
+        },
+    }
+
+
+def disagreeing_cases(rows: Sequence[dict[str, Any]], k: int = 50) -> list[dict[str, Any]]:
+    """The cases the judges disagree on, widest score gap first: the first ones to put in front of people."""
+    def gap(r: dict[str, Any]) -> float:
+        scores = [j["score"] for j in json.loads(r.get("judges") or "{}").values() if "score" in j]
+        return max(scores) - min(scores) if len(scores) >= 2 else 0.0
+
+    return sorted((r for r in rows if r.get("judges_disagree")), key=gap, reverse=True)[:k]
+
+
 def _group(rows: Iterable[dict[str, Any]], key: str) -> dict[str, list[dict[str, Any]]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
@@ -121,7 +179,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 GATE_METRICS = ("n", "n_pass", "n_fail", "n_error", "n_skipped", "violation_rate", "violation_rate_low",
-                "violation_rate_high", "pass_rate", "error_rate", "skipped_rate")
+                "violation_rate_high", "pass_rate", "error_rate", "skipped_rate", "disagreement_rate")
 LABELED_METRICS = ("tpr", "recall", "tnr", "fpr", "precision", "f1", "accuracy", "balanced_accuracy", "auroc")
 
 

@@ -231,6 +231,68 @@ def add_detail(sentence: str, donor: str, rng: random.Random) -> str | None:
     return sentence[:-1] + " " + rng.choice(details) + "."
 
 
+def _round_down(value: float) -> int:
+    """The largest 'round' number below value (45,300 -> 40,000; 87 -> 80)."""
+    mag = 10 ** max(len(str(int(value))) - 1, 1)
+    low = int(value // mag * mag)
+    return low if low < value else low - mag
+
+
+def abstract_number(sentence: str, rng: random.Random) -> tuple[str, str] | None:
+    """A vaguer restatement of one number: entailed ("in 1994" -> "in the 1990s", 45,300 -> "more than 40,000") or,
+    with the bound on the wrong side, contradicted — real claims paraphrase figures instead of copying them."""
+    nums = [n for n in _numbers(sentence) if "." not in n]
+    if not nums:
+        return None
+    old = rng.choice(nums)
+    value = int(old.replace(",", ""))
+    wrong = rng.random() < 0.4
+    if _YEAR.match(old):
+        decade = value // 10 * 10 + (rng.choice([-10, 10]) if wrong else 0)
+        out = re.sub(r"\b(?:in|In) " + re.escape(old) + r"\b", lambda m: f"{m.group(0)[:2]} the {decade}s", sentence,
+                     count=1)
+        return (out, "contradiction" if wrong else "entailment") if out != sentence else None
+    if value < 20:
+        return None
+    low = _round_down(value)
+    if low <= 0:
+        return None
+    if not wrong:
+        phrase = f"more than {_round_to_fmt(low, old)}"
+    elif rng.random() < 0.5:
+        phrase = f"more than {_round_to_fmt(_round_down(value * 2.4), old)}"
+    else:
+        phrase = f"fewer than {_round_to_fmt(low, old)}"
+    out = _replace_once(sentence, old, phrase)
+    return (out, "contradiction" if wrong else "entailment") if out != sentence else None
+
+
+def _round_to_fmt(value: int, like: str) -> str:
+    return f"{value:,}" if "," in like else str(value)
+
+
+def conjoin_unsupported(sentence: str, other: str) -> str | None:
+    """A supported sentence and an unsupported one fused into a single claim: mostly grounded words, one
+    unsupported fact — the partial support that whole-claim lexical overlap misses."""
+    if not sentence.endswith(".") or len(other) < 2:
+        return None
+    tail = other.rstrip(".")
+    first = tail.split()[0]
+    if first in _NOT_ENTITIES or first.lower() == first:
+        tail = tail[0].lower() + tail[1:]
+    return f"{sentence[:-1]}, and {tail}."
+
+
+def rewrite(sentence: str, rng: random.Random) -> str | None:
+    """Applies every applicable meaning-preserving shortening, in random order: compressed, not copied."""
+    steps = [trim_clause, strip_parentheticals, drop_lead_adverbial]
+    rng.shuffle(steps)
+    out = sentence
+    for step in steps:
+        out = step(out) or out
+    return out if out != sentence else None
+
+
 class PairGenerator:
     """Draws (window, claim, label) pairs from documents; deterministic for a seed."""
 
@@ -270,39 +332,45 @@ class PairGenerator:
         other_di = rng.choice([i for i in range(len(self.docs)) if i != di]) if len(self.docs) > 1 else di
         roll = rng.random()
         kind, label, hyp = "", "", None
-        if roll < 0.14:
+        if roll < 0.10:
             kind, label, hyp = "verbatim", "entailment", target
-        elif roll < 0.22:
-            kind, label = "rewrite", "entailment"
-            hyp = trim_clause(target) or strip_parentheticals(target) or drop_lead_adverbial(target)
-        elif roll < 0.28:
+        elif roll < 0.24:
+            kind, label, hyp = "rewrite", "entailment", rewrite(target, rng)
+        elif roll < 0.32:
             if len(window) >= 2:
                 a, b = rng.sample(window, 2)
                 kind, label, hyp = "merged", "entailment", a + " " + b
-        elif roll < 0.36:
+        elif roll < 0.39:
             spans = [e for e in _entities(target) if len(e.split()) <= 4] + _numbers(target)
             if spans:
                 kind, label, hyp = "short_answer", "entailment", rng.choice(spans)
-        elif roll < 0.46:
+        elif roll < 0.47:
+            made = abstract_number(target, rng)
+            if made:
+                kind, (hyp, label) = "number_abstraction", made
+        elif roll < 0.54:
             kind, label = "number_swap", "contradiction"
             hyp = swap_number(target, self._numbers[di], rng)
-        elif roll < 0.58:
+        elif roll < 0.62:
             kind, label = "entity_swap", "contradiction"
             pool = self._entities[di] if rng.random() < 0.7 else self._all_entities
             hyp = swap_entity(target, pool, rng)
-        elif roll < 0.64:
+        elif roll < 0.66:
             kind, label, hyp = "negation", "contradiction", flip_negation(target, rng)
-        elif roll < 0.68:
+        elif roll < 0.69:
             kind, label, hyp = "entity_order_swap", "contradiction", swap_within(target, rng)
-        elif roll < 0.82:
+        elif roll < 0.81:
             outside = self._outside(di, window)
             if outside:
                 kind, label, hyp = "on_topic_unsupported", "neutral", rng.choice(outside)
-        elif roll < 0.88:
+        elif roll < 0.84:
             kind, label, hyp = "off_topic", "neutral", rng.choice(self.docs[other_di].sentences())
-        elif roll < 0.95:
+        elif roll < 0.90:
             outside = self._outside(di, window) or self.docs[other_di].sentences()
             kind, label, hyp = "added_detail", "neutral", add_detail(target, rng.choice(outside), rng)
+        elif roll < 0.96:
+            outside = self._outside(di, window) or self.docs[other_di].sentences()
+            kind, label, hyp = "conjoined_unsupported", "neutral", conjoin_unsupported(target, rng.choice(outside))
         else:
             present = set(_entities(premise))
             spans = [e for e in self._entities[di] if e not in present and e not in premise and len(e.split()) <= 4]

