@@ -14,7 +14,7 @@ from guardrail_server.review import anchors, terminal
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
 from tests.test_review_calibration import _run
-from tests.test_review_support import make_case, store, store_url, verdict  # noqa: F401 - fixtures
+from tests.review_support import make_case, verdict
 
 INVS = ("entailment", "reference_integrity")
 TOPICS = [

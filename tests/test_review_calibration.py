@@ -16,7 +16,7 @@ from guardrail_server.review import calibration as cal
 from guardrail_server.review import latest_agreement, recalibration, set_agreement_gauge
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
-from tests.test_review_support import make_case, store, store_url, verdict  # noqa: F401 - fixtures
+from tests.review_support import make_case, verdict
 
 
 def test_kappa_matches_hand_computation() -> None:

@@ -20,14 +20,13 @@ from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.review.spool import Spool, SpoolLockedError
 from guardrail_server.review.store import ReviewStore
 from invariants.types import Case, Finding, Passage
-from tests.test_review_support import (
+from tests.review_support import (
     PG_ADMIN,
     TcpProxy,
     drop_schema,
     make_case,
     new_schema,
     pg_url,
-    store_url,  # noqa: F401 - fixture
     verdict,
 )
 

@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 
 from guardrail_server.review import schema
 from guardrail_server.review.store import ReviewStore, normalize_url
-from tests.test_review_support import record, store, store_url  # noqa: F401 - fixtures
+from tests.review_support import record
 
 
 def test_url_uses_psycopg3_for_postgres() -> None:

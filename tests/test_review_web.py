@@ -13,7 +13,7 @@ import pytest
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
 from guardrail_server.review.web import ReviewWebServer
-from tests.test_review_support import make_case, verdict
+from tests.review_support import make_case, verdict
 
 pytestmark = pytest.mark.browser
 
