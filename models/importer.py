@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from models.manifest import ModelManifest, canonical_label, sha256_file
+from models.quantize import quantize_dynamic_int8
 
 
 def _labels_from_config(config: Any) -> list[str]:
@@ -48,13 +49,6 @@ def export_onnx(model: Any, tokenizer: Any, path: Path, opset: int = 17) -> list
         torch.onnx.export(_Logits(model), args, str(path), input_names=names, output_names=["logits"],
                           dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False)
     return names
-
-
-def quantize_int8(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization of the weights (MatMul/Gemm and the embedding Gather: ~4x smaller file)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"])
 
 
 def _write_tokenizer(src_dir: Path, tokenizer: Any, out_dir: Path) -> None:
@@ -99,7 +93,7 @@ def import_hf_checkpoint(
     export_onnx(model, tokenizer, fp32)
     final = out_dir / "model.onnx"
     if quantize:
-        quantize_int8(fp32, final)
+        quantize_dynamic_int8(fp32, final)
         if not keep_fp32:
             fp32.unlink()
     else:

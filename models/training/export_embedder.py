@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.importer import quantize_int8
+from models.quantize import quantize_dynamic_int8
 from models.manifest import ModelManifest, sha256_file
 from models.training.train import REPO, backbone_dir
 
@@ -51,7 +51,7 @@ def main() -> None:
                               dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names},
                                             "last_hidden_state": {0: "batch", 1: "sequence"}},
                               opset_version=17, dynamo=False)
-        quantize_int8(fp32, out / "model.onnx")
+        quantize_dynamic_int8(fp32, out / "model.onnx")
     shutil.copyfile(src / "tokenizer.json", out / "tokenizer.json")
     ModelManifest(
         name=args.name, family="bert-minilm", architecture="BertModel (mean pooling, L2-normalized)", task="embedding",
