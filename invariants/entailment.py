@@ -2,13 +2,16 @@
 
 Per response sentence (claim): pick the top-k context windows by BM25 (cost grows with sentences x k, not with context
 length), score (window, sentence) with the NLI cross-encoder, keep the max entailment probability (contradiction is
-reported separately — real unsupported claims are mostly absent from the context, not contradicted by it). The
+reported separately — real unsupported claims are mostly absent from the context, not contradicted by it). Scoring runs
+in two rounds: every claim against its best BM25 window first; a claim that window already entails with
+P >= `early_exit` is decided there (the common case for grounded answers), and only the open claims go on to the rest
+of their top-k, the embedding's pick and the merged top-2 — and only then is the whole context embedded. The
 sentence score is that entailment probability, or — with `judge: hybrid` — a logistic combination of it with lexical
 alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
 manifest. The response score is the weakest sentence's.
 
-Non-claims are skipped (documented rule, `invariants.text.is_non_claim`): questions (end with "?"); short (<= 8 words) greetings,
-thanks and offers of help; abstentions ("I don't know", "I'm not sure", "the context does not mention ..."); short
+Non-claims are skipped (documented rule, `invariants.text.is_non_claim`): questions (end with "?"); short (<= 8 words)
+greetings, thanks and offers of help; abstentions ("I don't know", "I'm not sure", "the context does not mention ..."); short
 lead-ins ending with ":"; sentences without a content word.
 """
 
@@ -83,6 +86,7 @@ class ClaimScore:
     contradiction: float
     window: Window | None
     features: dict[str, float]
+    pairs: int = 0  # (window, claim) pairs the NLI model scored for this claim
 
 
 class EntailmentOptions(JudgedOptions):
@@ -95,6 +99,9 @@ class EntailmentOptions(JudgedOptions):
     stride_tokens: int = Field(64, ge=8, le=480)
     merge_top2: bool = Field(True, description="also score the two best windows joined (support split across them)")
     embed_top_k: int = Field(1, ge=0, le=8, description="hybrid judge: extra windows chosen by embedding similarity")
+    early_exit: float | None = Field(
+        0.9, gt=0, le=1, description="a claim its best BM25 window entails with P >= this is decided by that window "
+        "alone (the other windows are not scored); null = always score every window")
     skip_non_claims: bool = True
     min_claim_words: int = Field(1, ge=1, description="shorter sentences are skipped")
     aggregation: Literal["min", "mean"] = "min"
@@ -127,38 +134,65 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
     rule = model.manifest.judge if opts.judge == "hybrid" else None
     if not windows:
         return [ClaimScore(0.0, 0.0, 0.0, None, {}) for _ in claims]
-    sims = None
     if rule and "embed_sim" in rule.get("weights", {}) and embedder is None:
         raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`")
-    if embedder is not None:
-        vecs = await embedder.embed(list(claims) + [w.text for w in windows])
-        sims = vecs[: len(claims)] @ vecs[len(claims):].T
     bm25 = Bm25([w.text for w in windows])
-    pairs: list[tuple[str, str]] = []
-    owners: list[tuple[int, int | None]] = []  # (claim index, window index or None for the merged pair)
-    for ci, claim in enumerate(claims):
-        top = bm25.top_k(claim, opts.top_k)
-        if sims is not None:
+    tops = [bm25.top_k(claim, opts.top_k) for claim in claims]
+    scored: list[dict[int | None, np.ndarray]] = [{} for _ in claims]  # claim -> {window index | None (merged): probs}
+
+    async def run(wanted: list[tuple[int, int | None, str]]) -> None:
+        if wanted:
+            probs = await model.predict([(text, claims[ci]) for ci, _, text in wanted])
+            for (ci, wi, _), row in zip(wanted, probs, strict=True):
+                scored[ci][wi] = row
+
+    # round 1: each claim against its best BM25 window; a claim that window clearly entails is decided there
+    await run([(ci, top[0], windows[top[0]].text) for ci, top in enumerate(tops)])
+    open_claims = [ci for ci in range(len(claims))
+                   if opts.early_exit is None or scored[ci][tops[ci][0]][0] < opts.early_exit]
+    sims: dict[int, np.ndarray] = {}
+    if embedder is not None:
+        sims = await _similarities(embedder, claims, windows, tops, open_claims)
+    # round 2: the open claims against the rest of their top-k, the embedding's pick and the merged top-2
+    wanted: list[tuple[int, int | None, str]] = []
+    for ci in open_claims:
+        top = list(tops[ci])
+        if ci in sims:
             top += [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in top]
-        for wi in top:
-            pairs.append((windows[wi].text, claim))
-            owners.append((ci, wi))
+        wanted += [(ci, wi, windows[wi].text) for wi in top[1:]]
         if opts.merge_top2 and len(top) >= 2:
             a, b = sorted(top[:2], key=lambda i: (windows[i].passage_index, windows[i].start))
             if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
-                pairs.append((windows[a].text + " " + windows[b].text, claim))
-                owners.append((ci, None))
-    probs = await model.predict(pairs)
+                wanted.append((ci, None, windows[a].text + " " + windows[b].text))
+    await run(wanted)
     out = []
     for ci, claim in enumerate(claims):
-        rows = [(k, wi) for k, (c, wi) in enumerate(owners) if c == ci]
-        best_k, best_wi = max(rows, key=lambda r: probs[r[0], 0])
-        ent = float(probs[best_k, 0])
-        con = float(max(probs[k, 2] for k, _ in rows))
-        wi = best_wi if best_wi is not None else next(w for _, w in rows if w is not None)
-        f = features(ent, con, claim, context_lower, vocab, None if sims is None else float(sims[ci].max()))
-        out.append(ClaimScore(judge_score(f, rule), ent, con, windows[wi], f))
+        best_wi, best = max(scored[ci].items(), key=lambda kv: kv[1][0])
+        ent = float(best[0])
+        con = float(max(row[2] for row in scored[ci].values()))
+        wi = best_wi if best_wi is not None else tops[ci][0]
+        f = features(ent, con, claim, context_lower, vocab, float(sims[ci].max()) if ci in sims else None)
+        out.append(ClaimScore(judge_score(f, rule), ent, con, windows[wi], f, len(scored[ci])))
     return out
+
+
+async def _similarities(embedder: Any, claims: Sequence[str], windows: Sequence[Window], tops: list[list[int]],
+                        open_claims: list[int]) -> dict[int, np.ndarray]:
+    """Cosine similarity of claims to windows. Open claims get every window (to pick extra windows and take the max);
+    decided claims only their round-1 window, so a response whose claims all exit early never embeds the context."""
+    needed = sorted(set(range(len(windows))) if open_claims else {tops[ci][0] for ci in range(len(claims))})
+    vecs = await embedder.embed(list(claims) + [windows[i].text for i in needed])
+    claim_vecs, window_vecs = vecs[: len(claims)], vecs[len(claims):]
+    column = {wi: k for k, wi in enumerate(needed)}
+    sims: dict[int, np.ndarray] = {}
+    for ci in range(len(claims)):
+        if ci in open_claims:
+            full = np.full(len(windows), -1.0)
+            full[needed] = window_vecs @ claim_vecs[ci]
+            sims[ci] = full
+        else:
+            sims[ci] = np.array([float(window_vecs[column[tops[ci][0]]] @ claim_vecs[ci])])
+    return sims
 
 
 async def check_support(model: Any, passage: Passage | str, sentence: str,
@@ -271,7 +305,8 @@ class EntailmentInvariant:
             ))
         details = {"sentences": [
             {"start": c.start, "end": c.end, "score": round(s.score, 4), "entailment": round(s.entailment, 4),
-             "contradiction": round(s.contradiction, 4), "passage_id": s.window.passage_id if s.window else ""}
+             "contradiction": round(s.contradiction, 4), "passage_id": s.window.passage_id if s.window else "",
+             "pairs": s.pairs}
             for c, s in zip(claims, scores, strict=True)], "windows": len(windows)}
         primary = JudgeScore(self.judge, self.model.manifest.family, total, self.threshold)
         details.update(await self.panel.details(primary, secondary))

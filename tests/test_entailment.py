@@ -85,6 +85,21 @@ async def test_hallucinated_sentence_fails_with_its_span(inv: EntailmentInvarian
     assert 0.0 <= f.score < inv.threshold and "entailment" in f.evidence
 
 
+async def test_clearly_supported_claims_exit_after_one_pair_and_the_rest_get_every_window(zoo: ModelZoo) -> None:
+    copied = "The Pergamon Museum is in Berlin."
+    invented = "It was designed by the architect Frank Gehry."
+    case = _case(f"{copied} {invented}", MUSEUM, *FILLER)
+    cascade = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), zoo)
+    full = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(early_exit=None), zoo)
+    fast, slow = await cascade.check(case), await full.check(case)
+    assert [s["pairs"] for s in fast.details["sentences"]][0] == 1  # decided by its best BM25 window
+    assert fast.details["sentences"][1]["pairs"] == slow.details["sentences"][1]["pairs"] > 1
+    assert fast.details["sentences"][1]["score"] == pytest.approx(slow.details["sentences"][1]["score"], abs=0.02)
+    assert fast.outcome is slow.outcome is Outcome.FAIL
+    assert [(f.start, f.end) for f in fast.findings] == [(f.start, f.end) for f in slow.findings]
+    assert all(s["pairs"] > 1 for s in slow.details["sentences"])
+
+
 async def test_support_beyond_the_model_window_is_found(inv: EntailmentInvariant) -> None:
     long_filler = [" ".join(FILLER[(i + j) % len(FILLER)] for j in range(5)) for i in range(8)]
     passages = long_filler[:6] + [MUSEUM] + long_filler[6:]
