@@ -2,10 +2,11 @@
 
 `python -m bench.entailment [--quick] [--fp32 PATH] [--torch-checkpoint DIR]` prints the tables of one run:
   1. accuracy on the dev sets (bench.nli_eval): lexical | model | hybrid, AUROC and balanced accuracy; SNLI/ANLI acc;
-  2. latency p50/p99 of `check` for a 5-sentence response over ~500- and ~2,000-token contexts, and the service
-     overhead over raw onnxruntime time for the very same pairs;
+  2. latency p50/p99 of `check` for a 5-sentence response over ~500- and ~2,000-token contexts, two-round scoring
+     vs every window, NLI pairs per check, and the service overhead over raw onnxruntime time for the very same calls;
   3. throughput (cases/s) at concurrency 1/8/64: dynamic batching vs per-pair calls vs one call per request;
-  4. raw model pairs/s and SNLI accuracy: ONNX int8 (shipped) vs ONNX fp32 vs PyTorch (when available).
+  4. raw model pairs/s (batches of 16 and single pairs), SNLI accuracy and batch-dependence: the shipped ONNX vs ONNX
+     fp32 vs other builds (`--variant NAME=PATH`) vs PyTorch (when available).
 Contexts come from held-out WikiText documents (not evaluation data).
 """
 
@@ -26,8 +27,8 @@ from invariants.types import Case, Passage
 from models.runtime import NliRuntime
 from models.zoo import ModelZoo, ZooSettings
 
-FP32_DEFAULT = Path("/tmp/gr_train/model.fp32.onnx")
-CKPT_DEFAULT = Path("/tmp/gr_train/checkpoint")
+FP32_DEFAULT = Path("/tmp/gr_train_v2/model.fp32.onnx")  # where models.training.train leaves them
+CKPT_DEFAULT = Path("/tmp/gr_train_v2/checkpoint")
 
 
 def make_cases(n: int, context_tokens: int, count_tokens, seed: int = 0) -> list[Case]:
@@ -58,32 +59,51 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(np.array(xs), q))
 
 
-async def latency(inv: EntailmentInvariant, cases: list[Case]) -> tuple[float, float, float]:
-    """p50, p99 of one check (sequential), and the service overhead over raw onnxruntime on the same pairs."""
-    times, raw = [], []
-    for case in cases:
-        t0 = time.perf_counter()
-        await inv.check(case)
-        times.append(time.perf_counter() - t0)
-    # raw: the same (window, claim) pairs straight into the runtime, one call per case
-    from invariants.text import Bm25, make_windows
+class _Recorder:
+    """Delegates to a loaded model and keeps every call's inputs, so the very same calls can be replayed raw."""
 
-    rt = inv.model.runtime
-    for case in cases:
-        passages = [(p.id, p.text) for p in case.context]
-        claims = [c.text for c in inv.claims(case.response)]
-        wins = make_windows(passages, rt.token_count, inv.options.window_tokens, inv.options.stride_tokens)
-        bm = Bm25([w.text for w in wins])
-        pairs = []
-        for c in claims:
-            top = bm.top_k(c, inv.options.top_k)
-            pairs += [(wins[i].text, c) for i in top]
-            if inv.options.merge_top2 and len(top) >= 2:
-                pairs.append((wins[top[0]].text + " " + wins[top[1]].text, c))
-        t0 = time.perf_counter()
-        rt.predict(pairs)
-        raw.append(time.perf_counter() - t0)
-    return pct(times, 50), pct(times, 99), statistics.mean(times) / statistics.mean(raw) - 1
+    def __init__(self, inner, method: str) -> None:
+        self.inner, self.method, self.calls = inner, method, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    async def predict(self, pairs):
+        self.calls.append(list(pairs))
+        return await self.inner.predict(pairs)
+
+    async def embed(self, texts):
+        self.calls.append(list(texts))
+        return await self.inner.embed(texts)
+
+
+async def latency(inv: EntailmentInvariant, cases: list[Case]) -> tuple[float, float, float, float]:
+    """p50, p99 of one check (sequential), NLI pairs per case, and the service overhead over raw onnxruntime time for
+    the very same model calls (the NLI pairs and embedding texts each check sent, replayed straight into the
+    runtimes, same call boundaries)."""
+    model, embedder = inv.model, inv.embedder
+    inv.model = rec_m = _Recorder(model, "predict")
+    if embedder is not None:
+        inv.embedder = rec_e = _Recorder(embedder, "embed")
+    times, raw, pairs = [], [], []
+    try:
+        for case in cases:
+            rec_m.calls.clear()
+            if embedder is not None:
+                rec_e.calls.clear()
+            t0 = time.perf_counter()
+            await inv.check(case)
+            times.append(time.perf_counter() - t0)
+            pairs.append(sum(len(c) for c in rec_m.calls))
+            t0 = time.perf_counter()
+            for call in rec_m.calls:
+                model.runtime.predict(call)
+            for call in (rec_e.calls if embedder is not None else []):
+                embedder.runtime.embed(call)
+            raw.append(time.perf_counter() - t0)
+    finally:
+        inv.model, inv.embedder = model, embedder
+    return pct(times, 50), pct(times, 99), statistics.mean(pairs), statistics.mean(times) / statistics.mean(raw) - 1
 
 
 async def throughput(inv: EntailmentInvariant, cases: list[Case], concurrency: int) -> float:
@@ -119,11 +139,16 @@ async def perf_tables(quick: bool, threads: int) -> str:
     zoo = ModelZoo(ZooSettings(intra_op_threads=threads, max_batch_size=32, max_wait_ms=2.0))
     inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(), zoo)
     await inv.load()
-    out.append(f"{'context':<16}{'p50 ms':>10}{'p99 ms':>10}{'overhead vs raw ORT':>22}")
+    every = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(early_exit=None), zoo)
+    await every.load()
+    out.append(f"{'context':<16}{'scoring':<22}{'p50 ms':>10}{'p99 ms':>10}{'NLI pairs':>11}"
+               f"{'overhead vs raw ORT':>22}")
     for tokens in (500, 2000):
         cases = make_cases(n_lat, tokens, inv.model.token_count, seed=tokens)
-        p50, p99, over = await latency(inv, cases)
-        out.append(f"{f'~{tokens} tokens':<16}{p50 * 1000:>10.1f}{p99 * 1000:>10.1f}{over * 100:>21.1f}%")
+        for label, invariant in (("two rounds (default)", inv), ("every window", every)):
+            p50, p99, n_pairs, over = await latency(invariant, cases)
+            out.append(f"{f'~{tokens} tokens':<16}{label:<22}{p50 * 1000:>10.1f}{p99 * 1000:>10.1f}{n_pairs:>11.1f}"
+                       f"{over * 100:>21.1f}%")
     out.append("")
     n_tp = 32 if quick else 96
     cases = make_cases(n_tp, 500, inv.model.token_count, seed=1)
@@ -145,20 +170,20 @@ async def perf_tables(quick: bool, threads: int) -> str:
     return "\n".join(out)
 
 
-def model_variants(fp32: Path, ckpt: Path, threads: int, quick: bool) -> str:
+def model_variants(variants: dict[str, Path], ckpt: Path, threads: int, quick: bool) -> str:
+    """Raw runtimes side by side: window pairs/s in batches of 16 and one at a time, SNLI accuracy, size, and how far
+    a pair's P(entailment) moves when it shares a batch with a long pair (dynamic int8 scales activations per batch)."""
     from bench.nli_eval import LABELS, load
     from models.zoo import DEFAULT_NLI, SHIPPED_DIR
 
     rows = load("snli_test", 300 if quick else None)
     pairs = [(r["context"], r["response"]) for r in rows]
     gold = np.array([LABELS.index(r["label"]) for r in rows])
-    cases = make_cases(16, 500, NliRuntime.from_dir(SHIPPED_DIR / DEFAULT_NLI).token_count, seed=3)
-    window_pairs = [(c.context[0].text[:700], s) for c in cases for s in c.response.split(". ")][:128]
-    variants = {"onnx int8 (shipped)": lambda: NliRuntime.from_dir(SHIPPED_DIR / DEFAULT_NLI, threads=threads)}
-    if fp32.is_file():
-        variants["onnx fp32"] = lambda: NliRuntime.from_dir(SHIPPED_DIR / DEFAULT_NLI, threads=threads,
-                                                            onnx_path=fp32)
-    torch_fn = None
+    shipped = SHIPPED_DIR / DEFAULT_NLI
+    cases = make_cases(16, 500, NliRuntime.from_dir(shipped).token_count, seed=3)
+    window_pairs = [(c.context[0].text[:700], s) for c in cases for s in c.response.split(". ")][:96]
+    runners = {name: NliRuntime.from_dir(shipped, threads=threads, onnx_path=path).predict
+               for name, path in variants.items() if path.is_file()}
     if ckpt.is_dir():
         try:
             import torch
@@ -173,24 +198,29 @@ def model_variants(fp32: Path, ckpt: Path, threads: int, quick: bool) -> str:
                     f = ttok([p for p, _ in ps], [h for _, h in ps], truncation=True, max_length=256, padding=True,
                              return_tensors="pt")
                     return torch.softmax(tmodel(**f).logits, -1).numpy()
+
+            runners["pytorch fp32"] = torch_fn
         except ImportError:
-            torch_fn = None
-    lines = [f"{'model':<22}{'window pairs/s':>16}{'SNLI acc':>10}{'size MB':>9}"]
-    runners = {k: (lambda v=v: v().predict) for k, v in variants.items()}
-    if torch_fn is not None:
-        runners["pytorch fp32"] = lambda: torch_fn
-    for name, make in runners.items():
-        fn = make()
+            pass
+    lines = [f"{'model':<24}{'pairs/s b16':>12}{'pairs/s b1':>11}{'SNLI acc':>10}{'batch dP max':>14}{'size MB':>9}"]
+    long_mate = (" ".join(c.context[0].text for c in cases[:2])[:1500], "A long neighbour in the same batch.")
+    for name, fn in runners.items():
         fn(window_pairs[:8])
         t0 = time.perf_counter()
         for i in range(0, len(window_pairs), 16):
             fn(window_pairs[i:i + 16])
-        pps = len(window_pairs) / (time.perf_counter() - t0)
+        b16 = len(window_pairs) / (time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for pair in window_pairs[:32]:
+            fn([pair])
+        b1 = 32 / (time.perf_counter() - t0)
         probs = np.concatenate([fn(pairs[i:i + 32]) for i in range(0, len(pairs), 32)])
         acc = float((probs.argmax(1) == gold).mean())
-        size = {"onnx int8 (shipped)": (SHIPPED_DIR / DEFAULT_NLI / "model.onnx").stat().st_size,
-                "onnx fp32": fp32.stat().st_size if fp32.is_file() else 0}.get(name, 0) / 1e6
-        lines.append(f"{name:<22}{pps:>16.1f}{acc:>10.3f}{size:>9.1f}")
+        alone = np.concatenate([fn([p]) for p in window_pairs[:24]])
+        mixed = np.concatenate([fn([p, long_mate])[:1] for p in window_pairs[:24]])
+        drift = float(np.abs(alone[:, 0] - mixed[:, 0]).max())
+        size = variants[name].stat().st_size / 1e6 if name in variants else 0.0
+        lines.append(f"{name:<24}{b16:>12.1f}{b1:>11.1f}{acc:>10.3f}{drift:>14.5f}{size:>9.1f}")
     return "\n".join(lines)
 
 
@@ -199,7 +229,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer cases (smoke run)")
     ap.add_argument("--skip-accuracy", action="store_true")
     ap.add_argument("--threads", type=int, default=int(os.environ.get("GUARDRAIL_BENCH_THREADS", "2")))
-    ap.add_argument("--fp32", type=Path, default=FP32_DEFAULT)
+    ap.add_argument("--fp32", type=Path, default=FP32_DEFAULT, help="the shipped model's float export")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
+                    help="another ONNX file of the shipped model to compare (e.g. a static int8 build)")
     ap.add_argument("--torch-checkpoint", type=Path, default=CKPT_DEFAULT)
     args = ap.parse_args()
     if not args.skip_accuracy:
@@ -214,7 +246,13 @@ def main() -> None:
     print(asyncio.run(perf_tables(args.quick, args.threads)))
     print()
     print("== model variants (raw runtime, batches of 16 window pairs)")
-    print(model_variants(args.fp32, args.torch_checkpoint, args.threads, args.quick))
+    from models.manifest import load_manifest
+    from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+
+    shipped = SHIPPED_DIR / DEFAULT_NLI
+    variants = {f"onnx shipped ({load_manifest(shipped).quantization})": shipped / "model.onnx", "onnx fp32": args.fp32}
+    variants.update(dict(v.split("=", 1) for v in args.variant))
+    print(model_variants({k: Path(v) for k, v in variants.items()}, args.torch_checkpoint, args.threads, args.quick))
 
 
 if __name__ == "__main__":

@@ -212,40 +212,12 @@ async def snli_rows(nli: NliModelJudge, align: AlignmentJudge, limit: int | None
     return out
 
 
-async def latency_rows(zoo: ModelZoo, cases: list[Case], fraction: float) -> list[list[str]]:
-    """Per-case latency of self_consistency, sequential (concurrency 1), without / with the secondary judge."""
-    variants = [("nli only", {"judges": ["nli"]}),
-                (f"nli + align @{fraction:g}", {"judges": ["nli", "alignment"], "secondary_fraction": fraction}),
-                ("nli + align @1", {"judges": ["nli", "alignment"], "secondary_fraction": 1.0})]
+async def _latency_rows(title: str, make: Any, variants: list[tuple[str, dict[str, Any]]], cases: list[Case]
+                        ) -> list[list[str]]:
+    """Sequential per-case latency (concurrency 1) of one invariant under each judge setting; +% vs the first."""
     out, base = [], None
     for label, opts in variants:
-        inv = SelfConsistencyInvariant(0.5, SelfConsistencyInvariant.Options(**opts), zoo=zoo)
-        await inv.load()
-        for case in cases[:5]:
-            await inv.check(case)
-        lat = []
-        ran = 0
-        for case in cases:
-            t = time.perf_counter()
-            v = await inv.check(case)
-            lat.append(time.perf_counter() - t)
-            ran += "judges_disagree" in v.details
-        mean = statistics.fmean(lat) * 1000
-        base = base or mean
-        p50, p99 = np.percentile(np.array(lat) * 1000, [50, 99])
-        out.append(["latency self_consistency", label, str(len(cases)), "", "", "", f"secondary ran {ran}", "", "",
-                    f"mean {mean:.1f} p50 {p50:.1f} p99 {p99:.1f} ms", f"{100 * (mean / base - 1):+.1f}%"])
-    return out
-
-
-async def entailment_latency_rows(zoo: ModelZoo, cases: list[Case], fraction: float) -> list[list[str]]:
-    """Per-case latency of the shipped entailment invariant (halueval_qa), without / with the alignment secondary."""
-    variants = [("hybrid only", {}),
-                (f"hybrid + align @{fraction:g}", {"judges": ["nli", "alignment"], "secondary_fraction": fraction}),
-                ("hybrid + align @1", {"judges": ["nli", "alignment"], "secondary_fraction": 1.0})]
-    out, base = [], None
-    for label, opts in variants:
-        inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(**opts), zoo)
+        inv = make(opts)
         await inv.load()
         for case in cases[:5]:
             await inv.check(case)
@@ -258,9 +230,27 @@ async def entailment_latency_rows(zoo: ModelZoo, cases: list[Case], fraction: fl
         mean = statistics.fmean(lat) * 1000
         base = base or mean
         p50, p99 = np.percentile(np.array(lat) * 1000, [50, 99])
-        out.append(["latency entailment", label, str(len(cases)), "", "", "", f"secondary ran {ran}", "", "",
+        out.append([title, label, str(len(cases)), "", "", "", f"secondary ran {ran}", "", "",
                     f"mean {mean:.1f} p50 {p50:.1f} p99 {p99:.1f} ms", f"{100 * (mean / base - 1):+.1f}%"])
     return out
+
+
+async def latency_rows(zoo: ModelZoo, cases: list[Case], fraction: float) -> list[list[str]]:
+    """self_consistency without / with the secondary judge."""
+    variants = [("nli only", {"judges": ["nli"]}),
+                (f"nli + align @{fraction:g}", {"judges": ["nli", "alignment"], "secondary_fraction": fraction}),
+                ("nli + align @1", {"judges": ["nli", "alignment"], "secondary_fraction": 1.0})]
+    return await _latency_rows("latency self_consistency", lambda o: SelfConsistencyInvariant(
+        0.5, SelfConsistencyInvariant.Options(**o), zoo=zoo), variants, cases)
+
+
+async def entailment_latency_rows(zoo: ModelZoo, cases: list[Case], fraction: float) -> list[list[str]]:
+    """The shipped entailment invariant (halueval_qa) without / with the alignment secondary."""
+    variants = [("hybrid only", {}),
+                (f"hybrid + align @{fraction:g}", {"judges": ["nli", "alignment"], "secondary_fraction": fraction}),
+                ("hybrid + align @1", {"judges": ["nli", "alignment"], "secondary_fraction": 1.0})]
+    return await _latency_rows("latency entailment", lambda o: EntailmentInvariant(
+        EntailmentInvariant.default_threshold, EntailmentOptions(**o), zoo), variants, cases)
 
 
 def print_table(table: list[list[str]]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,22 +21,28 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def open_session(onnx_path: Path, threads: int = 0) -> Any:
+    """An onnxruntime CPU session with every graph optimization; `threads` > 0 pins intra-op threads (one inter-op)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class NliRuntime:
     """One ONNX session + tokenizer. `predict` is synchronous and thread-safe (onnxruntime sessions are)."""
 
     def __init__(self, manifest: ModelManifest, onnx_path: Path, tokenizer_path: Path, threads: int = 0,
                  max_length: int | None = None) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.manifest = manifest
         self.max_length = min(max_length or manifest.max_length, manifest.max_length)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = open_session(onnx_path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(self.max_length, strategy="longest_first")
@@ -79,15 +86,10 @@ class EmbeddingRuntime:
     """Sentence encoder: mean-pooled, L2-normalized last hidden state (sentence-transformers convention)."""
 
     def __init__(self, manifest: ModelManifest, onnx_path: Path, tokenizer_path: Path, threads: int = 0) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.manifest = manifest
-        opts = ort.SessionOptions()
-        if threads > 0:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(onnx_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.session = open_session(onnx_path, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         self.tokenizer.enable_truncation(manifest.max_length)
