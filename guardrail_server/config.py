@@ -69,8 +69,11 @@ class ModelsConfig(_Strict):
 
     dir: str = ""
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime default")
-    max_batch_size: int = Field(32, ge=1)
-    max_wait_ms: float = Field(2.0, ge=0)
+    max_batch_size: int = Field(
+        1, ge=1, description="pairs per model call across concurrent requests. 1 (default) on CPU: measured, batching "
+        "gains no throughput there (bench.entailment), and dynamic int8 scales activations per batch, so with "
+        "batch-mates a pair's score would depend on other requests; raise it on hardware where batching pays")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill (only with max_batch_size > 1)")
     max_queue: int = Field(4096, ge=1)
 
 

@@ -235,7 +235,7 @@ class EntailmentInvariant:
     name: ClassVar[str] = "entailment"
     # chosen on dev: the one global threshold maximizing mean balanced accuracy over halueval_qa, wice_claims and
     # climate_fever_pairs for the shipped hybrid judge (bench.nli_eval); hybrid scores are P(supported)
-    default_threshold: ClassVar[float] = 0.10
+    default_threshold: ClassVar[float] = 0.85
     Options = EntailmentOptions
 
     def __init__(self, threshold: float, options: EntailmentOptions, zoo: Any) -> None:

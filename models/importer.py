@@ -111,7 +111,7 @@ def import_hf_checkpoint(
         onnx_file=final.name,
         onnx_sha256=sha256_file(final),
         tokenizer_file="tokenizer.json",
-        quantization="dynamic-int8" if quantize else "none",
+        quantization="dynamic-int8-per-channel (MatMul/Gemm weights)" if quantize else "none",
         training=training or {},
         metrics=metrics or {},
     )

@@ -18,10 +18,16 @@ import numpy as np
 
 
 def quantize_dynamic_int8(src: Path, dst: Path) -> None:
-    """Weights to int8 (MatMul/Gemm and the embedding Gather: ~4x smaller file); activations quantized per batch."""
+    """MatMul/Gemm weights to int8, one scale per output channel; activations quantized at run time.
+
+    Measured on the shipped MiniLM (SNLI test, 1,002 pairs; `bench.entailment` variants): per-tensor weights with the
+    embedding table quantized too cost 1.8 points vs fp32 (23 MB), per-channel with the embeddings 1.2 points,
+    per-channel MatMul/Gemm only 0.5 points at ~2x fp32 speed (59 MB: the 30k x 384 embedding table stays float).
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"])
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul", "Gemm"])
 
 
 def weight_matmuls(model_path: Path) -> list[str]:

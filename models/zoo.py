@@ -19,7 +19,7 @@ from models.manifest import ModelManifest, load_manifest
 from models.runtime import EmbeddingRuntime, NliRuntime
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "zoo"
-DEFAULT_NLI = "minilm-groundedness-v1"
+DEFAULT_NLI = "minilm-groundedness-v2"
 DEFAULT_EMBEDDER = "minilm-l6-embed"
 
 
@@ -31,7 +31,7 @@ class UnknownModelError(LookupError):
 class ZooSettings:
     models_dir: Path | None = None  # extra directory of imported models; the shipped ones are always found
     intra_op_threads: int = 0
-    max_batch_size: int = 32
+    max_batch_size: int = 1  # see guardrail_server.config.ModelsConfig: on CPU batching buys nothing and int8 drifts
     max_wait_ms: float = 2.0
     max_queue: int = 4096
     default_nli: str = DEFAULT_NLI

@@ -8,7 +8,7 @@ from guardrail_server.cli import main
 def test_models_list_shows_the_shipped_models(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list"]) == 0
     out = capsys.readouterr().out
-    assert "minilm-groundedness-v1" in out and "family=bert-minilm" in out
+    assert "minilm-groundedness-v2" in out and "family=bert-minilm" in out
 
 
 def test_models_import_needs_a_destination(capsys: pytest.CaptureFixture[str], tmp_path) -> None:

@@ -16,7 +16,8 @@ from guardrail_server.server import GuardrailServer
 from invariants.disagreement import JudgeScore, in_sample, panel_details
 from invariants.judges import JudgeConfigError
 from invariants.judges.alignment import AlignmentJudge
-from invariants.judges.config import SHIPPED_MODELS, shipped_manifest
+from invariants.judges.config import shipped_manifest
+from models.zoo import SHIPPED_DIR
 from invariants.self_consistency import SelfConsistencyInvariant
 from invariants.types import Case
 from tests.conftest import make_config, running_server
@@ -68,7 +69,7 @@ async def test_same_family_through_an_imported_copy_is_refused_at_start_up(tmp_p
     manifest = shipped()
     copy = tmp_path / "models" / "renamed-copy"
     copy.mkdir(parents=True)
-    for f in (SHIPPED_MODELS / manifest["name"]).iterdir():
+    for f in (SHIPPED_DIR / manifest["name"]).iterdir():
         os.symlink(f, copy / f.name)
     config = make_config(sc(["nli", "nli:renamed-copy"]), {"models.dir": str(tmp_path / "models")})
     server = GuardrailServer(config)

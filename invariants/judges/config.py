@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from invariants.base import InvariantOptions
 
-SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models" / "zoo"
 ALIGNMENT_FAMILY = "lexical-alignment"
 
 
@@ -71,19 +70,13 @@ class JudgeSpec(BaseModel):
 
 def shipped_manifest(model: str | None) -> dict[str, Any] | None:
     """The shipped manifest for a model name (the default model when None), read without loading the model."""
-    if not SHIPPED_MODELS.is_dir():
+    from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+
+    path = SHIPPED_DIR / (model or DEFAULT_NLI) / "manifest.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
-    dirs = sorted(p.parent for p in SHIPPED_MODELS.glob("*/manifest.json"))
-    if model:
-        dirs = [d for d in dirs if d.name == model]
-    for d in dirs:
-        try:
-            data = json.loads((d / "manifest.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if model is None or data.get("name") == model or d.name == model:
-            return data
-    return None
 
 
 def declared_family(spec: JudgeSpec) -> str | None:

@@ -7,7 +7,7 @@ bring new words), which would teach the rule to trust word overlap; the SNLI pai
 it back toward the model and embedding features. Caveat: the NLI model was trained on those SNLI pairs, so its
 feature looks stronger on them than on unseen text. Features come from the real invariant path (windows, BM25 +
 embedding top-k, NLI), so the rule is fitted on exactly what it will combine.
-Run: `python -m invariants.judges.fit_hybrid [--model minilm-groundedness-v1]` (no torch needed).
+Run: `python -m invariants.judges.fit_hybrid [--model minilm-groundedness-v2]` (no torch needed).
 """
 
 from __future__ import annotations

@@ -72,7 +72,7 @@ def make_batches(encoded: list[dict], batch_size: int, seed: int) -> list[list[i
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", type=Path, default=Path("/tmp/gr_train"))
-    ap.add_argument("--name", default="minilm-groundedness-v1")
+    ap.add_argument("--name", default="minilm-groundedness-v2")
     ap.add_argument("--synthetic", type=int, default=50000)
     ap.add_argument("--snli-repeats", type=int, default=2)
     ap.add_argument("--epochs", type=float, default=1.0)
