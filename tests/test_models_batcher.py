@@ -1,4 +1,5 @@
-"""DynamicBatcher: the real shipped model gives the same scores batched as unbatched; batches form under concurrency;
+"""DynamicBatcher: the real shipped model gives the same scores batched as unbatched (exactly with the default of one
+pair per call, within a tolerance with batches of dynamic int8); batches form under concurrency;
 results go back to the right caller in order; the queue is bounded; errors reach every waiting caller."""
 
 from __future__ import annotations
@@ -44,6 +45,21 @@ async def test_batched_scores_equal_unbatched(zoo: ModelZoo) -> None:
     np.testing.assert_allclose(batched[:, 0], single[:, 0], atol=0.05)
     assert (batched.argmax(1) == single.argmax(1)).mean() >= 0.9
     assert model.batcher.batches - before < len(chunks)  # concurrent callers shared batches
+
+
+async def test_default_settings_score_every_pair_exactly_as_alone() -> None:
+    """The shipped default (one pair per model call): concurrency never changes a score, whatever else is queued."""
+    zoo = ModelZoo()
+    model = await zoo.load_nli()
+    try:
+        single = np.concatenate([model.predict_sync([p]) for p in PAIRS])
+        long_mate = (" ".join(PREMISES) * 3, "A long neighbour in the queue.")
+        chunks = [[*PAIRS[i:i + 3], long_mate] for i in range(0, len(PAIRS), 3)]
+        results = await asyncio.gather(*(model.predict(c) for c in chunks))
+        batched = np.concatenate([r[:-1] for r in results])
+        np.testing.assert_array_equal(batched, single)
+    finally:
+        await zoo.close()
 
 
 async def test_batch_metrics_are_recorded(zoo: ModelZoo) -> None:
