@@ -39,8 +39,9 @@ class SelfConsistencyOptions(JudgedOptions):
     contradiction: Literal["prob", "normalized"] = Field(
         "prob", description="prob: P(contradiction); normalized: P(c) / (P(e) + P(c)), as in SelfCheckGPT-NLI")
     top_k: int = Field(2, ge=1, le=16, description="windows of each sample scored per sentence")
-    window_tokens: int = Field(200, ge=16, le=480)
-    stride_tokens: int = Field(100, ge=8, le=480)
+    window_tokens: int = Field(64, ge=16, le=480, description="long samples are cut into windows this long: short "
+                               "premises like the judge's training data, so one contradicting sentence is not diluted")
+    stride_tokens: int = Field(32, ge=8, le=480)
     skip_non_claims: bool = Field(True, description="questions, greetings, abstentions are not checked")
     max_sentences: int = Field(32, ge=1, description="longer responses are checked on their first N sentences")
     max_samples: int = Field(10, ge=1, description="further samples are ignored (cost is sentences x samples)")

@@ -69,7 +69,7 @@ async def test_int8_import_loads_through_the_zoo(checkpoint, tmp_path: Path) -> 
     root = tmp_path / "models"
     import_hf_checkpoint(src, root / "tiny-int8", "tiny-int8", family="bert", license="Apache-2.0", quantize=True,
                          source="test checkpoint", metrics={"note": "random weights"})
-    assert json.loads((root / "tiny-int8" / "manifest.json").read_text())["quantization"] == "dynamic-int8"
+    assert json.loads((root / "tiny-int8" / "manifest.json").read_text())["quantization"].startswith("dynamic-int8")
     assert not (root / "tiny-int8" / "model.fp32.onnx").exists()
     zoo = ModelZoo(ZooSettings(models_dir=root))
     assert "tiny-int8" in zoo.available() and DEFAULT_NLI in zoo.available()

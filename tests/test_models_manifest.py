@@ -20,9 +20,9 @@ def test_shipped_model_has_a_complete_verified_manifest() -> None:
     m = load_manifest(SHIPPED)
     assert m.name == DEFAULT_NLI and m.license and m.source and m.family
     assert [x.lower() for x in m.labels] == list(CANONICAL_LABELS)
-    assert m.quantization == "dynamic-int8"
+    assert m.quantization.startswith("dynamic-int8")
     assert m.training.get("seed") is not None and m.training.get("data")
-    assert (SHIPPED / m.onnx_file).stat().st_size < 40_000_000
+    assert (SHIPPED / m.onnx_file).stat().st_size < 70_000_000  # int8 weights; fp32 would be 91 MB
 
 
 @pytest.fixture()
