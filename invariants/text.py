@@ -8,6 +8,7 @@ edge still finds one window holding all of it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import threading
@@ -66,7 +67,15 @@ def segmenter() -> "pysbd.Segmenter":
 
 
 def split_sentences(text: str) -> list[Span]:
-    """Sentences of `text` with exact char offsets (end exclusive, surrounding whitespace excluded)."""
+    """Sentences of `text` with exact char offsets (end exclusive, surrounding whitespace excluded).
+
+    Cached by text: pysbd costs ~1 ms a sentence (85 ms for a 2,000-token context), and retrieved passages recur
+    across requests, so a passage is segmented once per process while it stays among the recent ones."""
+    return list(_split_cached(text))
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_cached(text: str) -> tuple[Span, ...]:
     seg = segmenter()
     out: list[Span] = []
     for block in re.finditer(r"[^\n]+", text):
@@ -86,7 +95,7 @@ def split_sentences(text: str) -> list[Span]:
                     continue
                 out.append(Span(s, base + i, base + i + len(s)))
                 cursor = i + len(s)
-    return out
+    return tuple(out)
 
 
 def words(text: str) -> list[str]:

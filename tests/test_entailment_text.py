@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from invariants.text import is_non_claim
-from invariants.text import Bm25, coverage, make_windows, split_sentences
+from invariants.text import Bm25, coverage, is_non_claim, make_windows, split_sentences
 
 
 def words(text: str) -> int:
@@ -66,3 +65,16 @@ def test_non_claims_are_skipped(sentence: str) -> None:
                                       "Thanks to the treaty, trade grew by 40%."])
 def test_claims_are_kept(sentence: str) -> None:
     assert not is_non_claim(sentence)
+
+
+def test_a_recurring_passage_is_segmented_once_and_callers_cannot_corrupt_the_cache() -> None:
+    from invariants.text import _split_cached
+
+    text = "Dr. Smith arrived in Paris at 5 p.m. on Monday. He left on Tuesday. The museum was closed."
+    first = split_sentences(text)
+    hits = _split_cached.cache_info().hits
+    first.append(first[0])  # a caller's list is its own
+    again = split_sentences(text)
+    assert _split_cached.cache_info().hits == hits + 1
+    assert [s.text for s in again] == ["Dr. Smith arrived in Paris at 5 p.m. on Monday.", "He left on Tuesday.",
+                                       "The museum was closed."]
