@@ -139,6 +139,10 @@ def test_eval_sampler_fills_samples_for_self_consistency(tmp_path: Path, capsys:
     assert "broken: sampling failed" in err
     sampler = read_manifest(out)["sampler"]
     assert sampler["cases_sampled"] == 2 and sampler["cases_failed"] == 1 and sampler["samples"] == 3
+    with FakeOpenAI(_sut) as fake:  # resuming: only the case with no rows yet would be sampled again — none here
+        assert main(["eval", "--resume", "--out", str(out), "--invariant", "self_consistency", "--no-progress",
+                     "--sampler", fake.url, "--sampler-model", "sut", "--samples", "3"]) == 0
+        assert fake.requests == []
 
 
 def test_eval_sampler_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -160,7 +160,7 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
     _report_malformed(loaded.malformed)
     if args.sampler:
         try:
-            loaded, sampling = _fill_samples(args, loaded)
+            loaded, sampling = _fill_samples(args, loaded, out_dir)
         except ValueError as exc:
             return _usage(str(exc))
         run_info = {**(run_info or {}), "sampler": sampling}
@@ -179,29 +179,33 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
     return _finish(outcome, gates)
 
 
-def _fill_samples(args: argparse.Namespace, loaded: Any) -> tuple[Any, dict[str, Any]]:
+def _fill_samples(args: argparse.Namespace, loaded: Any, out_dir: Path) -> tuple[Any, dict[str, Any]]:
     """Samples for cases that have none, from the system under test. A case whose sampling fails keeps no samples
-    (self_consistency then reports SKIPPED for it) and is listed on stderr; if every case fails, the run stops."""
+    (self_consistency then reports SKIPPED for it) and is listed on stderr; if every case fails, the run stops.
+    With --resume, cases already done are not sampled again (each case's rows are written at once)."""
     from dataclasses import replace
 
     from guardrail_server.evals.datasets import LoadedDataset
+    from guardrail_server.evals.results import done_keys
     from guardrail_server.llm_sampler import fill_samples
 
     if not args.sampler_model:
         raise ValueError("--sampler needs --sampler-model (the model id the endpoint serves)")
-    todo = [item for item in loaded.cases if not item.case.samples and item.case.question.strip()]
+    done = {case_id for case_id, _ in done_keys(out_dir)} if args.resume else set()
+    todo = [i for i, item in enumerate(loaded.cases)
+            if not item.case.samples and item.case.question.strip() and item.id not in done]
     print(f"guardrail eval: sampling {args.samples} answers for {len(todo)} case(s) from {args.sampler}",
           file=sys.stderr)
     filled, failures = asyncio.run(fill_samples(
-        [item.case for item in todo], args.sampler, args.sampler_model, args.samples, args.sampler_temperature,
-        api_key_env=args.sampler_api_key_env, concurrency=min(args.concurrency, 8)))
-    for item, error in zip(todo, failures, strict=True):
+        [loaded.cases[i].case for i in todo], args.sampler, args.sampler_model, args.samples,
+        args.sampler_temperature, api_key_env=args.sampler_api_key_env, concurrency=min(args.concurrency, 8)))
+    cases = list(loaded.cases)
+    for i, case, error in zip(todo, filled, failures, strict=True):
+        cases[i] = replace(cases[i], case=case)
         if error:
-            print(f"  {item.dataset}: {item.id}: sampling failed: {error}", file=sys.stderr)
+            print(f"  {cases[i].dataset}: {cases[i].id}: sampling failed: {error}", file=sys.stderr)
     if todo and all(failures):
         raise ValueError(f"the sampler at {args.sampler} failed for every case (first error: {failures[0]})")
-    by_id = {item.id: replace(item, case=case) for item, case in zip(todo, filled, strict=True)}
-    cases = [by_id.get(item.id, item) for item in loaded.cases]
     info = {"endpoint": args.sampler, "model": args.sampler_model, "samples": args.samples,
             "temperature": args.sampler_temperature, "cases_sampled": len(todo) - sum(bool(f) for f in failures),
             "cases_failed": sum(bool(f) for f in failures)}
