@@ -46,7 +46,7 @@ from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from pysbd.lang.english import English
-from pydantic import Field, field_validator
+from pydantic import Field, field_serializer, field_validator
 
 from invariants.base import InvariantOptions
 from invariants.text import segmenter
@@ -69,6 +69,11 @@ class CitationOptions(InvariantOptions):
     """How citations are recognised and what counts as a claim. Every field has a safe default."""
 
     formats: frozenset[Format] = Field(default=ALL_FORMATS, description="built-in marker formats that are on")
+
+    @field_serializer("formats")
+    def _sorted(self, formats: frozenset[Format]) -> list[str]:
+        """A stable order, so `guardrail config` prints the same file every run."""
+        return sorted(formats)
     extra_patterns: tuple[str, ...] = Field(
         default=(),
         description="extra regexes; each needs a named group `ref` (one reference, or several split on , or ;)",
