@@ -323,7 +323,10 @@ async def test_check_does_not_block_the_event_loop(spacy_inv: PiiBoundaryInvaria
     elapsed = time.perf_counter() - started
     task.cancel()
     assert elapsed > 0.05, "the check must do real work for this test to mean anything"
-    assert max(gaps) < elapsed / 2
+    # Run on the loop, the check would leave no tick during it. In a worker thread the loop keeps ticking, but not
+    # evenly: a single long regex match in Presidio holds the GIL (one stall of 185 ms seen in a 266 ms check), so
+    # the assertion is on the ticks, not on the longest gap.
+    assert len(gaps) >= 5 and sum(g < 0.05 for g in gaps) >= 3, gaps
 
 
 def test_options_are_validated() -> None:
