@@ -69,11 +69,6 @@ class CitationOptions(InvariantOptions):
     """How citations are recognised and what counts as a claim. Every field has a safe default."""
 
     formats: frozenset[Format] = Field(default=ALL_FORMATS, description="built-in marker formats that are on")
-
-    @field_serializer("formats")
-    def _sorted(self, formats: frozenset[Format]) -> list[str]:
-        """A stable order, so `guardrail config` prints the same file every run."""
-        return sorted(formats)
     extra_patterns: tuple[str, ...] = Field(
         default=(),
         description="extra regexes; each needs a named group `ref` (one reference, or several split on , or ;)",
@@ -86,6 +81,11 @@ class CitationOptions(InvariantOptions):
         description="where a claim's citation may sit when require_citations is on (paragraph = the same line)",
     )
     min_claim_words: int = Field(default=4, ge=1, description="sentences with fewer words are not claims")
+
+    @field_serializer("formats")
+    def _sorted(self, formats: frozenset[Format]) -> list[str]:
+        """A stable order, so `guardrail config` prints the same file every run."""
+        return sorted(formats)
 
     @field_validator("extra_patterns")
     @classmethod

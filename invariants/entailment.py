@@ -180,19 +180,14 @@ async def _similarities(embedder: Any, claims: Sequence[str], windows: Sequence[
                         open_claims: list[int]) -> dict[int, np.ndarray]:
     """Cosine similarity of claims to windows. Open claims get every window (to pick extra windows and take the max);
     decided claims only their round-1 window, so a response whose claims all exit early never embeds the context."""
-    needed = sorted(set(range(len(windows))) if open_claims else {tops[ci][0] for ci in range(len(claims))})
+    needed = list(range(len(windows))) if open_claims else sorted({top[0] for top in tops})
     vecs = await embedder.embed(list(claims) + [windows[i].text for i in needed])
     claim_vecs, window_vecs = vecs[: len(claims)], vecs[len(claims):]
     column = {wi: k for k, wi in enumerate(needed)}
-    sims: dict[int, np.ndarray] = {}
-    for ci in range(len(claims)):
-        if ci in open_claims:
-            full = np.full(len(windows), -1.0)
-            full[needed] = window_vecs @ claim_vecs[ci]
-            sims[ci] = full
-        else:
-            sims[ci] = np.array([float(window_vecs[column[tops[ci][0]]] @ claim_vecs[ci])])
-    return sims
+    open_set = set(open_claims)
+    return {ci: window_vecs @ claim_vecs[ci] if ci in open_set
+            else np.array([float(window_vecs[column[tops[ci][0]]] @ claim_vecs[ci])])
+            for ci in range(len(claims))}
 
 
 async def check_support(model: Any, passage: Passage | str, sentence: str,

@@ -210,6 +210,8 @@ _ABSTENTION = re.compile(
     r"|(?:there is|there's) no (?:information|mention)|no information (?:is|was) (?:given|provided|available))",
     re.IGNORECASE,
 )
+
+
 def is_non_claim(sentence: str) -> bool:
     """The documented skip rule: text that asserts nothing checkable against the context."""
     s = sentence.strip()
