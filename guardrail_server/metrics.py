@@ -23,3 +23,15 @@ JUDGE_DISAGREEMENTS = Counter(
 JUDGE_AGREEMENT = Gauge(
     "guardrail_judge_agreement_ratio", "Latest calibrated agreement of the judge with human labels", ["invariant"]
 )
+SHED = Counter(
+    "guardrail_shed_total", "Calls refused by admission control before any check ran (RESOURCE_EXHAUSTED)",
+    ["kind", "reason"],
+)  # kind: unary | stream; reason: queue_full | queue_timeout | deadline | shutting_down
+FAIL_OPEN = Counter(
+    "guardrail_fail_open_total", "Invariants that errored and were let through by an on_error: fail_open policy",
+    ["invariant", "reason"],
+)  # reason: timeout | exception | worker_lost
+ADMISSION_QUEUE_DEPTH = Gauge("guardrail_admission_queue_depth", "Calls waiting for a check worker", ["kind"])
+ADMISSION_WAIT = Histogram(
+    "guardrail_admission_wait_seconds", "Time an admitted call waited for a check worker", buckets=LATENCY_BUCKETS
+)
