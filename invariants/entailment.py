@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from invariants.base import skipped, verdict_from_score
+from invariants.citations import claim_sentences
 from invariants.disagreement import JudgeScore
 from invariants.judges.adapter import JudgeAsModel
 from invariants.judges.config import JudgedOptions
@@ -41,7 +42,6 @@ from invariants.text import (
     coverage,
     is_non_claim,
     make_windows,
-    split_sentences,
 )
 from invariants.types import Case, Finding, Passage, Verdict
 
@@ -259,8 +259,9 @@ class EntailmentInvariant:
                 await self.embedder.embed(["warm-up"])
         await self.model.predict([("The sky is blue today.", "The sky is blue.")])
 
-    def claims(self, response: str) -> list[Span]:
-        spans = split_sentences(response)
+    def claims(self, response: str, passages: Sequence[Passage] = ()) -> list[Span]:
+        """Claim sentences: spans into `response`, text without citation markers (see `citations.strip_markers`)."""
+        spans = claim_sentences(response, passages)
         return [s for s in spans
                 if len(s.text.split()) >= self.options.min_claim_words
                 and not (self.options.skip_non_claims and is_non_claim(s.text))][: self.options.max_sentences]
@@ -272,7 +273,7 @@ class EntailmentInvariant:
         passages = [(p.id or str(i + 1), p.text) for i, p in enumerate(case.context) if p.text.strip()]
         if not passages:
             return skipped(self.name, self.threshold, "no context to check the response against", started=started)
-        claims = self.claims(case.response)
+        claims = self.claims(case.response, case.context)
         if not claims:
             return skipped(self.name, self.threshold, "no checkable claims in the response", started=started)
         windows = await asyncio.to_thread(make_windows, passages, self.model.token_count, self.options.window_tokens,

@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from invariants.base import verdict_from_score
-from invariants.citations import Analysis, Citation, CitationOptions, analyze
+from invariants.citations import Analysis, Citation, CitationOptions, analyze, claim_text, strip_markers
 from invariants.types import Case, Finding, Verdict
 
 INLINE_MAX_CHARS = 4000
@@ -84,8 +84,8 @@ class ReferenceIntegrityInvariant:
         pairs = analysis.support_pairs()
         if not pairs:
             return 1.0
-        marker_spans = [(c.start, c.end) for c in analysis.citations]
-        sentences = [_without_markers(case.response, start, end, marker_spans) for start, end, _ in pairs]
+        view = strip_markers(case.response, case.context, self.options)
+        sentences = [claim_text(view[start:end]) for start, end, _ in pairs]
         scores = await asyncio.gather(
             *(self.support.support(case.context[p], sentence) for (_, _, p), sentence in zip(pairs, sentences))
         )
@@ -111,18 +111,6 @@ class ReferenceIntegrityInvariant:
             )
         details.update(support_pairs=len(pairs), unsupported=unsupported)
         return (len(pairs) - unsupported) / len(pairs)
-
-
-def _without_markers(text: str, start: int, end: int, markers: list[tuple[int, int]]) -> str:
-    """The sentence as a claim: citation markers inside it removed, so the NLI model sees only the statement."""
-    pieces, pos = [], start
-    for a, b in sorted(markers):
-        if b <= start or a >= end:
-            continue
-        pieces.append(text[pos:max(a, pos)])
-        pos = max(pos, min(b, end))
-    pieces.append(text[pos:end])
-    return " ".join("".join(pieces).split())
 
 
 def evaluate(case: Case, options: CitationOptions) -> tuple[float, list[Finding], dict[str, Any]]:

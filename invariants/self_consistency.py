@@ -30,7 +30,8 @@ from invariants.judges import JudgedOptions, JudgeError, load_judges
 from invariants.judges.base import Judge
 from invariants.judges.panel import SecondaryPanel
 from invariants.runner import error_verdict
-from invariants.text import Bm25, Span, content_words, is_non_claim, make_windows, split_sentences
+from invariants.citations import claim_sentences, without_markers
+from invariants.text import Bm25, Span, content_words, is_non_claim, make_windows
 from invariants.types import Case, Finding, Verdict
 
 
@@ -146,7 +147,7 @@ class SelfConsistencyInvariant:
                                                    primary=(self.primary.name, self.primary.family))
 
     def sentences(self, response: str) -> list[Span]:
-        spans = [s for s in split_sentences(response) if content_words(s.text)]
+        spans = [s for s in claim_sentences(response) if content_words(s.text)]
         if self.options.skip_non_claims:
             spans = [s for s in spans if _is_claim(s.text)]
         return spans[: self.options.max_sentences]
@@ -166,7 +167,7 @@ class SelfConsistencyInvariant:
         if not spans:
             return skipped(self.name, self.threshold, "no checkable sentences in the response", started=started)
         sentences = [s.text for s in spans]
-        samples = [s for _, s in indexed]
+        samples = [without_markers(s) for _, s in indexed]
 
         async def score_with(judge: Judge) -> float:
             return (await self.consistency(judge, sentences, samples)).score
