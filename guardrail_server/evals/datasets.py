@@ -7,6 +7,7 @@ and the caller decides whether to skip it or fail the run.
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -79,8 +80,15 @@ class LoadedDataset:
 RowOrError = tuple[int, dict[str, Any] | str]
 
 
+def _open_text(path: Path, newline: str | None = None) -> Any:
+    """Plain or gzip-compressed (`.jsonl.gz`, `.csv.gz`) text."""
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline=newline)
+    return path.open(encoding="utf-8", newline=newline)
+
+
 def read_jsonl(path: Path) -> Iterator[RowOrError]:
-    with path.open(encoding="utf-8") as fh:
+    with _open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -108,7 +116,7 @@ def _decode_cell(key: str, value: str) -> Any:
 
 
 def read_csv(path: Path) -> Iterator[RowOrError]:
-    with path.open(encoding="utf-8", newline="") as fh:
+    with _open_text(path, newline="") as fh:
         reader = csv.DictReader(fh)
         start = 2  # line of the first record, after the header
         for raw in reader:
@@ -271,6 +279,18 @@ def adapt_qa_groundedness(row: Mapping[str, Any], case_id: str, dataset: str, so
                    {"supported": True, "hallucinated": False})
 
 
+def adapt_summary_groundedness(row: Mapping[str, Any], case_id: str, dataset: str, source: str) -> list[EvalCase]:
+    """A summary (response) of a document (context): every sentence of it must be grounded in the document."""
+    return _single(row, case_id, dataset, source, "summary_groundedness", "entailment",
+                   {"supported": True, "hallucinated": False})
+
+
+def adapt_dialogue_groundedness(row: Mapping[str, Any], case_id: str, dataset: str, source: str) -> list[EvalCase]:
+    """A dialogue turn (response) grounded in knowledge (context); the dialogue so far, if given, is the question."""
+    return _single(row, case_id, dataset, source, "dialogue_groundedness", "entailment",
+                   {"supported": True, "hallucinated": False})
+
+
 def adapt_claim_attribution(row: Mapping[str, Any], case_id: str, dataset: str, source: str) -> list[EvalCase]:
     """WiCE: a claim against the sentences of its cited source; only fully supported claims hold."""
     return _single(row, case_id, dataset, source, "claim_attribution", "entailment",
@@ -288,6 +308,16 @@ def adapt_claim_evidence_nli(row: Mapping[str, Any], case_id: str, dataset: str,
 def adapt_nli(row: Mapping[str, Any], case_id: str, dataset: str, source: str) -> list[EvalCase]:
     """SNLI / ANLI: hypothesis = response, premise = context; entailment vs. the rest."""
     return _single(row, case_id, dataset, source, "nli", "entailment", _NLI)
+
+
+_NLI_OR_BINARY = {**_NLI, "not_entailment": False}
+
+
+def adapt_nli_pair(row: Mapping[str, Any], case_id: str, dataset: str, source: str) -> list[EvalCase]:
+    """Training-style pairs (`premise`, `hypothesis`, 3-way or binary `label`), e.g. train/groundedness_mix_v1."""
+    renamed = {**row, "context": _text(row, "premise", required=True), "response": _text(row, "hypothesis",
+                                                                                         required=True)}
+    return _single(renamed, case_id, dataset, source, "nli", "entailment", _NLI_OR_BINARY)
 
 
 def adapt_self_consistency_pair(row: Mapping[str, Any], case_id: str, dataset: str, source: str) -> list[EvalCase]:
@@ -334,6 +364,9 @@ ADAPTERS: dict[str, Callable[..., list[EvalCase]]] = {
     "claim_attribution": adapt_claim_attribution,
     "claim_evidence_nli": adapt_claim_evidence_nli,
     "nli": adapt_nli,
+    "nli_pair": adapt_nli_pair,
+    "summary_groundedness": adapt_summary_groundedness,
+    "dialogue_groundedness": adapt_dialogue_groundedness,
     "self_consistency_pair": adapt_self_consistency_pair,
     "pii_spans": adapt_pii_spans,
 }
@@ -341,7 +374,7 @@ ADAPTERS: dict[str, Callable[..., list[EvalCase]]] = {
 
 def adapt_row(row: Mapping[str, Any], dataset: str, source: str, lineno: int) -> list[EvalCase]:
     """Dispatches on the row's `task` (rows without one are native Case rows)."""
-    task = row.get("task") or "case"
+    task = row.get("task") or ("nli_pair" if "premise" in row and "hypothesis" in row else "case")
     adapter = ADAPTERS.get(str(task))
     if adapter is None:
         raise MalformedRowError(f"unknown task {task!r}; known: {sorted(ADAPTERS)}")
@@ -352,9 +385,12 @@ def adapt_row(row: Mapping[str, Any], dataset: str, source: str, lineno: int) ->
 
 def iter_dataset(path: str | Path) -> Iterator[EvalCase | Malformed]:
     path = Path(path)
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        raise DatasetError(f"{path}: unsupported format {path.suffix!r}; use one of {sorted(READERS)}")
+    compressed = path.suffix.lower() == ".gz"
+    suffix = Path(path.stem).suffix.lower() if compressed else path.suffix.lower()
+    reader = READERS.get(suffix)
+    if reader is None or (compressed and reader is read_parquet):
+        raise DatasetError(f"{path}: unsupported format {''.join(path.suffixes)!r}; use one of {sorted(READERS)} "
+                           "(JSONL and CSV may be gzip-compressed: .jsonl.gz)")
     if not path.is_file():
         raise DatasetError(f"{path}: no such file")
     dataset = path.name.split(".")[0]

@@ -106,6 +106,9 @@ async def run_eval(
 ) -> RunOutcome:
     """Runs every (case, invariant) pair not yet in `out_dir`; stops cleanly when `stop` is set."""
     out_dir = Path(out_dir)
+    if not loaded.cases:
+        raise RunError(f"no cases to evaluate ({len(loaded.malformed)} malformed row(s) skipped): a run over 0 cases "
+                       "would pass every gate")
     previous = prepare_out_dir(out_dir, resume)
     stop = stop or asyncio.Event()
     started = time.perf_counter()

@@ -81,7 +81,9 @@ def summarize_invariant(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "labeled": None,
         **judge_panel(rows),
     }
-    labeled = [r for r in rows if r.get("expected") in ("pass", "fail") and r["outcome"] in ("pass", "fail")]
+    # A skipped check is scored as the service treats it — the call is allowed (score 1.0) — so eval and service
+    # agree; only errors stay out (their decision depends on each invariant's on_error policy).
+    labeled = [r for r in rows if r.get("expected") in ("pass", "fail") and r["outcome"] in ("pass", "fail", "skipped")]
     if labeled:
         positive = np.array([r["expected"] == "fail" for r in labeled])
         predicted = np.array([r["outcome"] == "fail" for r in labeled])
@@ -98,6 +100,7 @@ def summarize_invariant(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
             hist_by[name] = np.histogram(scores[mask], bins=20, range=(0.0, 1.0))[0].tolist()
         out["labeled"] = {
             "n": len(labeled), "n_positive": int(positive.sum()), "n_negative": int((~positive).sum()),
+            "n_skipped": sum(r["outcome"] == "skipped" for r in labeled),
             "confusion": {"tp": tp, "fp": fp, "fn": fn, "tn": tn},
             **classification(tp, fp, tn, fn),
             "auroc": auroc(1.0 - scores, positive),
