@@ -4,6 +4,7 @@ validated once at start-up. Errors name the offending key (e.g. `invariants.enta
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -89,6 +90,30 @@ class ReviewConfig(_Strict):
     write_timeout_s: float = Field(5.0, gt=0, description="a store write slower than this fails over to the spool")
 
 
+_APP_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+
+
+class MetricsConfig(_Strict):
+    """Prometheus label policy: the calling `app` is a label only for the names listed here (bounded cardinality)."""
+
+    apps: list[str] = Field(
+        default_factory=list, max_length=100,
+        description="apps that get their own `app` label value on guardrail_checks_total and "
+        "guardrail_decisions_total; any other app is counted as `other`, a call without app as `unset`")
+
+    @field_validator("apps")
+    @classmethod
+    def _app_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _APP_LABEL.match(name):
+                raise ValueError(f"{name!r} is not a valid app name (letters, digits, _ . : -, at most 63 chars)")
+            if name in ("other", "unset"):
+                raise ValueError(f"{name!r} is reserved (apps not listed are 'other', calls without app 'unset')")
+        if len(set(value)) != len(value):
+            raise ValueError("duplicate app names")
+        return value
+
+
 # What runs when the config names no invariants (`make run`): all four, flagging rather than blocking, since the
 # judges' agreement with people is still being calibrated (see README, "Where the judges stand").
 DEFAULT_INVARIANTS: dict[str, dict[str, Any]] = {
@@ -105,6 +130,7 @@ class Config(_Strict):
     logging: LoggingConfig = LoggingConfig()
     models: ModelsConfig = ModelsConfig()
     review: ReviewConfig = ReviewConfig()
+    metrics: MetricsConfig = MetricsConfig()
     invariants: dict[str, InvariantPolicy] = Field(
         default_factory=lambda: {k: InvariantPolicy(**v) for k, v in DEFAULT_INVARIANTS.items()}
     )

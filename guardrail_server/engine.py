@@ -122,12 +122,13 @@ class CheckEngine:
         disagreements: list[str],
         sample_id: str | None,
     ) -> None:
+        app = metrics.app_label(case.app, self.config.metrics.apps)
         for v in verdicts:
-            metrics.CHECKS.labels(v.invariant, v.outcome.value).inc()
+            metrics.CHECKS.labels(v.invariant, v.outcome.value, app).inc()
             metrics.CHECK_DURATION.labels(v.invariant).observe(v.latency_s)
         for name in disagreements:
             metrics.JUDGE_DISAGREEMENTS.labels(name).inc()
-        metrics.DECISIONS.labels(decision.value).inc()
+        metrics.DECISIONS.labels(decision.value, app).inc()
         metrics.REQUEST_DURATION.observe(duration)
         log.info(
             "check",

@@ -1,20 +1,27 @@
 """Prometheus metrics of the service. Label values come from closed sets: invariant names from the registry,
-outcomes and decisions from enums, status codes from grpc.StatusCode."""
+outcomes and decisions from enums, status codes from grpc.StatusCode, `app` from the configured allow-list
+(`metrics.apps`; anything else is `other`, no app at all is `unset`)."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import TYPE_CHECKING
+
 from prometheus_client import Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from guardrail_server.config import Config
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-CHECKS = Counter("guardrail_checks_total", "Invariant checks by outcome", ["invariant", "outcome"])
+CHECKS = Counter("guardrail_checks_total", "Invariant checks by outcome", ["invariant", "outcome", "app"])
 CHECK_DURATION = Histogram(
     "guardrail_check_duration_seconds", "Time of one invariant check", ["invariant"], buckets=LATENCY_BUCKETS
 )
 REQUEST_DURATION = Histogram(
     "guardrail_request_duration_seconds", "Time of one Check request, all invariants", buckets=LATENCY_BUCKETS
 )
-DECISIONS = Counter("guardrail_decisions_total", "Decisions returned to callers", ["decision"])
+DECISIONS = Counter("guardrail_decisions_total", "Decisions returned to callers", ["decision", "app"])
 REJECTED = Counter("guardrail_requests_rejected_total", "Requests refused before checking", ["code"])
 IN_FLIGHT = Gauge("guardrail_checks_in_flight", "Check requests being processed")
 JUDGE_DISAGREEMENTS = Counter(
@@ -35,3 +42,83 @@ ADMISSION_QUEUE_DEPTH = Gauge("guardrail_admission_queue_depth", "Calls waiting 
 ADMISSION_WAIT = Histogram(
     "guardrail_admission_wait_seconds", "Time an admitted call waited for a check worker", buckets=LATENCY_BUCKETS
 )
+BUILD_INFO = Gauge(
+    "guardrail_build_info", "Always 1: the package version and the NLI model (name, ONNX sha256) this process serves",
+    ["version", "model", "model_sha256"],
+)
+THRESHOLD = Gauge(
+    "guardrail_invariant_threshold", "Pass threshold of each enabled invariant (score >= threshold passes); "
+    "a calibration change shows here", ["invariant"],
+)
+
+OUTCOMES = ("pass", "fail", "error", "skipped")  # invariants.types.Outcome
+DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
+SHED_KINDS = ("unary", "stream")
+SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down")
+FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")
+REJECTED_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
+APP_OTHER = "other"  # an app not on the allow-list
+APP_UNSET = "unset"  # the caller sent no app
+
+
+def app_label(app: str, allowed: Collection[str]) -> str:
+    """The bounded `app` label value: the caller's app if allowed, else `other` (`unset` when empty). Callers are
+    not trusted to keep label cardinality small, so only the configured names become series."""
+    if not app:
+        return APP_UNSET
+    return app if app in allowed else APP_OTHER
+
+
+def app_label_values(allowed: Collection[str]) -> list[str]:
+    return [*allowed, APP_OTHER, APP_UNSET]
+
+
+def publish_config(config: Config) -> None:
+    """Exports what the process serves (build info, thresholds) and creates every closed-set series at 0, so rate
+    and ratio panels show 0 rather than "No data" before the first failure. Called once at start-up by `serve`."""
+    enabled = list(config.enabled_invariants())
+    apps = app_label_values(config.metrics.apps)
+    version, model, sha = build_identity(config)
+    BUILD_INFO.labels(version, model, sha).set(1)
+    for name in enabled:
+        THRESHOLD.labels(name).set(config.threshold(name))
+        CHECK_DURATION.labels(name)
+        JUDGE_DISAGREEMENTS.labels(name)
+        for outcome in OUTCOMES:
+            for app in apps:
+                CHECKS.labels(name, outcome, app)
+        for reason in FAIL_OPEN_REASONS:
+            FAIL_OPEN.labels(name, reason)
+    for decision in DECISION_VALUES:
+        for app in apps:
+            DECISIONS.labels(decision, app)
+    for kind in SHED_KINDS:
+        ADMISSION_QUEUE_DEPTH.labels(kind)
+        for reason in SHED_REASONS:
+            SHED.labels(kind, reason)
+    for code in REJECTED_CODES:
+        REJECTED.labels(code)
+
+
+def build_identity(config: Config) -> tuple[str, str, str]:
+    """(package version, NLI model name, its ONNX sha256 from the manifest) without loading the model."""
+    from importlib.metadata import PackageNotFoundError, version
+    from pathlib import Path
+
+    from models.manifest import load_manifest
+    from models.zoo import DEFAULT_NLI, ModelZoo, ZooSettings
+
+    try:
+        pkg = version("guardrail-sidecar")
+    except PackageNotFoundError:
+        pkg = "unknown"
+    name = DEFAULT_NLI
+    policy = config.invariants.get("entailment")
+    if policy is not None and policy.enabled:
+        name = getattr(config.options("entailment"), "model", None) or DEFAULT_NLI
+    try:
+        zoo = ModelZoo(ZooSettings(models_dir=Path(config.models.dir) if config.models.dir else None))
+        sha = load_manifest(zoo.model_dir(name), verify=False).onnx_sha256
+    except Exception:  # noqa: BLE001 - an unknown model fails at load with a clear error; the label just says so
+        sha = "unknown"
+    return pkg, name, sha

@@ -197,10 +197,12 @@ async def test_stream_replies_matched_by_request_id_with_per_request_errors() ->
 
 
 def _metric(body: str, name: str, **labels: str) -> float:
-    for line in body.splitlines():
-        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+    """Sum over the series that carry these labels (others, e.g. `app`, may split a count across series)."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith(name) and all(f'{k}="{v}"' in line for k, v in labels.items())
+    )
 
 
 async def test_metrics_counters_move() -> None:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import sys
 
+from guardrail_server import metrics
 from guardrail_server.cli.common import add_config_flags, config_from_args
 from guardrail_server.config import Config
 from guardrail_server.logs import configure_logging
@@ -29,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
                                  ("server.metrics_port", args.metrics_port)) if v is not None]
     config = config_from_args(args, extra)
     configure_logging(config.logging.level, config.logging.format)
+    metrics.publish_config(config)  # build info, thresholds, every closed-set series at 0
     sampler = ReviewSampler(config.review) if config.review.enabled else None
     web = _start_review_web(config)
     try:
