@@ -129,7 +129,7 @@ class RemoteBackend:
                 code = _STATUS_NAMES.get(reply.error_code, str(reply.error_code))
                 yield CaseResult(item, error=input_error(code, reply.error_message))
             else:
-                verdicts = tuple(verdict_from_pb(r) for r in reply.results)
+                verdicts = tuple(verdict_from_pb(r) for r in reply.raw.results)  # the client's CheckResult keeps the message
                 yield CaseResult(item, verdicts, decision_from_pb(reply.decision).value)
         if in_flight:
             raise RuntimeError(f"server closed the stream with {len(in_flight)} case(s) unanswered")
