@@ -1,7 +1,8 @@
 """Entailment invariant benchmark: accuracy vs the lexical baseline, latency, batching throughput, int8 vs fp32/torch.
 
 `python -m bench.entailment [--quick] [--fp32 PATH] [--torch-checkpoint DIR]` prints the tables of one run:
-  1. accuracy on the dev sets (bench.nli_eval): lexical | model | hybrid, AUROC and balanced accuracy; SNLI/ANLI acc;
+  1. accuracy on the dev sets (bench.nli_eval, through guardrail eval): AUROC and balanced accuracy next to word
+     overlap; SNLI/ANLI acc;
   2. latency p50/p99 of `check` for a 5-sentence response over ~500- and ~2,000-token contexts, two-round scoring
      vs every window, NLI pairs per check, and the service overhead over raw onnxruntime time for the very same calls;
   3. throughput (cases/s) at concurrency 1/8/64: dynamic batching vs per-pair calls vs one call per request;
@@ -173,10 +174,10 @@ async def perf_tables(quick: bool, threads: int) -> str:
 def model_variants(variants: dict[str, Path], ckpt: Path, threads: int, quick: bool) -> str:
     """Raw runtimes side by side: window pairs/s in batches of 16 and one at a time, SNLI accuracy, size, and how far
     a pair's P(entailment) moves when it shares a batch with a long pair (dynamic int8 scales activations per batch)."""
-    from bench.nli_eval import LABELS, load
+    from bench.nli_eval import LABELS, load_dev
     from models.zoo import DEFAULT_NLI, SHIPPED_DIR
 
-    rows = load("snli_test", 300 if quick else None)
+    rows = load_dev("snli_test", 300 if quick else None)
     pairs = [(r["context"], r["response"]) for r in rows]
     gold = np.array([LABELS.index(r["label"]) for r in rows])
     shipped = SHIPPED_DIR / DEFAULT_NLI
@@ -235,12 +236,11 @@ def main() -> None:
     ap.add_argument("--torch-checkpoint", type=Path, default=CKPT_DEFAULT)
     args = ap.parse_args()
     if not args.skip_accuracy:
-        from bench.nli_eval import evaluate, table
+        from bench.nli_eval import evaluate_model, table
 
-        results = asyncio.run(evaluate(None, 200 if args.quick else None,
-                                       ModelZoo(ZooSettings(intra_op_threads=args.threads))))
-        print("== accuracy on dev (threshold = shipped default; AUROC is threshold-free)")
-        print(table(results))
+        results = asyncio.run(evaluate_model(None, "hybrid", limit=200 if args.quick else None))
+        print("== accuracy on dev through guardrail eval (threshold = shipped default; AUROC is threshold-free)")
+        print(table("default", "hybrid", results))
         print()
     print("== latency and throughput (5-sentence responses, WikiText contexts)")
     print(asyncio.run(perf_tables(args.quick, args.threads)))

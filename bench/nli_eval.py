@@ -1,11 +1,17 @@
-"""Accuracy of the entailment judge on the dev sets, side by side with the lexical baseline.
+"""Accuracy of the NLI judges on the dev sets, measured through the one path users run: `guardrail eval`.
 
-`python -m bench.nli_eval [--model NAME] [--limit N]` prints one table: AUROC and balanced accuracy (at the shipped
-threshold) on halueval_qa, wice_claims (supported vs rest), climate_fever_pairs (entailment vs rest) for
-  lexical  — min over response sentences of the share of content words found in the context,
-  model    — min over sentences of max P(entailment) over the selected windows (same run as hybrid),
-  hybrid   — the invariant with the fitted hybrid judge (the shipped default),
-plus SNLI test / ANLI dev 3-way accuracy of the raw model. dev/ is only measured here, never trained on.
+`python -m bench.nli_eval [--model NAME ...] [--judge hybrid|model ...] [--models-dir DIR] [--limit N] [--latency]
+[--write-manifest]` prints, per model and judge, one table in one run:
+  - halueval_qa, wice_claims (supported vs rest), climate_fever_pairs (entailment vs rest), and any extra
+    `--dataset FILE` (summary/dialogue groundedness...): AUROC and balanced accuracy at the threshold the service
+    would use (the invariant's configured default), each next to word overlap's AUROC — the invariant's own claims,
+    min over claims of the share of content words found in the context — and the margin over it;
+  - chatprotect self-consistency AUROC (the self_consistency invariant with the same model);
+  - SNLI test / ANLI dev 3-way accuracy of the raw model (eval only);
+  - with `--latency`: p50/p99 of one entailment check over ~500 and ~2,000-token contexts (bench.entailment's cases).
+Every dev number comes from `run_eval` + `summarize_invariant` on `LocalBackend` (the servicer's `CheckEngine`), the
+rows in `--out`; nothing here windows or scores on its own. `--write-manifest` stores the figures in the model's
+manifest, with a 40-case slice that `tests/test_nli_eval_manifest.py` recomputes. dev/ is measured, never trained on.
 """
 
 from __future__ import annotations
@@ -14,153 +20,218 @@ import argparse
 import asyncio
 import json
 import os
-import time
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from invariants.entailment import EntailmentInvariant, EntailmentOptions
-from invariants.text import coverage, content_words
-from invariants.types import Case, Outcome, Passage
-from invariants.judges.fit_hybrid import auroc
-from models.zoo import ModelZoo, ZooSettings
+from guardrail_server.config import DEFAULT_INVARIANTS, Config, load_config
+from guardrail_server.evals.backends import LocalBackend
+from guardrail_server.evals.datasets import EvalCase, load_datasets
+from guardrail_server.evals.results import read_rows
+from guardrail_server.evals.runner import run_eval
+from guardrail_server.evals.summary import summarize_invariant
+from guardrail_server.logs import configure_logging
+from invariants.citations import claim_sentences
+from invariants.stats import auroc
+from invariants.text import content_words, coverage, is_non_claim
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data"))
+ENTAILMENT_SETS = ("halueval_qa", "wice_claims", "climate_fever_pairs")
+CONSISTENCY_SET = "chatprotect_selfcontradiction"
 LABELS = ["entailment", "neutral", "contradiction"]
+SLICE = ("halueval_qa", 40)  # the slice the manifest test recomputes
 
 
-def load(name: str, limit: int | None = None) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class SetResult:
+    dataset: str
+    n: int
+    auroc: float | None
+    balanced_accuracy: float | None
+    threshold: float | None
+    best_threshold: float | None
+    word_overlap_auroc: float | None
+    n_skipped: int
+    slice_auroc: float | None = None
+    slice_balanced_accuracy: float | None = None
+
+
+def eval_config(invariant: str, model: str | None, judge: str, models_dir: str | None) -> Config:
+    """Only `invariant` enabled, on `model`, with the service's defaults for everything else — except the timeout:
+    accuracy is measured here, so a check slowed by a busy machine must not turn into an `error` row (latency is
+    measured on its own, `--latency`)."""
+    options: dict[str, Any] = {"model": model, "judge": judge} if invariant == "entailment" else {
+        "judges": [{"kind": "nli", **({"model": model} if model else {})}]}
+    invariants: dict[str, dict[str, Any]] = {name: {**policy, "enabled": name == invariant}
+                                             for name, policy in DEFAULT_INVARIANTS.items()}
+    invariants[invariant].update(options=options, timeout_s=600.0)
+    overrides: list[tuple[str, Any]] = [("invariants", invariants), ("review.enabled", False)]
+    if models_dir:
+        overrides.append(("models.dir", models_dir))
+    return load_config(None, environ={}, overrides=overrides)
+
+
+def word_overlap(item: EvalCase) -> float:
+    """The lexical baseline on the invariant's own claims: min over claims of content-word coverage."""
+    vocab = set(content_words(" ".join(p.text for p in item.case.context)))
+    claims = [c.text for c in claim_sentences(item.case.response, item.case.context) if not is_non_claim(c.text)]
+    return min((coverage(c, vocab) for c in claims), default=1.0)
+
+
+async def evaluate_set(path: Path, invariant: str, model: str | None, judge: str, *, models_dir: str | None = None,
+                       limit: int | None = None, out_dir: Path | None = None) -> SetResult:
+    """`guardrail eval` on one file (in process, the servicer's engine), summarized as the eval report does."""
+    loaded = load_datasets([path], limit=limit)
+    out = Path(out_dir or tempfile.mkdtemp(prefix="nli_eval_"))
+    await run_eval(LocalBackend(eval_config(invariant, model, judge, models_dir)), loaded, out,
+                   requested=[invariant], progress=False)
+    rows = [r for r in read_rows(out) if r["invariant"] == invariant]
+    summary = summarize_invariant(rows)
+    labeled = summary["labeled"] or {}
+    holds = np.array([not item.expected[invariant] for item in loaded.cases])  # True = violation
+    lexical = np.array([word_overlap(item) for item in loaded.cases]) if invariant == "entailment" else None
+    result = SetResult(
+        path.name.split(".")[0], len(rows), labeled.get("auroc"), labeled.get("balanced_accuracy"),
+        summary["threshold"], labeled.get("best_threshold"),
+        auroc(1.0 - lexical, holds) if lexical is not None else None, labeled.get("n_skipped", 0))
+    if result.dataset == SLICE[0]:
+        first = {item.id for item in loaded.cases[: SLICE[1]]}
+        part = summarize_invariant([r for r in rows if r["case_id"] in first])["labeled"] or {}
+        result = replace(result, slice_auroc=part.get("auroc"), slice_balanced_accuracy=part.get("balanced_accuracy"))
+    return result
+
+
+def load_dev(name: str, limit: int | None = None) -> list[dict[str, Any]]:
     rows = [json.loads(x) for x in (DATA / "dev" / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()]
-    if limit:
-        rows = rows[:limit]
-    return rows
+    return rows[:limit] if limit else rows
 
 
-def groundedness_cases(limit: int | None = None) -> dict[str, list[tuple[Case, int]]]:
-    """(case, 1 if supported) per dev set."""
-    out: dict[str, list[tuple[Case, int]]] = {}
-    out["halueval_qa"] = [(Case(response=r["response"], question=r.get("question") or "",
-                                context=(Passage("1", r["context"]),)), int(r["label"] == "supported"))
-                          for r in load("halueval_qa", limit)]
-    out["wice_claims"] = [(Case(response=r["response"], context=(Passage("1", "\n".join(r["context"])),)),
-                           int(r["label"] == "supported")) for r in load("wice_claims", limit)]
-    out["climate_fever"] = [(Case(response=r["response"], context=(Passage("1", r["context"]),)),
-                             int(r["label"] == "entailment")) for r in load("climate_fever_pairs", limit)]
+async def three_way(model: str | None, models_dir: str | None, name: str, limit: int | None) -> float:
+    """3-way accuracy of the raw model (SNLI/ANLI premises are short: one pair each, no windows)."""
+    from models.zoo import ModelZoo, ZooSettings
+
+    zoo = ModelZoo(ZooSettings(models_dir=Path(models_dir) if models_dir else None))
+    nli = await zoo.load_nli(model)
+    rows = load_dev(name, limit)
+    probs = np.concatenate([await asyncio.to_thread(nli.predict_sync, [(r["context"], r["response"])])
+                            for r in rows])
+    await zoo.close()
+    return float((probs.argmax(1) == np.array([LABELS.index(r["label"]) for r in rows])).mean())
+
+
+async def latency(model: str | None, models_dir: str | None, judge: str, n: int) -> dict[str, float]:
+    from bench.entailment import latency as check_latency
+    from bench.entailment import make_cases
+    from invariants.entailment import EntailmentInvariant, EntailmentOptions
+    from models.zoo import ModelZoo, ZooSettings
+
+    zoo = ModelZoo(ZooSettings(models_dir=Path(models_dir) if models_dir else None))
+    inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(model=model, judge=judge), zoo)
+    await inv.load()
+    out = {}
+    for tokens in (500, 2000):
+        p50, p99, pairs, _ = await check_latency(inv, make_cases(n, tokens, inv.model.token_count, seed=tokens))
+        out |= {f"p50_ms_{tokens}": round(p50 * 1000, 1), f"p99_ms_{tokens}": round(p99 * 1000, 1),
+                f"pairs_{tokens}": round(pairs, 1)}
+    await zoo.close()
     return out
 
 
-def lexical_score(inv: EntailmentInvariant, case: Case) -> float:
-    claims = inv.claims(case.response) or []
-    vocab = set(content_words(" ".join(p.text for p in case.context)))
-    return min((coverage(c.text, vocab) for c in claims), default=1.0)
+async def evaluate_model(model: str | None, judge: str, *, models_dir: str | None = None, limit: int | None = None,
+                         datasets: tuple[str, ...] = (), latency_cases: int = 0) -> dict[str, Any]:
+    files = [DATA / "dev" / f"{s}.jsonl" for s in ENTAILMENT_SETS] + [Path(p) for p in datasets]
+    sets = []
+    for f in files:
+        sets.append(await evaluate_set(f, "entailment", model, judge, models_dir=models_dir, limit=limit))
+        print(f"  {model or 'default'} / {judge} / {sets[-1].dataset}: AUROC {_f(sets[-1].auroc)}", flush=True)
+    chat = await evaluate_set(DATA / "dev" / f"{CONSISTENCY_SET}.jsonl", "self_consistency", model, judge,
+                              models_dir=models_dir, limit=limit)
+    out: dict[str, Any] = {"sets": sets, "chatprotect": chat,
+                           "snli_test_acc3": await three_way(model, models_dir, "snli_test", limit),
+                           "anli_dev_acc3": await three_way(model, models_dir, "anli_dev", limit)}
+    if latency_cases:
+        out["latency"] = await latency(model, models_dir, judge, latency_cases)
+    return out
 
 
-def balanced_accuracy(pred: np.ndarray, y: np.ndarray) -> float:
-    tpr = (pred[y == 1] == 1).mean() if (y == 1).any() else 0.0
-    tnr = (pred[y == 0] == 0).mean() if (y == 0).any() else 0.0
-    return float((tpr + tnr) / 2)
+def _f(x: float | None, digits: int = 3) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
 
 
-async def invariant_scores(inv: EntailmentInvariant, cases: list[tuple[Case, int]], concurrency: int = 32
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """Verdict scores, and min-over-sentences P(entailment) from the same run (the model-only view)."""
-    sem = asyncio.Semaphore(concurrency)
-
-    async def one(case: Case) -> tuple[float, float]:
-        async with sem:
-            v = await inv.check(case)
-            if v.outcome is Outcome.SKIPPED:
-                return 1.0, 1.0
-            return v.score, min(s["entailment"] for s in v.details["sentences"])
-
-    out = np.array(await asyncio.gather(*(one(c) for c, _ in cases)))
-    return out[:, 0], out[:, 1]
-
-
-async def three_way(model: Any, name: str, limit: int | None) -> float:
-    rows = load(name, limit)
-    probs = await model.predict([(r["context"], r["response"]) for r in rows])
-    gold = np.array([LABELS.index(r["label"]) for r in rows])
-    return float((probs.argmax(1) == gold).mean())
-
-
-async def evaluate(model_name: str | None, limit: int | None, zoo: ModelZoo | None = None,
-                   judges: tuple[str, ...] = ("hybrid",)) -> dict[str, dict[str, float]]:
-    zoo = zoo or ModelZoo(ZooSettings(max_batch_size=32))
-    sets = groundedness_cases(limit)
-    results: dict[str, dict[str, float]] = {}
-    invs = {}
-    for j in judges:
-        inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(model=model_name, judge=j),
-                                  zoo)
-        await inv.load()
-        invs[j] = inv
-    base = next(iter(invs.values()))
-    for set_name, cases in sets.items():
-        y = np.array([lab for _, lab in cases])
-        lex = np.array([lexical_score(base, c) for c, _ in cases])
-        results.setdefault("lexical", {})[f"{set_name}.auroc"] = auroc(lex, y)
-        for j, inv in invs.items():
-            t0 = time.perf_counter()
-            s, ent = await invariant_scores(inv, cases)
-            views = {j: s} if j == "model" else {j: s, "model": ent} if "model" not in invs else {j: s}
-            for view, v in views.items():
-                results.setdefault(view, {})[f"{set_name}.auroc"] = auroc(v, y)
-                results[view][f"{set_name}.bal_acc"] = balanced_accuracy((v >= inv.threshold).astype(int), y)
-                results[view].setdefault("_scores", {})[set_name] = (v, y)  # type: ignore[union-attr]
-            results[j][f"{set_name}.seconds"] = time.perf_counter() - t0
-        results["lexical"].setdefault("_scores", {})[set_name] = (lex, y)  # type: ignore[union-attr]
-    model = base.model
-    results.setdefault("model", {})
-    results["model"]["snli_test.acc3"] = await three_way(model, "snli_test", limit)
-    results["model"]["anli_dev.acc3"] = await three_way(model, "anli_dev", limit)
-    return results
-
-
-def choose_threshold(results: dict[str, dict[str, Any]], judge: str) -> tuple[float, float]:
-    """The one global threshold maximizing mean balanced accuracy over the three sets (dev is for thresholds)."""
-    scored = results[judge]["_scores"]
-    best = (0.5, -1.0)
-    for t in np.round(np.arange(0.02, 0.99, 0.01), 2):
-        mean = float(np.mean([balanced_accuracy((s >= t).astype(int), y) for s, y in scored.values()]))
-        if mean > best[1]:
-            best = (float(t), mean)
-    return best
-
-
-def table(results: dict[str, dict[str, Any]]) -> str:
-    sets = ["halueval_qa", "wice_claims", "climate_fever"]
-    head = f"{'judge':<10}" + "".join(f"{s + ' AUROC':>21}{'bal.acc':>9}" for s in sets) + f"{'SNLI acc':>10}{'ANLI acc':>10}"
-    lines = [head, "-" * len(head)]
-    for judge, r in results.items():
-        cells = ""
-        for s in sets:
-            a = r.get(f"{s}.auroc")
-            ba = r.get(f"{s}.bal_acc")
-            cells += f"{a:>21.3f}" if a is not None else f"{'':>21}"
-            cells += f"{ba:>9.3f}" if ba is not None else f"{'-':>9}"
-        snli, anli = r.get("snli_test.acc3"), r.get("anli_dev.acc3")
-        cells += f"{snli:>10.3f}" if snli is not None else f"{'-':>10}"
-        cells += f"{anli:>10.3f}" if anli is not None else f"{'-':>10}"
-        lines.append(f"{judge:<10}{cells}")
+def table(model: str, judge: str, r: dict[str, Any]) -> str:
+    thr = next((s.threshold for s in r["sets"] if s.threshold is not None), None)
+    lines = [f"model {model}, judge {judge}, shipped threshold {_f(thr, 3)}",
+             f"{'set':<24}{'n':>6}{'AUROC':>8}{'bal.acc':>9}{'word overlap':>14}{'margin':>8}{'skipped':>9}"
+             f"{'best thr (dev)':>16}"]
+    for s in r["sets"]:
+        margin = None if s.auroc is None or s.word_overlap_auroc is None else s.auroc - s.word_overlap_auroc
+        lines.append(f"{s.dataset:<24}{s.n:>6}{_f(s.auroc):>8}{_f(s.balanced_accuracy):>9}"
+                     f"{_f(s.word_overlap_auroc):>14}{_f(margin, 3) if margin is None else f'{margin:+.3f}':>8}"
+                     f"{s.n_skipped:>9}{_f(s.best_threshold, 2):>16}")
+    c = r["chatprotect"]
+    lines.append(f"{'chatprotect (self_cons.)':<24}{c.n:>6}{_f(c.auroc):>8}{_f(c.balanced_accuracy):>9}"
+                 f"{'':>14}{'':>8}{c.n_skipped:>9}{_f(c.best_threshold, 2):>16}")
+    lines.append(f"SNLI test 3-way acc {_f(r['snli_test_acc3'])} · ANLI dev 3-way acc {_f(r['anli_dev_acc3'])}")
+    if "latency" in r:
+        lat = r["latency"]
+        lines.append(f"latency p50/p99 ms: ~500 tokens {lat['p50_ms_500']}/{lat['p99_ms_500']} "
+                     f"({lat['pairs_500']} pairs) · ~2,000 tokens {lat['p50_ms_2000']}/{lat['p99_ms_2000']} "
+                     f"({lat['pairs_2000']} pairs)")
     return "\n".join(lines)
 
 
+def manifest_metrics(judge: str, r: dict[str, Any], command: str) -> dict[str, Any]:
+    sets = {s.dataset: s for s in r["sets"]}
+    halu = sets.get(SLICE[0])
+    return {
+        "measured_by": command + " (guardrail eval in process; dev/ only measured, never trained on)",
+        "judge": judge,
+        "threshold": next((s.threshold for s in r["sets"] if s.threshold is not None), None),
+        "dev": {name: {"n": s.n, "auroc": _round(s.auroc), "balanced_accuracy": _round(s.balanced_accuracy),
+                       "word_overlap_auroc": _round(s.word_overlap_auroc), "n_skipped": s.n_skipped}
+                for name, s in sets.items()},
+        "chatprotect_self_consistency_auroc": _round(r["chatprotect"].auroc),
+        "snli_test_acc3": _round(r["snli_test_acc3"]), "anli_dev_acc3": _round(r["anli_dev_acc3"]),
+        **({"latency": r["latency"]} if "latency" in r else {}),
+        "slice": {"dataset": SLICE[0], "first_cases": SLICE[1], "auroc": halu.slice_auroc if halu else None,
+                  "balanced_accuracy": halu.slice_balanced_accuracy if halu else None},
+    }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(float(x), 4)
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default=None)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", default=[], help="zoo model name (repeatable; default: shipped)")
+    ap.add_argument("--judge", action="append", default=[], choices=["hybrid", "model"])
     ap.add_argument("--models-dir", default=None)
+    ap.add_argument("--dataset", action="append", default=[], help="extra entailment-labelled file (any eval format)")
     ap.add_argument("--limit", type=int, default=None)
-    ap.add_argument("--judges", default="hybrid", help="hybrid also yields the model-only view (P(entailment))")
+    ap.add_argument("--latency", type=int, default=0, metavar="N", help="also time N checks per context size")
+    ap.add_argument("--write-manifest", action="store_true", help="store the figures in the model's manifest")
     args = ap.parse_args()
-    zoo = ModelZoo(ZooSettings(models_dir=Path(args.models_dir) if args.models_dir else None))
-    results = asyncio.run(evaluate(args.model, args.limit, zoo, tuple(args.judges.split(","))))
-    print(table(results))
-    for judge in results:
-        t, mean = choose_threshold(results, judge)
-        per = {k: round(balanced_accuracy((s >= t).astype(int), y), 3) for k, (s, y) in results[judge]["_scores"].items()}
-        print(f"{judge}: best global threshold on dev {t:.2f} -> mean balanced accuracy {mean:.3f} {per}")
+    configure_logging("warning")
+    for model in args.model or [None]:
+        for judge in args.judge or ["hybrid"]:
+            r = asyncio.run(evaluate_model(model, judge, models_dir=args.models_dir, limit=args.limit,
+                                           datasets=tuple(args.dataset), latency_cases=args.latency))
+            print(table(model or "default", judge, r), flush=True)
+            if args.write_manifest and args.limit is None:
+                from models.manifest import load_manifest
+                from models.zoo import ModelZoo, ZooSettings
+
+                directory = ModelZoo(ZooSettings(models_dir=Path(args.models_dir) if args.models_dir else None)
+                                     ).model_dir(model)
+                manifest = load_manifest(directory)
+                command = "python -m bench.nli_eval" + (f" --model {model}" if model else "") + f" --judge {judge}"
+                manifest.metrics = manifest_metrics(judge, r, command)
+                manifest.write(directory)
+                print(f"wrote metrics to {directory / 'manifest.json'}")
 
 
 if __name__ == "__main__":
