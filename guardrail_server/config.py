@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from guardrail_server.auth import AuthConfig
+from guardrail_server.tls import TLSConfig
 from invariants.base import InvariantOptions
 from invariants.registry import REGISTRY, default_threshold, options_model
 
@@ -35,6 +37,15 @@ class ServerConfig(_Strict):
     default_deadline_s: float = Field(10.0, gt=0, description="used when the caller sets no gRPC deadline")
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     reflection: bool = True
+    metrics_host: str | None = Field(
+        None, description="bind address of the metrics endpoint; null = `host`. In Kubernetes a Prometheus in another "
+        "pod scrapes the pod IP: set the pod IP (downward API) or 0.0.0.0")
+    health_port: int | None = Field(
+        None, ge=0, le=65535, description="extra plaintext port serving only gRPC health, for Kubernetes gRPC probes "
+        "(they cannot do TLS or send tokens); null = off")
+    health_host: str | None = Field(None, description="bind address of health_port; null = `host`")
+    tls: TLSConfig | None = Field(None, description="serve gRPC over TLS (mTLS with client_ca_file); null = plaintext")
+    auth: AuthConfig = Field(default_factory=AuthConfig, description="bearer tokens / per-app API keys; empty = off")
 
 
 class LimitsConfig(_Strict):

@@ -1,4 +1,5 @@
-"""Wires the gRPC server: servicer, health, reflection, metrics endpoint, review sampler, graceful shutdown."""
+"""Wires the gRPC server: servicer, health, reflection, TLS/mTLS, authentication, metrics endpoint, the optional
+plaintext health-only port, review sampler, graceful shutdown."""
 
 from __future__ import annotations
 
@@ -12,31 +13,43 @@ from grpc_reflection.v1alpha import reflection
 
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
-from guardrail_server.config import Config
+from guardrail_server.auth import AuthInterceptor
+from guardrail_server.config import Config, ServerConfig
 from guardrail_server.engine import CheckEngine
 from guardrail_server.logs import get_logger
 from guardrail_server.review.calibration import set_agreement_gauge
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.servicer import GuardrailServicer
+from guardrail_server.tls import server_credentials
 
 log = get_logger("guardrail.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GuardrailService"].full_name
 
 
+_LOOPBACK = ("127.", "::1", "localhost", "[::1]")
+
+
 @dataclass
 class Ports:
     grpc: int
     metrics: int | None
+    health: int | None = None
 
 
-def start_metrics_endpoint(port: int | None) -> tuple[object | None, int | None]:
+def start_metrics_endpoint(port: int | None, host: str = "127.0.0.1") -> tuple[object | None, int | None]:
+    """Prometheus endpoint on `host` (the gRPC bind address unless `server.metrics_host` says otherwise: metrics
+    expose traffic volumes and app names, so they are not published wider than the service itself by default)."""
     if port is None:
         return None, None
     from prometheus_client import start_http_server
 
-    httpd, _thread = start_http_server(port, addr="0.0.0.0")
+    httpd, _thread = start_http_server(port, addr=host)
     return httpd, httpd.server_port
+
+
+def _is_loopback(host: str) -> bool:
+    return host.startswith(_LOOPBACK)
 
 
 class GuardrailServer:
@@ -51,6 +64,7 @@ class GuardrailServer:
         self.engine = engine or CheckEngine(config, sampler=sampler)
         self.health = health.aio.HealthServicer()
         self._server: grpc.aio.Server | None = None
+        self._health_server: grpc.aio.Server | None = None
         self._metrics_httpd: object | None = None
         self.ports = Ports(grpc=0, metrics=None)
         self._stopped = asyncio.Event()
@@ -62,7 +76,8 @@ class GuardrailServer:
             ("grpc.max_send_message_length", s.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
-        server = grpc.aio.server(options=opts)
+        interceptors = [AuthInterceptor(s.auth)] if s.auth.enabled else []
+        server = grpc.aio.server(options=opts, interceptors=interceptors)
         pb_grpc.add_GuardrailServiceServicer_to_server(GuardrailServicer(self.engine), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if s.reflection:
@@ -72,15 +87,36 @@ class GuardrailServer:
             )
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        port = server.add_insecure_port(f"{s.host}:{s.port}")
+        address = f"{s.host}:{s.port}"
+        port = server.add_secure_port(address, server_credentials(s.tls)) if s.tls else server.add_insecure_port(address)
         if port == 0:
-            raise OSError(f"could not bind {s.host}:{s.port}")
+            raise OSError(f"could not bind {address}")
+        health_port = None
+        if s.health_port is not None:
+            self._health_server, health_port = self._health_only_server(s)
         await server.start()
         self._server = server
-        self._metrics_httpd, metrics_port = start_metrics_endpoint(s.metrics_port)
-        self.ports = Ports(grpc=port, metrics=metrics_port)
-        log.info("server_started", grpc_port=port, metrics_port=metrics_port)
+        if self._health_server is not None:
+            await self._health_server.start()
+        self._metrics_httpd, metrics_port = start_metrics_endpoint(s.metrics_port, s.metrics_host or s.host)
+        self.ports = Ports(grpc=port, metrics=metrics_port, health=health_port)
+        if s.auth.enabled and s.tls is None and not _is_loopback(s.host):
+            log.warning("auth_without_tls", host=s.host,
+                        hint="credentials cross the network in clear text; configure server.tls")
+        log.info("server_started", grpc_port=port, metrics_port=metrics_port, health_port=health_port,
+                 tls=s.tls is not None, mtls=bool(s.tls and s.tls.mutual), auth=s.auth.mode())
         return self.ports
+
+    def _health_only_server(self, s: ServerConfig) -> tuple[grpc.aio.Server, int]:
+        """A second, plaintext server with nothing but gRPC health (the same HealthServicer, so the same statuses):
+        Kubernetes' built-in gRPC probes can neither do TLS nor send a token, and health reveals only SERVING."""
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, health_server)
+        address = f"{s.health_host or s.host}:{s.health_port}"
+        port = health_server.add_insecure_port(address)
+        if port == 0:
+            raise OSError(f"could not bind {address} (server.health_port)")
+        return health_server, port
 
     async def warm(self) -> None:
         """Loads invariants (and starts the sampler), then reports SERVING."""
@@ -100,6 +136,9 @@ class GuardrailServer:
         await self.health.enter_graceful_shutdown()
         log.info("draining", grace_s=grace)
         await self._server.stop(grace)
+        if self._health_server is not None:
+            await self._health_server.stop(0)
+            self._health_server = None
         if self.sampler is not None:
             await self.sampler.stop()
         await self.engine.close()

@@ -1,0 +1,102 @@
+"""Logs stay bounded and free of caller data, whatever a request carries: huge or hostile request_id/app, PII in passage
+ids, urls, titles and metadata keys. Through a real server; every stderr line is checked.
+
+request_id and app are logged (cut and stripped), not fingerprinted: they are the keys operators correlate on, and the
+README asks callers to keep personal data out of them."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import grpc
+import pytest
+
+from guardrail_client import AsyncGuardrailClient, Decision
+from guardrail_server.logs import configure_logging, get_logger
+from tests.conftest import make_config, running_server
+
+KEYWORD = {"test_keyword": {"options": {"word": "forbidden"}, "on_fail": "block"}}
+MAX_LINE_BYTES = 6144  # a traceback field is cut to 4000 characters; a `check` event stays far below
+PII = ["john.doe@acme.internal", "jane.roe@corp.local", "alice.patient@hospital.internal", "+1 415 555 0134",
+       "123-45-6789"]
+HOSTILE_REQUEST_ID = "\x1b[31mRID\n{\"event\": \"forged\"}\u202e\u2028" + "R" * 3_000_000
+HOSTILE_APP = "app\r\nlevel=error forged\x00\x07" + "A" * 500_000
+
+
+def _lines(err: str) -> list[dict[str, Any]]:
+    out = []
+    for line in err.splitlines():
+        assert len(line.encode()) <= MAX_LINE_BYTES, f"{len(line.encode())}-byte log line: {line[:200]}…"
+        out.append(json.loads(line))  # every line is one JSON object: no plain-text or forged lines
+    return out
+
+
+def _assert_clean(err: str) -> None:
+    for value in PII:
+        assert value not in err, value
+    for fragment in ("john.doe", "acme.internal", "jane.roe", "alice.patient", "555 0134", "45-6789"):
+        assert fragment not in err, fragment
+    for control in ("\\u001b", "\\u202e", "\\u2028", "\\r", "\\u0000", "\\u0007"):
+        assert control not in err, control
+
+
+async def test_hostile_fields_give_bounded_json_lines_without_raw_values(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging("debug", "json")
+    context = [
+        {"id": PII[0], "text": "The tower is 330 m tall.", "title": f"Record of {PII[2]}",
+         "url": f"https://intranet.corp/people/{PII[1]}"},
+        {"id": f"ssn-{PII[4]}", "text": "It opened in 1889.", "url": f"tel:{PII[3]}"},
+    ]
+    metadata = {f"patient:{PII[2]}": "1", f"phone {PII[3]}": "2"}
+    async with running_server(make_config(KEYWORD, {"server.max_message_bytes": 8 * 1024 * 1024})) as (_, target):
+        async with AsyncGuardrailClient(target, timeout=30) as client:
+            for _ in range(2):
+                reply = await client.check("This is forbidden [1].", question=f"mail {PII[0]}?", context=context,
+                                           metadata=metadata, request_id=HOSTILE_REQUEST_ID, app=HOSTILE_APP)
+                assert reply.decision is Decision.BLOCK
+            dup = [{"id": PII[1], "text": "a"}, {"id": PII[1], "text": "b"}]
+            with pytest.raises(grpc.aio.AioRpcError) as info:  # refused input: the caller hears why, logs do not
+                await client.check("x", context=dup, request_id="dup-1", metadata=metadata)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            replies = [r async for r in client.check_stream(
+                [{"response": "fine", "request_id": "stream-1" + "\n" * 10, "app": "chat\t", "context": context,
+                  "metadata": metadata}])]
+            assert replies[0].decision is Decision.ALLOW
+    err = capfd.readouterr().err
+    events = _lines(err)
+    _assert_clean(err)
+    assert not any(e["event"] == "forged" for e in events)
+    checks = [e for e in events if e["event"] == "check"]
+    assert all(len(json.dumps(e)) < 1500 for e in checks)
+    assert len(checks) == 3
+    first, second, streamed = checks
+    assert first["request_id"].startswith("[31mRID{")  # controls stripped, the start kept for a human
+    assert "3000" in first["request_id"] and "fp:" in first["request_id"]  # how long it was, and a fingerprint
+    assert len(first["request_id"]) <= 128 and len(first["app"]) <= 64
+    assert first["request_id"] == second["request_id"] and first["app"] == second["app"]  # still correlates
+    assert (streamed["request_id"], streamed["app"]) == ("stream-1", "chat")  # short ones kept, minus controls
+
+
+def test_stdlib_records_are_sanitized_json_too(capfd: pytest.CaptureFixture[str]) -> None:
+    """Records from libraries and stdlib loggers (review store, gRPC, Presidio) pass the same sanitizer."""
+    configure_logging("info", "json")
+    logging.getLogger("guardrail_server.review.test").warning("store said: %s", HOSTILE_APP)
+    try:
+        raise ValueError("bad value " + "B" * 100_000)
+    except ValueError:
+        logging.getLogger("grpc._cython.cygrpc").exception("Unexpected error in handler")
+    get_logger("guardrail.test").info("passage", passage_id=PII[0], url=PII[1], metadata={PII[2]: "v"},
+                                      authorization="Bearer secret-token-value-123456", title=PII[3])
+    err = capfd.readouterr().err
+    events = _lines(err)
+    _assert_clean(err)
+    assert "secret-token-value" not in err
+    stdlib, exc, structured = events
+    assert stdlib["logger"] == "guardrail_server.review.test" and stdlib["event"].startswith("store said: applevel")
+    assert exc["event"] == "Unexpected error in handler"
+    assert exc["exception"].startswith("…[") and len(exc["exception"]) <= 4000  # the traceback's tail, bounded
+    assert structured["authorization"] == "[redacted]"
+    assert structured["passage_id"].startswith("fp:") and structured["url"].startswith("fp:")
+    assert all(k.startswith("fp:") for k in structured["metadata"])
