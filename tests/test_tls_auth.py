@@ -277,7 +277,7 @@ def test_sync_client_with_tls_token_and_retry_on_overload(certs: Certs) -> None:
 
     cfg = make_config({"test_sleepy": {"options": {"seconds": 0.4}}},
                       {"server.tls": tls_config(certs), "server.auth.tokens": [TOKEN],
-                       "server.max_concurrent_checks": 1})
+                       "workers.count": 1, "admission.max_queue": 0})
 
     async def main() -> tuple[list[Any], list[Any]]:
         async with running_server(cfg) as (_, target):
@@ -356,3 +356,32 @@ async def test_metrics_bind_server_host_unless_metrics_host_overrides() -> None:
     cfg = make_config(KEYWORD, {"server.metrics_port": 0, "server.metrics_host": "0.0.0.0"})
     async with running_server(cfg) as (server, _):
         assert server.ports.metrics and _reachable("127.0.0.2", server.ports.metrics)
+
+
+# --- the `guardrail check` CLI ----------------------------------------------------------------------------------------
+
+
+async def test_check_cli_over_mtls_with_token_file_or_env(certs: Certs, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardrail_server.cli import main
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    monkeypatch.delenv("GUARDRAIL_TOKEN", raising=False)
+    cfg = make_config(KEYWORD, {"server.tls": tls_config(certs, mutual=True), "server.auth.tokens": [TOKEN]})
+    async with running_server(cfg) as (server, _):
+        target = f"localhost:{server.ports.grpc}"
+        tls = ["--tls-ca", str(certs.ca.pem), "--tls-cert", str(certs.client.cert), "--tls-key", str(certs.client.key)]
+        base = ["check", "-r", "forbidden words", "-t", target, "--timeout", "5", "--json", *tls]
+        rc = await asyncio.to_thread(main, [*base, "--token-file", str(token_file)])
+        out = capsys.readouterr()
+        assert rc != 2, out.err
+        assert json.loads(out.out)["decision"] == "block"
+        rc = await asyncio.to_thread(main, base)
+        assert rc == 2 and "UNAUTHENTICATED" in capsys.readouterr().err
+        monkeypatch.setenv("GUARDRAIL_TOKEN", TOKEN)
+        rc = await asyncio.to_thread(main, base)
+        assert json.loads(capsys.readouterr().out)["decision"] == "block" and rc != 2
+        rc = await asyncio.to_thread(main, ["check", "-r", "x", "-t", target, "--timeout", "3"])  # plaintext
+        assert rc == 2 and "UNAVAILABLE" in capsys.readouterr().err

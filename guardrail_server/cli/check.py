@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", "-t", default="localhost:50051", help="server address (default %(default)s)")
     p.add_argument("--in-process", action="store_true", help="run the invariants here instead of calling a server")
     p.add_argument("--timeout", type=float, default=30.0, help="call deadline in seconds")
+    _add_connection_flags(p)
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     add_config_flags(p)
     p.set_defaults(handler=run)
@@ -78,6 +80,40 @@ def _print_readable(reply: dict, response_text: str) -> None:
             print(f"      {f['kind']}: {where}{extra} {f['message']}")
 
 
+def _add_connection_flags(p: argparse.ArgumentParser) -> None:
+    """TLS and credential flags; each defaults to an environment variable so scripts keep secrets out of argv (a
+    token on the command line would show in `ps`: hence a token file or $GUARDRAIL_TOKEN, never a --token value)."""
+    env = os.environ.get
+    p.add_argument("--tls", action="store_true", help="TLS with the system CA roots (implied by --tls-ca/--tls-cert)")
+    p.add_argument("--tls-ca", metavar="PEM", default=env("GUARDRAIL_TLS_CA"),
+                   help="CA that signed the server certificate (default: $GUARDRAIL_TLS_CA)")
+    p.add_argument("--tls-cert", metavar="PEM", default=env("GUARDRAIL_TLS_CERT"),
+                   help="client certificate for mTLS (default: $GUARDRAIL_TLS_CERT)")
+    p.add_argument("--tls-key", metavar="PEM", default=env("GUARDRAIL_TLS_KEY"),
+                   help="its private key (default: $GUARDRAIL_TLS_KEY)")
+    p.add_argument("--tls-server-name", metavar="NAME", default=env("GUARDRAIL_TLS_SERVER_NAME"),
+                   help="name to verify in the server certificate when it differs from the target host")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="file holding the bearer token or the app's API key (default: $GUARDRAIL_TOKEN)")
+
+
+def _remote(args: argparse.Namespace, request: pb.CheckRequest) -> pb.CheckResponse:
+    """One Check through the thin client (TLS/mTLS and the credential from the flags or environment)."""
+    from guardrail_client import TLS, GuardrailClient
+
+    tls = None
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+        tls = TLS(ca_file=args.tls_ca, cert_file=args.tls_cert, key_file=args.tls_key, server_name=args.tls_server_name)
+    if args.token_file:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip() or None
+    else:
+        token = os.environ.get("GUARDRAIL_TOKEN", "").strip() or None
+    with GuardrailClient(args.target, tls=tls, token=token, timeout=args.timeout) as client:
+        reply = client.check_request(request).raw
+    assert reply is not None
+    return reply
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         case = case_from_dict(_load_case(args))
@@ -89,10 +125,7 @@ def run(args: argparse.Namespace) -> int:
         if args.in_process:
             reply = asyncio.run(_in_process(args, request))
         else:
-            with grpc.insecure_channel(args.target) as channel:
-                from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
-
-                reply = pb_grpc.GuardrailServiceStub(channel).Check(request, timeout=args.timeout)
+            reply = _remote(args, request)
     except grpc.RpcError as err:
         print(f"guardrail check: {err.code().name}: {err.details()}", file=sys.stderr)
         return 2
