@@ -99,6 +99,17 @@ class ReviewConfig(_Strict):
     store_raw_text: bool = False
     web_port: int = Field(0, ge=0, le=65535, description="0 disables the review web page in `serve`")
     write_timeout_s: float = Field(5.0, gt=0, description="a store write slower than this fails over to the spool")
+    key_file: str | None = Field(None, description="review key (Fernet) file; GUARDRAIL_REVIEW_KEY overrides it")
+    encrypt_raw_text: bool = Field(False, description="seal raw text with the review key for signed-in reviewers")
+    redact_entities: list[str] | None = Field(None, description="entity types redacted in stored text (default: all)")
+    blind_review: bool = Field(False, description="hide the judges' verdicts from reviewers until they have labeled")
+
+    @model_validator(mode="after")
+    def _raw_text_needs_a_key(self) -> "ReviewConfig":
+        if self.encrypt_raw_text and not (self.key_file or os.environ.get("GUARDRAIL_REVIEW_KEY")):
+            raise ValueError("review.encrypt_raw_text needs a key: set review.key_file or GUARDRAIL_REVIEW_KEY "
+                             "(`guardrail review key generate --out FILE`)")
+        return self
 
 
 _APP_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")

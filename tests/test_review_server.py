@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from guardrail_server.client import AsyncGuardrailClient
+from guardrail_server.review.records import hash_value
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.review.store import ReviewStore
 from tests.conftest import make_config, running_server
@@ -28,7 +29,7 @@ async def test_sampled_check_is_stored_redacted(tmp_path: Path) -> None:
     with ReviewStore(url).open() as store:
         sample = store.get_sample(flagged.review_sample_id)
         assert store.count_samples() == 1
-    assert sample is not None and sample["request_id"] == "s-1"
+    assert sample is not None and sample["request_id"] == hash_value("s-1")  # identifiers are stored hashed
     assert "failure" in sample["reasons"]
     stored = json.dumps(sample["case"])
     assert "robert.smith@example.com" not in stored and "Robert Smith" not in stored

@@ -1,9 +1,17 @@
-"""Samples live traffic for review without ever slowing or failing a Check.
+"""Samples live traffic for review without ever slowing or failing a Check — and without claiming a sample a
+crash could lose.
 
-`offer()` runs on the request path: a few comparisons, a token bucket, one random draw, a uuid and a
-`put_nowait` on a bounded queue. Everything slow (redaction, the database, fsync) happens in one background
-writer thread. When the store is down or slow the writer appends to the on-disk spool; while the spool holds
-anything, new samples go behind it, so replay keeps the original order. Inserts are idempotent on sample id.
+`offer()` runs on the request path: a few comparisons, a token bucket, one random draw, a raw snapshot of the
+case (`records.raw_record`), one `write()` of it to the intake journal (`intake.py`: durable against the death
+of the process once `write()` returns; fsynced by the writer every ~100 ms) and a `put_nowait` on a bounded
+queue. Only then does it return the sample id that the Check reply carries. If the journal cannot be written
+(disk full, read-only volume) the sample is still queued, best effort, but the reply does not claim it.
+
+Everything slow happens in one background writer thread: redaction (in a child process, `redaction.py`), the
+database, the spool. When the store is down or slow, redacted samples go to the on-disk spool; while the spool
+holds anything, new samples go behind it, so replay keeps the original order. A journal line is released once
+its sample is committed to the store or fsynced in the spool. At start-up whatever a killed process left in
+the journal is redacted and stored again; inserts are idempotent on the sample id, so nothing is doubled.
 """
 
 from __future__ import annotations
@@ -16,12 +24,25 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from guardrail_server.config import ReviewConfig
 from guardrail_server.review import metrics as m
-from guardrail_server.review.records import Pending, Redactor, default_redactor, new_id, to_record
+from guardrail_server.review.intake import IntakeJournal, IntakeLockedError
+from guardrail_server.review.keys import hash_key, load_key
+from guardrail_server.review.records import (
+    Pending,
+    RecordOptions,
+    Redactor,
+    default_redactor,
+    new_id,
+    raw_record,
+    redact_record,
+)
 from guardrail_server.review.redaction import RedactionWorker, cached, picklable
 from guardrail_server.review.spool import Spool, SpoolLockedError
 from guardrail_server.review.store import ReviewStore
@@ -33,6 +54,8 @@ BATCH_SIZE = 200
 REDACT_BATCH_SIZE = 8
 REPLAY_BUDGET = 2000  # records replayed per writer iteration, so replay never starves fresh samples
 MAX_BACKOFF_S = 30.0
+INTAKE_DIR = "intake"
+_DEFER: Any = {"deferred": True}  # marker: past the shutdown deadline, left in the intake journal
 
 
 class _Bucket:
@@ -57,6 +80,15 @@ class _Bucket:
         return False
 
 
+@dataclass(slots=True)
+class _Item:
+    """A raw record on its way to the store, and the journal line to release once it is safe."""
+
+    raw: dict[str, Any]
+    journal: IntakeJournal | None
+    seq: int | None
+
+
 class ReviewSampler:
     """Decides what to sample and moves samples to the review store (or spool) in the background."""
 
@@ -69,29 +101,41 @@ class ReviewSampler:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        key = load_key(getattr(config, "key_file", None))
+        self.options = RecordOptions(
+            hash_key=hash_key(key) if key else None,
+            seal_key=key if getattr(config, "encrypt_raw_text", False) else None,
+        )
+        self._entities = getattr(config, "redact_entities", None)
         self._explicit_redactor = redactor
         self._redact: Redactor | None = None
         self._worker: RedactionWorker | None = None
         self._rng = rng
         self._clock = clock
-        self._queue: queue.Queue[Pending] = queue.Queue(maxsize=config.queue_size)
+        self._queue: queue.Queue[_Item] = queue.Queue(maxsize=config.queue_size)
+        self._recovered: deque[_Item] = deque()
+        self._adopted: list[IntakeJournal] = []
+        self._offer_lock = threading.Lock()
         self._high_water = max(1, config.queue_size // 2)
         self._buckets: dict[str, _Bucket] = {}
         self.store = ReviewStore(config.url, write_timeout_s=config.write_timeout_s)
         self.spool = Spool(config.spool_dir)
-        self._store_open = False
+        self._key = key
+        self.intake = IntakeJournal(Path(config.spool_dir) / INTAKE_DIR, key=key)
         self._healthy = False
         self._backoff = 0.5
         self._next_retry = 0.0
         self._stop = threading.Event()
         self._deadline = float("inf")
         self._thread: threading.Thread | None = None
-        self.counts = {"offered": 0, "sampled": 0, "dropped": 0, "stored": 0, "spooled": 0, "replayed": 0}
+        self.counts = {"offered": 0, "sampled": 0, "dropped": 0, "stored": 0, "spooled": 0, "replayed": 0,
+                       "recovered": 0, "unacknowledged": 0, "deferred": 0}
 
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Loads the redactor, opens the store and replays the spool (store down: keeps spooling and retries)."""
+        """Loads the redactor, opens the store, recovers what a killed process left in the intake journal and
+        replays the spool (store down: keeps spooling and retries)."""
         if not self.config.enabled or self._thread is not None:
             return
         self._stop.clear()
@@ -105,7 +149,7 @@ class ReviewSampler:
             redact = self._explicit_redactor
             if picklable(redact):
                 try:
-                    worker = RedactionWorker(redact)
+                    worker = RedactionWorker(redact, self.options, entities=self._entities)
                     worker.start()
                     self._worker = worker
                 except Exception as exc:  # noqa: BLE001 - fall back to redacting in the writer thread
@@ -121,27 +165,76 @@ class ReviewSampler:
             fallback = Path(self.config.spool_dir) / f"{socket.gethostname()}-{os.getpid()}"
             log.error("review: spool %s is used by another process; spooling to %s", self.config.spool_dir, fallback)
             self.spool = Spool(fallback).open()
-        except OSError as exc:  # e.g. a read-only volume: run on, every store failure becomes a counted drop
-            log.error("review: cannot open spool %s (%s); samples are lost while the store is down",
-                      self.config.spool_dir, type(exc).__name__)
+        except OSError as exc:  # e.g. a read-only volume: run on; failed writes stay in the intake journal
+            log.error("review: cannot open spool %s (%s)", self.config.spool_dir, type(exc).__name__)
+        self._recover()
         m.SPOOL_DEPTH.set(self.spool.depth)
         self._try_store()
 
+    def _recover(self) -> None:
+        """Queues (ahead of new samples) what dead processes left in this spool directory's intake journals."""
+        journals: list[IntakeJournal] = []
+        with self._offer_lock:
+            try:
+                self.intake.open()
+            except IntakeLockedError:
+                self._switch_intake()
+            except OSError as exc:
+                log.error("review: cannot open the intake journal (%s); samples are not acknowledged",
+                          type(exc).__name__)
+            journals.append(self.intake)
+        base = Path(self.config.spool_dir)
+        for d in sorted(base.glob(f"{INTAKE_DIR}*")) if base.is_dir() else []:
+            if not d.is_dir() or d == self.intake.dir or d == base / INTAKE_DIR:
+                continue
+            orphan = IntakeJournal(d, key=self._key)
+            try:
+                orphan.open()  # its owner is gone if we get the lock
+            except OSError:
+                continue
+            journals.append(orphan)
+            self._adopted.append(orphan)
+        for journal in journals:
+            try:
+                leftovers = journal.take_leftovers()
+            except OSError as exc:
+                log.error("review: cannot read intake journal %s (%s)", journal.dir, type(exc).__name__)
+                continue
+            n = 0
+            for seq, records in leftovers:
+                for raw in records:
+                    self._recovered.append(_Item(raw, journal, seq))
+                    n += 1
+            if n:
+                self.counts["recovered"] += n
+                m.RECOVERED.inc(n)
+                log.warning("review: recovered %d samples a stopped or killed process left in %s", n, journal.dir)
+            if journal.unreadable:
+                m.WRITE_ERRORS.labels("intake").inc(journal.unreadable)
+        m.INTAKE_DEPTH.set(self.intake.depth)
+
+    def _switch_intake(self) -> None:
+        fallback = Path(self.config.spool_dir) / f"{INTAKE_DIR}-{socket.gethostname()}-{os.getpid()}"
+        log.error("review: intake journal %s is used by another process; journaling to %s", self.intake.dir, fallback)
+        self.intake = IntakeJournal(fallback, key=self._key)
+        self.intake.open()
+
     def _in_thread_redactor(self) -> Redactor:
         if self._redact is None:
-            self._redact = cached(self._explicit_redactor or default_redactor())
+            self._redact = cached(self._explicit_redactor or default_redactor(self._entities))
         return self._redact
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Drains the queue into the store or the spool, then closes both. What cannot be redacted and written
-        within `timeout_s` is dropped (and counted): unredacted text never goes to disk."""
+        within `timeout_s` stays in the intake journal for the next start (unredacted text never reaches the
+        store or the spool)."""
         if self._thread is None:
             return
         self._deadline = time.monotonic() + timeout_s * 0.8
         self._stop.set()
         await asyncio.to_thread(self._thread.join, timeout_s)
         if self._thread.is_alive():
-            log.error("review writer did not finish within %.1fs; %d samples lost", timeout_s, self._queue.qsize())
+            log.error("review writer did not finish within %.1fs", timeout_s)
         self._thread = None
 
     # -- hot path -----------------------------------------------------------------------------------------
@@ -149,7 +242,8 @@ class ReviewSampler:
     def offer(
         self, case: Case, verdicts: Sequence[Verdict], decision: str, *, disagreements: Sequence[str] = ()
     ) -> str | None:
-        """Returns the new sample id if the case is sampled (and queued), else None. Never raises or blocks."""
+        """Returns the new sample id if the case is sampled and journaled (so it survives a crash), else None.
+        Never raises; never waits for the store, redaction or an fsync."""
         try:
             if not self.config.enabled:
                 return None
@@ -173,15 +267,31 @@ class ReviewSampler:
             if not reasons:
                 return None
             sample_id = new_id()
-            item = Pending(sample_id, time.time(), case, tuple(verdicts), decision, tuple(reasons), tuple(disagreements))
-            try:
-                self._queue.put_nowait(item)
-            except queue.Full:
-                m.DROPS.labels("queue_full").inc()
-                self.counts["dropped"] += 1
-                return None
+            raw = raw_record(Pending(sample_id, time.time(), case, tuple(verdicts), decision, tuple(reasons),
+                                     tuple(disagreements)))
+            with self._offer_lock:
+                if self._queue.full():
+                    m.DROPS.labels("queue_full").inc()
+                    self.counts["dropped"] += 1
+                    return None
+                journal, seq = self.intake, None
+                try:
+                    try:
+                        seq = journal.append(raw)
+                    except IntakeLockedError:
+                        self._switch_intake()
+                        journal = self.intake
+                        seq = journal.append(raw)
+                except OSError as exc:
+                    m.WRITE_ERRORS.labels("intake").inc()
+                    log.error("review: intake journal write failed (%s); sample kept in memory only and not "
+                              "acknowledged", type(exc).__name__)
+                self._queue.put_nowait(_Item(raw, journal, seq))
             m.SAMPLES.labels(reasons[0]).inc()
             self.counts["sampled"] += 1
+            if seq is None:
+                self.counts["unacknowledged"] += 1
+                return None
             return sample_id
         except Exception:  # noqa: BLE001 - sampling must never fail a Check
             log.exception("review: offer failed")
@@ -192,9 +302,8 @@ class ReviewSampler:
     def _try_store(self) -> bool:
         """Opens the store if needed and replays part of the spool; returns whether the store is healthy."""
         try:
-            if not self._store_open:
+            if not self.store.is_open:
                 self.store.open()
-                self._store_open = True
             if self.spool.depth:
                 n = self.spool.replay(self._insert_replayed, budget=REPLAY_BUDGET)
                 if n:
@@ -215,7 +324,12 @@ class ReviewSampler:
         self.counts["replayed"] += len(records)
         m.STORED.labels("replay").inc(len(records))
 
-    def _take(self, timeout: float, limit: int = BATCH_SIZE) -> list[Pending]:
+    def _take(self, timeout: float, limit: int = BATCH_SIZE) -> list[_Item]:
+        batch: list[_Item] = []
+        while self._recovered and len(batch) < limit:
+            batch.append(self._recovered.popleft())
+        if batch:
+            return batch
         try:
             batch = [self._queue.get(timeout=timeout)]
         except queue.Empty:
@@ -227,91 +341,143 @@ class ReviewSampler:
                 break
         return batch
 
-    def _records(self, batch: list[Pending]) -> list[dict]:
+    def _records(self, batch: list[_Item]) -> list[dict[str, Any] | None]:
+        raws = [it.raw for it in batch]
         if self._worker is not None:
             try:
-                return self._worker.records(batch)
-            except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable detail: redact this batch here
+                return self._worker.records(raws)
+            except Exception as exc:  # noqa: BLE001 - e.g. the worker cannot restart: redact this batch here
                 log.warning("review: redaction worker failed (%s); redacting in-process", type(exc).__name__)
         redact = None if self.config.store_raw_text else self._in_thread_redactor()
-        out = []
-        for i, p in enumerate(batch):
+        out: list[dict[str, Any] | None] = []
+        for raw in raws:
             if self._stop.is_set() and time.monotonic() > self._deadline:
-                m.DROPS.labels("shutdown").inc(len(batch) - i)
-                self.counts["dropped"] += len(batch) - i
-                log.error("review: shutdown deadline passed; %d samples dropped", len(batch) - i)
-                break
+                out.append(_DEFER)  # stays in the intake journal for the next start
+                continue
             try:
-                out.append(to_record(p, redact))
-            except Exception:  # noqa: BLE001 - one bad case must not sink the batch
-                log.exception("review: could not serialise sample %s", p.id)
-                m.DROPS.labels("spool_error").inc()
+                out.append(redact_record(raw, redact, self.options))
+            except Exception as exc:  # noqa: BLE001 - one bad case must not sink the batch
+                log.error("review: could not serialise a sample (%s)", type(exc).__name__)
+                out.append(None)
         return out
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, batch: list[_Item], records: list[dict[str, Any] | None]) -> None:
+        deferred = [it for it, r in zip(batch, records, strict=True) if r is _DEFER]
+        if deferred:
+            self._defer(deferred)
+        good = [(it, r) for it, r in zip(batch, records, strict=True) if r is not None and r is not _DEFER]
+        for it, r in zip(batch, records, strict=True):
+            if r is None:
+                m.DROPS.labels("redaction_error").inc()
+                self.counts["dropped"] += 1
+                self._release(it)
+        if not good:
+            return
+        recs = [r for _, r in good]
         # a backlog (or one left at shutdown) goes to the spool: an fsynced append beats a database round trip
         backlog = self._queue.qsize() >= (BATCH_SIZE if self._stop.is_set() else self._high_water)
         if self._healthy and not self.spool.depth and not backlog:
             try:
-                self.store.insert_samples(records)
-                self.counts["stored"] += len(records)
-                m.STORED.labels("direct").inc(len(records))
+                self.store.insert_samples(recs)
+                m.STORED.labels("direct").inc(len(recs))
+                self._release(*(it for it, _ in good))
+                self.counts["stored"] += len(recs)
                 return
             except Exception as exc:  # noqa: BLE001
                 m.WRITE_ERRORS.labels("store").inc()
-                log.warning("review store write failed (%s); spooling %d samples", type(exc).__name__, len(records))
+                log.warning("review store write failed (%s); spooling %d samples", type(exc).__name__, len(recs))
                 self._healthy = False
                 self._next_retry = time.monotonic() + self._backoff
         try:
-            self.spool.append(records)
-            self.counts["spooled"] += len(records)
-        except Exception:  # noqa: BLE001
+            self.spool.append(recs)
+            m.SPOOL_DEPTH.set(self.spool.depth)
+            self._release(*(it for it, _ in good))
+            self.counts["spooled"] += len(recs)
+        except Exception as exc:  # noqa: BLE001 - the samples stay in the intake journal for the next start
             m.WRITE_ERRORS.labels("spool").inc()
-            m.DROPS.labels("spool_error").inc(len(records))
-            self.counts["dropped"] += len(records)
-            log.exception("review: spool append failed; %d samples lost", len(records))
+            kept = [it for it, _ in good if it.seq is not None]
+            lost = len(good) - len(kept)
+            self.counts["deferred"] += len(kept)
+            if lost:
+                m.DROPS.labels("spool_error").inc(lost)
+                self.counts["dropped"] += lost
+            log.error("review: spool append failed (%s); %d samples stay in the intake journal, %d lost",
+                      type(exc).__name__, len(kept), lost)
         m.SPOOL_DEPTH.set(self.spool.depth)
 
-    def _drop_remaining(self) -> None:
-        lost = 0
+    def _release(self, *items: _Item) -> None:
+        for it in items:
+            if it.journal is not None and it.seq is not None:
+                try:
+                    it.journal.done(it.seq)
+                except OSError as exc:
+                    log.warning("review: could not release an intake segment (%s)", type(exc).__name__)
+
+    def _leave_remaining(self) -> None:
+        """Shutdown deadline passed: journaled samples stay for the next start; the rest are dropped."""
+        items = list(self._recovered)
+        self._recovered.clear()
         while True:
             try:
-                self._queue.get_nowait()
-                lost += 1
+                items.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        self._defer(items)
+
+    def _defer(self, items: Sequence[_Item]) -> None:
+        left = sum(1 for it in items if it.seq is not None)
+        lost = len(items) - left
+        self.counts["deferred"] += left
+        if left:
+            log.warning("review: shutdown deadline passed; %d samples stay in the intake journal for the next start",
+                        left)
         if lost:
             m.DROPS.labels("shutdown").inc(lost)
             self.counts["dropped"] += lost
-            log.error("review: shutdown deadline passed; %d queued samples dropped", lost)
+            log.error("review: shutdown deadline passed; %d samples that were never journaled are dropped", lost)
+
+    def _sync_intake(self) -> None:
+        try:
+            self.intake.sync()
+        except OSError as exc:
+            m.WRITE_ERRORS.labels("intake").inc()
+            log.error("review: intake journal fsync failed (%s)", type(exc).__name__)
 
     def _run(self) -> None:
         try:
             while True:
                 stopping = self._stop.is_set()
                 if stopping and time.monotonic() > self._deadline:
-                    self._drop_remaining()
+                    self._leave_remaining()
                     break
+                self._sync_intake()  # group commit: what offer() wrote since the last round
                 # redaction takes ~10-100 ms a sample: small batches keep the stop deadline and the store fresh
                 limit = BATCH_SIZE if self.config.store_raw_text else REDACT_BATCH_SIZE
                 batch = self._take(timeout=0.0 if stopping else 0.1, limit=limit)
                 m.QUEUE_DEPTH.set(self._queue.qsize())
                 if batch:
-                    self._write(self._records(batch))
+                    self._write(batch, self._records(batch))
+                    m.INTAKE_DEPTH.set(self.intake.depth)
                 elif stopping:
                     break
                 idle = self._queue.qsize() < self._high_water
                 if idle and (self.spool.depth or not self._healthy) and time.monotonic() >= self._next_retry:
                     self._try_store()
+                for journal in [j for j in self._adopted if j.remove_if_empty()]:
+                    self._adopted.remove(journal)
             if self.spool.depth and time.monotonic() < self._deadline:
                 self._try_store()
         except Exception:  # noqa: BLE001 - the writer must not die silently
             log.exception("review writer crashed")
         finally:
             m.QUEUE_DEPTH.set(self._queue.qsize())
+            m.INTAKE_DEPTH.set(self.intake.depth)
+            self.intake.close()
+            for journal in self._adopted:
+                journal.close()
+            self._adopted.clear()
             self.spool.close()
             self.store.close()
             if self._worker is not None:
                 self._worker.stop()
                 self._worker = None
-            self._store_open = False

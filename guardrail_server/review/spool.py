@@ -4,6 +4,12 @@ JSON Lines in numbered segment files; every append is flushed and fsynced before
 segments in order and deletes one only after the store committed all of it, so a crash mid-replay re-sends
 at most one segment, which the store ignores (inserts are idempotent on sample id). A torn last line from a
 crash mid-append is skipped. One process owns a spool directory (an flock guards it).
+
+The directory is 0700 and its files 0600: the spool holds redacted records (raw text only where the deployment
+chose `store_raw_text`), and the intake journal beside it (`intake.py`) holds samples before redaction.
+An append first checks that the open segment is still the file at its path: a spool directory deleted under a
+running server would otherwise swallow appends into an unlinked inode. Then the directory is made again and a
+new segment opened (what the deleted segments held is gone with them, and counted by the caller's metrics).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ class Spool:
         self.depth = 0
 
     def open(self) -> "Spool":
-        self.dir.mkdir(parents=True, exist_ok=True)
+        make_private_dir(self.dir)
         self._lock_fh = open(self.dir / ".lock", "ab")
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -71,16 +77,33 @@ class Spool:
         """Durably appends records (one fsync per call, so callers batch)."""
         if not records:
             return
+        if self._fh is not None and not same_file(self._current, self._fh.fileno()):
+            log.error("review spool: segment %s vanished (directory deleted?); starting a new one", self._current)
+            self._close_segment()
+            self._relock()
         if self._fh is None or self._fh.tell() >= self.max_segment_bytes:
             self._close_segment()
+            make_private_dir(self.dir)
             self._current = self._next_segment()
-            self._fh = open(self._current, "ab")
+            self._fh = os.fdopen(os.open(self._current, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
             _fsync_dir(self.dir)
         data = b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records)
         self._fh.write(data)
         self._fh.flush()
         os.fsync(self._fh.fileno())
         self.depth += len(records)
+
+    def _relock(self) -> None:
+        """The directory was deleted: make it again and hold its lock anew (the old lock file went with it)."""
+        make_private_dir(self.dir)
+        if self._lock_fh is not None:
+            self._lock_fh.close()
+        self._lock_fh = open(self.dir / ".lock", "ab")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.error("review spool: %s was taken over by another process", self.dir)
+        self.depth = sum(1 for seg in self.segments() for _ in _lines(seg))
 
     def replay(
         self, insert: Callable[[list[dict[str, Any]]], object], *, batch_size: int = 200, budget: int | None = None
@@ -111,6 +134,27 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except ValueError:
                 log.warning("review spool: skipping unreadable line %d of %s (torn write?)", n, path.name)
+
+
+def make_private_dir(path: Path) -> None:
+    """mkdir -p with mode 0700 for the last level (umask-proof), and 0700 enforced if it already existed."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError:
+        pass
+
+
+def same_file(path: Path | None, fd: int) -> bool:
+    """Whether `path` still names the open file `fd` (not deleted, not replaced)."""
+    if path is None:
+        return False
+    try:
+        a, b = os.stat(path), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _fsync_dir(path: Path) -> None:

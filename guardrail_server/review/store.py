@@ -3,10 +3,21 @@
 All methods are synchronous (SQLAlchemy Core); the sampler calls them from its writer thread and the CLI and
 web page call them directly. Inserting samples is idempotent on the sample id, which is what lets the spool
 replay after a crash without doubling anything.
+
+SQLite runs in rollback-journal mode (`journal_mode=DELETE`) with memory mapping off (`mmap_size=0`), never
+WAL: WAL keeps its index in a memory-mapped `-shm` file, and a `-shm` truncated or made unwritable under a
+running process turns the next access into SIGBUS, which kills the whole server (issue 13: 3 of 3 runs). With
+plain reads and writes every such fault is an ordinary exception the sampler can spool around. The price is
+that a reader (the review page) and the writer take turns on the file; both transactions are short.
+
+A SQLite store whose file is deleted or replaced while open would keep "committing" into the unlinked inode:
+every write checks the path still names the file that was opened (device and inode, before and after the
+commit) and raises `StoreGoneError` otherwise, so the sampler counts an error and spools instead.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -46,6 +57,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class StoreGoneError(OSError):
+    """The SQLite file was deleted or replaced while open: what was "committed" went to a dead inode."""
+
+
 class ReviewStore:
     """One review database. `open()` creates the engine and migrates to the latest schema."""
 
@@ -54,6 +69,19 @@ class ReviewStore:
         self.write_timeout_s = write_timeout_s
         self._engine: sa.Engine | None = None
         self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the SQLite file when opened
+
+    @property
+    def is_open(self) -> bool:
+        return self._engine is not None
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The database file of a file-backed SQLite store, else None."""
+        url = sa.make_url(self.url)
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        return Path(url.database).expanduser()
 
     @property
     def dialect(self) -> str:
@@ -71,6 +99,10 @@ class ReviewStore:
                 self._engine = self._create_engine()
                 try:
                     self.migrate()
+                    path = self.sqlite_path
+                    if path is not None:
+                        st = os.stat(path)
+                        self._identity = (st.st_dev, st.st_ino)
                 except Exception:
                     self._engine.dispose()
                     self._engine = None
@@ -82,6 +114,22 @@ class ReviewStore:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+                self._identity = None
+
+    def check_alive(self) -> None:
+        """Raises StoreGoneError (and closes the store, so the next `open()` starts afresh) when the SQLite file
+        is no longer the one opened: deleted, its directory removed, or replaced. No-op for other backends."""
+        path = self.sqlite_path
+        if path is None or self._identity is None:
+            return
+        try:
+            st = os.stat(path)
+            same = (st.st_dev, st.st_ino) == self._identity
+        except OSError:
+            same = False
+        if not same:
+            self.close()
+            raise StoreGoneError(f"review store file {path} was deleted or replaced while open")
 
     def __enter__(self) -> "ReviewStore":
         return self.open()
@@ -102,8 +150,15 @@ class ReviewStore:
             def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA foreign_keys=ON")
+                cur.execute("PRAGMA mmap_size=0")  # no memory-mapped I/O: a file fault is an error, not SIGBUS
                 if url.database and url.database != ":memory:":
-                    cur.execute("PRAGMA journal_mode=WAL")
+                    # not WAL: its -shm index is memory-mapped (see the module docstring)
+                    mode = cur.execute("PRAGMA journal_mode=DELETE").fetchone()
+                    if mode and str(mode[0]).lower() == "wal":
+                        cur.close()
+                        raise sa.exc.OperationalError(
+                            "PRAGMA journal_mode=DELETE", {}, Exception("store is in WAL mode and busy; retry")
+                        )
                 cur.close()
 
             return engine
@@ -160,8 +215,11 @@ class ReviewStore:
             for r in records
         ]
         stmt = self._insert(t.samples).on_conflict_do_nothing(index_elements=["id"]).returning(t.samples.c.id)
+        self.check_alive()
         with self.engine.begin() as conn:
-            return len(conn.execute(stmt, rows).all())
+            inserted = len(conn.execute(stmt, rows).all())
+        self.check_alive()  # deleted mid-commit: the caller spools these again (idempotent on id)
+        return inserted
 
     def count_samples(self, *, reason: str | None = None) -> int:
         q = sa.select(sa.func.count()).select_from(t.samples)
