@@ -31,7 +31,7 @@ def test_kappa_matches_hand_computation() -> None:
 
 def test_kappa_edge_cases() -> None:
     assert cal.cohen_kappa(cal.Confusion()) is None
-    assert cal.cohen_kappa(cal.Confusion(tn=10)) == 1.0  # both say "pass" to everything: perfect, no chance info
+    assert cal.cohen_kappa(cal.Confusion(tn=10)) is None  # both say "pass" to everything: kappa is undefined
     assert cal.cohen_kappa(cal.Confusion(tp=5, tn=5)) == 1.0
     assert cal.cohen_kappa(cal.Confusion(fp=5, fn=5)) == pytest.approx(-1.0)
 
@@ -181,6 +181,42 @@ def test_recalibration_rounds_report_drift(store: ReviewStore, store_url: str, c
     assert agg["baseline"] == 0.95 and agg["drifting"] is True
     assert _run("recalibrate", "report", "--url", store_url, "--set", "invariants={}") == 0
     assert "DRIFT" in capsys.readouterr().out
+
+
+def _one_class_pii(store: ReviewStore, n: int = 30) -> None:
+    """What issue 16 saw: every pii_boundary label is `pass`, scores spread (some judge fails among them)."""
+    for i in range(n):
+        score = 0.0 if i % 5 == 0 else 1.0  # the judge flagged every fifth case as a leak; people disagreed
+        rec = to_record(Pending(str(uuid.uuid4()), 1.7e9 + i, make_case(i), [verdict("pii_boundary", score)], "flag",
+                                ("random",)), None)
+        store.insert_samples([rec])
+        store.save_annotation(rec["id"], "alice", {"pii_boundary": "pass"})
+
+
+def test_calibrate_refuses_one_class_labels_with_exit_2(
+    store: ReviewStore, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _one_class_pii(store)
+    out = tmp_path / "thresholds.yaml"
+    rc = _run("calibrate", "--url", store_url, "--all-labels", "--out", str(out))
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "both pass and fail labels" in err and "pii_boundary: 30 pass, 0 fail" in err
+    assert not out.exists() and store.calibration_runs() == []
+    # the other invariants can still be calibrated by naming them
+    _labeled(store, 40)
+    assert _run("calibrate", "--url", store_url, "--all-labels", "--out", str(out), "--invariant", "test_keyword") == 0
+    assert set(yaml.safe_load(out.read_text())["invariants"]) == {"test_keyword"}
+
+
+def test_tuning_never_picks_a_disabling_threshold_without_the_flag(
+    store: ReviewStore, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # both classes, but the labels are best matched by never failing: 0.0 would win if it were allowed
+    items = _items([(0.0, True)] * 6 + [(0.0, False)] + [(1.0, True)] * 6)
+    assert cal.tune_threshold(items, current=0.5, allow_disable=True) == 0.0
+    tuned = cal.tune_threshold(items, current=0.5)
+    assert tuned > 0.0 and not cal.disables(tuned)
 
 
 def test_period_parsing() -> None:

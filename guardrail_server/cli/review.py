@@ -74,6 +74,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--no-write", action="store_true", help="report only")
     c.add_argument("--strict", action="store_true", help="exit 1 unless every invariant beats the target")
     c.add_argument("--json", action="store_true", help="print the results as JSON")
+    c.add_argument("--invariant", action="append", default=None, metavar="NAME",
+                   help="calibrate only this invariant (repeatable; default: every labeled one)")
+    c.add_argument("--allow-disabling-threshold", action="store_true",
+                   help="let tuning pick a threshold <= 0, at which the check can never fail (off by default)")
     c.set_defaults(handler=cmd_calibrate)
 
     r = sub.add_parser("recalibrate", help="queue a random sample of recent traffic for review; report drift")
@@ -117,6 +121,12 @@ def _store(config: Config):  # noqa: ANN202 - ReviewStore, imported lazily to ke
 def _err(msg: str) -> int:
     print(f"guardrail: {msg}", file=sys.stderr)
     return 1
+
+
+def _refuse(msg: str) -> int:
+    """Exit 2: the input cannot give a trustworthy result (not a crash, not a tool error)."""
+    print(f"guardrail: {msg}", file=sys.stderr)
+    return 2
 
 
 # -- review ----------------------------------------------------------------------------------------------
@@ -273,12 +283,32 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             source, anchor_id = f"anchors:{aset['name']}@{aset['version']}", aset["id"]
         if not samples:
             return _err("no labeled cases to calibrate on")
+        counts = calibration.label_counts(samples)
+        if args.invariant:
+            unknown = [n for n in args.invariant if n not in counts]
+            if unknown:
+                return _refuse(f"no human labels with a judge verdict for {', '.join(unknown)}")
+            counts = {n: c for n, c in counts.items() if n in args.invariant}
+        one_class = {n: c for n, c in counts.items() if not (c["pass"] and c["fail"])}
+        if one_class:
+            detail = "; ".join(f"{n}: {c['pass']} pass, {c['fail']} fail" for n, c in one_class.items())
+            return _refuse(
+                "cannot calibrate without both pass and fail labels — any threshold agrees with one-class labels, "
+                f"so the result would mean nothing ({detail}). Label cases of the missing class, or leave these "
+                "invariants out with --invariant NAME for the others"
+            )
         current = {n: p.threshold for n, p in config.invariants.items() if p.threshold is not None}
         results = calibration.calibrate(
-            samples, current, test_fraction=args.test_fraction, seed=args.seed, target=args.target
+            samples, current, test_fraction=args.test_fraction, seed=args.seed, target=args.target,
+            allow_disable=args.allow_disabling_threshold, invariants=list(counts),
         )
         if not results:
             return _err("no invariant has both a judge verdict and a human label")
+        disabling = [r for r in results if calibration.disables(r.threshold)]
+        if disabling and not args.allow_disabling_threshold:
+            names = ", ".join(f"{r.invariant} ({r.threshold:.2f})" for r in disabling)
+            return _refuse(f"refusing to write thresholds that disable a check: {names}; "
+                           "pass --allow-disabling-threshold if that is really meant")
         params = {"test_fraction": args.test_fraction, "seed": args.seed, "target": args.target,
                   "n_cases": len(samples), "overlay": None if args.no_write else args.out}
         run_id = store.save_calibration(source, anchor_id, params, [r.row() for r in results])

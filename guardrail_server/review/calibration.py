@@ -4,6 +4,12 @@ Per invariant: split the human-labeled cases (stratified by label, seeded) into 
 part; pick the threshold that maximises accuracy on the tuning part; report accuracy (Wilson interval),
 Cohen's kappa (asymptotic interval, Cohen 1960) and the confusion matrix on the held-out part only. The
 positive class is a *violation* (human label `fail`; judge score < threshold).
+
+Two guards, because a calibration that looks perfect can switch a check off (issue 16): an invariant whose
+human labels are all one class cannot be calibrated (`one_class_invariants`; the CLI refuses, exit 2) — any
+threshold below every score "agrees" with all-pass labels, and kappa is undefined there, not 1.0; and no tuned
+threshold is ever <= 0 (a judge "fails" when score < threshold, so 0 means it never fails: every leak allowed)
+unless the caller passes `allow_disable=True`.
 """
 
 from __future__ import annotations
@@ -81,8 +87,14 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | tuple[None, 
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def disables(threshold: float) -> bool:
+    """A threshold at which the judge can never fail a case (scores are >= 0 and it fails when score < t)."""
+    return threshold <= 0.0
+
+
 def cohen_kappa(c: Confusion) -> float | None:
-    """(po - pe) / (1 - pe). When both raters use one class only (pe = 1) kappa is 1 if they agree, else None."""
+    """(po - pe) / (1 - pe). Undefined (None) when a rater uses one class only (pe = 1): agreement then says
+    nothing about whether the judge can tell the classes apart."""
     n = c.n
     if n == 0:
         return None
@@ -91,7 +103,7 @@ def cohen_kappa(c: Confusion) -> float | None:
     human_fail = (c.tp + c.fn) / n
     pe = judge_fail * human_fail + (1 - judge_fail) * (1 - human_fail)
     if pe >= 1.0:
-        return 1.0 if po == 1.0 else None
+        return None
     return (po - pe) / (1 - pe)
 
 
@@ -105,8 +117,6 @@ def kappa_interval(c: Confusion, z: float = Z95) -> tuple[float | None, float | 
     judge_fail = (c.tp + c.fp) / n
     human_fail = (c.tp + c.fn) / n
     pe = judge_fail * human_fail + (1 - judge_fail) * (1 - human_fail)
-    if pe >= 1.0:
-        return kappa, kappa
     se = math.sqrt(po * (1 - po) / (n * (1 - pe) ** 2))
     return max(-1.0, kappa - z * se), min(1.0, kappa + z * se)
 
@@ -118,15 +128,18 @@ def confusion_at(items: Iterable[Item], threshold: float) -> Confusion:
     return c
 
 
-def tune_threshold(items: Sequence[Item], current: float) -> float:
+def tune_threshold(items: Sequence[Item], current: float, *, allow_disable: bool = False) -> float:
     """The threshold with the best accuracy on `items`; ties go to the best kappa, then the one nearest the
-    current threshold. Candidates sit midway between adjacent distinct scores, so nothing rests on an edge."""
+    current threshold. Candidates sit midway between adjacent distinct scores, so nothing rests on an edge.
+    A threshold that disables the check (<= 0) is a candidate only with `allow_disable`."""
     if not items:
         return current
     scores = sorted({round(it.score, 6) for it in items})
     candidates = {current, 0.0}
     candidates.update((a + b) / 2 for a, b in zip(scores, scores[1:]))
     candidates.add(min(1.0, scores[-1] + (1.0 - scores[-1]) / 2) if scores[-1] < 1.0 else 1.0)
+    if not allow_disable:
+        candidates = {t for t in candidates if not disables(t)} or {current}
 
     def key(t: float) -> tuple[float, float, float]:
         c = confusion_at(items, t)
@@ -166,6 +179,19 @@ def items_by_invariant(samples: Iterable[Mapping[str, Any]]) -> dict[str, list[I
     return out
 
 
+def label_counts(samples: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Human labels per invariant (only those paired with a pass/fail judge verdict): {name: {pass, fail}}."""
+    return {
+        name: {"pass": sum(it.holds for it in items), "fail": sum(not it.holds for it in items)}
+        for name, items in sorted(items_by_invariant(samples).items())
+    }
+
+
+def one_class_invariants(samples: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Invariants whose human labels are all pass or all fail: they cannot be calibrated."""
+    return {name: c for name, c in label_counts(samples).items() if not (c["pass"] and c["fail"])}
+
+
 def _confusion_dict(c: Confusion) -> dict[str, Any]:
     cells = {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn}
     return {
@@ -182,16 +208,22 @@ def calibrate(
     test_fraction: float = 0.3,
     seed: int = 0,
     target: float = 0.90,
+    allow_disable: bool = False,
+    invariants: Iterable[str] | None = None,
 ) -> list[InvariantResult]:
-    """One result per invariant that has human labels. `current` maps invariant -> threshold in force (else
-    the threshold recorded with the verdicts)."""
+    """One result per invariant that has human labels (or per one of `invariants`). `current` maps invariant ->
+    threshold in force (else the threshold recorded with the verdicts). Callers check `one_class_invariants`
+    first: a one-class invariant gets a result here, but its kappa is None and it never `agrees`."""
+    wanted = set(invariants) if invariants is not None else None
     results = []
     for name, items in sorted(items_by_invariant(samples).items()):
+        if wanted is not None and name not in wanted:
+            continue
         before = (current or {}).get(name)
         if before is None:
             before = sorted(it.threshold for it in items)[len(items) // 2]
         train, test = split(items, test_fraction, seed)
-        tuned = tune_threshold(train, before)
+        tuned = tune_threshold(train, before, allow_disable=allow_disable)
         c = confusion_at(test, tuned)
         acc = (c.tp + c.tn) / c.n if c.n else None
         acc_lo, acc_hi = wilson(c.tp + c.tn, c.n)
@@ -201,7 +233,8 @@ def calibrate(
             InvariantResult(
                 invariant=name, n_train=len(train), n_test=len(test), threshold_before=before, threshold=tuned,
                 accuracy=acc, accuracy_low=acc_lo, accuracy_high=acc_hi, kappa=kappa, kappa_low=k_lo,
-                kappa_high=k_hi, confusion=_confusion_dict(c), agrees=acc is not None and acc > target,
+                kappa_high=k_hi, confusion=_confusion_dict(c),
+                agrees=acc is not None and acc > target and kappa is not None and len({it.holds for it in items}) == 2,
             )
         )
     return results
