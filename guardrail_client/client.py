@@ -145,10 +145,8 @@ class GuardrailClient(_Base):
             try:
                 return method(request, timeout=max(remaining, 0.001), metadata=self._metadata)
             except grpc.RpcError as err:
-                if attempt >= self.retry.max_attempts or not self.retry.retriable(err):
-                    raise
-                pause = self.retry.backoff(attempt)
-                if time.monotonic() + pause >= deadline:
+                pause = self.retry.next_delay(err, attempt)
+                if pause is None or time.monotonic() + pause >= deadline:
                     raise
                 time.sleep(pause)
                 attempt += 1
@@ -230,10 +228,8 @@ class AsyncGuardrailClient(_Base):
             try:
                 return await method(request, timeout=max(remaining, 0.001), metadata=self._metadata)
             except grpc.aio.AioRpcError as err:
-                if attempt >= self.retry.max_attempts or not self.retry.retriable(err):
-                    raise
-                pause = self.retry.backoff(attempt)
-                if loop.time() + pause >= deadline:
+                pause = self.retry.next_delay(err, attempt)
+                if pause is None or loop.time() + pause >= deadline:
                     raise
                 await asyncio.sleep(pause)
                 attempt += 1

@@ -5,7 +5,8 @@
 - `token`: sent as `authorization: Bearer <token>` on every call; a server token or an app's API key alike.
 - `RetryPolicy`: off by default (`max_attempts=1`). When enabled, RESOURCE_EXHAUSTED (the server shedding load) and
   UNAVAILABLE (not listening yet, restarting) are retried with capped exponential backoff and full jitter, within the
-  call's deadline — never past it. A RESOURCE_EXHAUSTED that is about the request itself (an input limit: the message
+  call's deadline — never past it. A server may steer this with `grpc-retry-pushback-ms` trailing metadata (wait that
+  long; negative = do not retry). A RESOURCE_EXHAUSTED that is about the request itself (an input limit: the message
   starts with the field name, or a message over the transport size limit) is not retried: it would fail again.
 """
 
@@ -91,15 +92,37 @@ class RetryPolicy:
         cap = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
         return random.uniform(0, cap)
 
-    def retriable(self, err: grpc.RpcError) -> bool:
+    def next_delay(self, err: grpc.RpcError, attempt: int) -> float | None:
+        """Seconds to wait before retrying after failed attempt number `attempt`, or None: do not retry.
+        A server pushback (`grpc-retry-pushback-ms` trailing metadata, the gRPC retry convention) wins: its delay, or
+        no retry when negative."""
+        if attempt >= self.max_attempts:
+            return None
         code = err.code() if hasattr(err, "code") else None
         if code not in self.retry_on:
-            return False
+            return None
+        pushback = _pushback_ms(err)
+        if pushback is not None:
+            return None if pushback < 0 else pushback / 1000
         if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
             details = (err.details() if hasattr(err, "details") else "") or ""
             if _FIELD_ERROR.match(details) or "larger than max" in details:
-                return False
-        return True
+                return None
+        return self.backoff(attempt)
+
+
+def _pushback_ms(err: grpc.RpcError) -> int | None:
+    try:
+        trailing = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    except Exception:  # a call that never reached the server may have no metadata to give
+        return None
+    for key, value in trailing or ():
+        if key == "grpc-retry-pushback-ms":
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return None
+    return None
 
 
 NO_RETRY = RetryPolicy()
