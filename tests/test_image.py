@@ -1,0 +1,134 @@
+"""The container image, built and run for real with Debian's podman: it builds without network inside the build
+(deploy/image/build.sh on a base made by mmdebstrap), runs non-root on a read-only root filesystem, reports SERVING,
+answers one Check, passes its own HEALTHCHECK and exits 0 within the grace period on SIGTERM.
+
+Cached outside the repo (GUARDRAIL_DEPLOY_CACHE, default ~/.cache/guardrail-deploy): the Debian base tarball, the
+dependency wheels (keyed by the pinned dependency list) and podman's layers. Warm, a run rebuilds only our wheel and the
+last layers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_server.client import GuardrailClient
+from tests.conftest import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]  # crun cannot run in this cgroup layout
+LIMITS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]  # raising rlimits is not permitted here
+BASE = "localhost/guardrail-base:bookworm"
+TAG = "localhost/guardrail-sidecar:test"
+GRACE_S = 10.0  # server.grace_period_s in deploy/image/config.yaml
+
+
+def _podman_usable() -> str | None:
+    """None when podman can build and run here, else the reason it cannot."""
+    for tool in ("podman", "runc", "mmdebstrap"):
+        if shutil.which(tool) is None:
+            return f"{tool} is not installed (`make deploy-deps` installs podman, runc and mmdebstrap)"
+    probe = subprocess.run([*PODMAN, "info"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"podman cannot run here: {probe.stderr.strip()[:300]}"
+    return None
+
+
+pytestmark = pytest.mark.skipif(_podman_usable() is not None, reason=str(_podman_usable()))
+
+
+def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*PODMAN, *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def image() -> Iterator[str]:
+    """Builds the image (base from Debian packages, wheels from the host) and reports build time and size."""
+    env = {**os.environ, "PODMAN": " ".join(PODMAN), "PYTHON": sys.executable}
+    started = time.monotonic()
+    subprocess.run([str(REPO / "deploy/image/debian-base.sh")], env=env, check=True, capture_output=True, timeout=900)
+    base_s = time.monotonic() - started
+    env.update(ENGINE="podman", ENGINE_FLAGS=" ".join(PODMAN[1:]), TAG=TAG, BASE_IMAGE=BASE,
+               BUILD_FLAGS=" ".join(["--network", "host", *LIMITS]))
+    build = subprocess.run([str(REPO / "deploy/image/build.sh")], env=env, capture_output=True, text=True, timeout=1800)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", TAG).stdout.strip())
+    print(f"\nimage {TAG}: base {base_s:.0f} s, build {time.monotonic() - started - base_s:.0f} s, "
+          f"size {size / 1e6:.0f} MB")
+    yield TAG
+
+
+def wait_serving(target: str, name: str, timeout: float = 300.0) -> float:
+    started = time.monotonic()
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() - started < timeout:
+            state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+            assert state == "running", f"container {state}: {podman('logs', name, check=False).stderr[-3000:]}"
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == health_pb2.HealthCheckResponse.SERVING:
+                    return time.monotonic() - started
+            except grpc.RpcError:
+                pass
+            time.sleep(1)
+    raise TimeoutError(f"not SERVING after {timeout} s: {podman('logs', name, check=False).stderr[-3000:]}")
+
+
+def test_image_metadata(image: str) -> None:
+    """Non-root, SIGTERM, a HEALTHCHECK, the gRPC and metrics ports (docker format keeps all of them)."""
+    fmt = "{{.Config.User}}|{{.Config.StopSignal}}|{{json .Config.Healthcheck.Test}}|{{json .Config.ExposedPorts}}"
+    user, stop, health, ports = podman("image", "inspect", "--format", fmt, image).stdout.strip().split("|")
+    assert user == "10001:10001"
+    assert stop == "SIGTERM"
+    assert "guardrail-healthcheck" in health
+    assert "50051/tcp" in ports and "9464/tcp" in ports
+
+
+def test_container_serves_a_check_and_drains_on_sigterm(image: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"  # the volume a pod gets as an emptyDir; the root filesystem stays read-only
+    data.mkdir()
+    os.chown(data, 10001, 10001)
+    port, metrics_port = free_port(), free_port()
+    name = f"guardrail-test-{uuid.uuid4().hex[:8]}"
+    podman("run", "-d", "--name", name, *LIMITS, "--network", "host", "--read-only", "--tmpfs", "/tmp",
+           "-v", f"{data}:/var/lib/guardrail", "-e", f"GUARDRAIL_SERVER__PORT={port}",
+           "-e", f"GUARDRAIL_SERVER__METRICS_PORT={metrics_port}", image)
+    try:
+        ready_s = wait_serving(f"127.0.0.1:{port}", name)
+        assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+        assert podman("healthcheck", "run", name, check=False).returncode == 0  # the image's own HEALTHCHECK
+
+        with GuardrailClient(f"127.0.0.1:{port}", timeout=60) as guard:
+            reply = guard.check("The tower is 330 m tall [1]. It opened in 1887 [2].",
+                                question="How tall is the Eiffel Tower?",
+                                context=[{"id": "1", "text": "The Eiffel Tower is 330 metres tall."}])
+        outcomes = {r.invariant: r.outcome for r in reply.results}
+        assert set(outcomes) == {"reference_integrity", "entailment", "pii_boundary", "self_consistency"}
+        assert outcomes["reference_integrity"] == pb.FAIL  # [2] cites no passage
+        assert reply.decision == pb.FLAG  # the default policy flags, never blocks
+
+        body = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'guardrail_build_info{model="minilm-groundedness' in body
+        assert (data / "review.db").exists()  # the review store lives on the volume, not the read-only root
+
+        started = time.monotonic()
+        podman("kill", "--signal", "TERM", name)
+        code = int(podman("wait", name, timeout=GRACE_S + 30).stdout.strip())
+        took = time.monotonic() - started
+        print(f"\nSERVING after {ready_s:.1f} s; SIGTERM -> exit {code} in {took:.1f} s")
+        assert code == 0
+        assert took < GRACE_S
+        assert '"stopped"' in podman("logs", name).stderr
+    finally:
+        podman("rm", "-f", name, check=False)
