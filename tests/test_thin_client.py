@@ -143,3 +143,21 @@ async def test_thin_client_from_an_app_folder_with_models_py(
     assert out["client_file"].startswith(str(venv))
     loaded = {m.split(".")[0] for m in out["modules"]}
     assert not loaded & {"onnxruntime", "spacy", "presidio_analyzer", "numpy", "guardrail_server"}
+
+
+def test_client_package_imports_only_grpc_protobuf_and_the_stubs() -> None:
+    """The layer rule that keeps the client thin: stdlib, grpc, google.protobuf, guardrail.v1 — nothing else."""
+    import ast
+
+    allowed = set(sys.stdlib_module_names) | {"grpc", "google", "guardrail", "guardrail_client"}
+    offenders: dict[str, list[str]] = {}
+    for path in (ROOT / "guardrail_client").rglob("*.py"):
+        names: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        if names - allowed:
+            offenders[path.name] = sorted(names - allowed)
+    assert offenders == {}
