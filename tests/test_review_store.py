@@ -20,7 +20,7 @@ def test_url_uses_psycopg3_for_postgres() -> None:
 def test_migrations_create_exactly_the_schema(store: ReviewStore) -> None:
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": "review_alembic_version"})
-        assert ctx.get_current_revision() == "0001"
+        assert ctx.get_current_revision() == "0002"
         assert compare_metadata(ctx, schema.metadata) == []
 
 

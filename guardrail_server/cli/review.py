@@ -1,7 +1,10 @@
 """`guardrail review | anchors | calibrate | recalibrate`: the human side of the judges.
 
-    guardrail review                      label the queue in the terminal
-    guardrail review web --port 8080      the same queue as a web page for a team
+    guardrail review [--blind]            label the queue in the terminal
+    guardrail review web --port 8080      the same queue as a web page for a team (reviewers sign in)
+    guardrail review users add|list|disable NAME
+    guardrail review key generate --out FILE
+    guardrail review hash VALUE           the stored form of a request_id / app / metadata value
     guardrail anchors select|list|show|export|import
     guardrail calibrate --anchors default --out thresholds.yaml
     guardrail recalibrate [--every monthly] | guardrail recalibrate report
@@ -25,13 +28,40 @@ def register(sub: argparse._SubParsersAction) -> None:
     _store_flags(p)
     p.add_argument("--reviewer", default=None, help="name stored with labels (default: login name)")
     p.add_argument("--limit", type=int, default=None, help="stop after labeling this many cases")
+    p.add_argument("--blind", action="store_true", default=None,
+                   help="hide the judges' verdicts until you have labeled (review.blind_review)")
     p.set_defaults(handler=cmd_review)
-    rsub = p.add_subparsers(dest="review_command", metavar="{web}")
+    rsub = p.add_subparsers(dest="review_command", metavar="{web,users,key,hash}")
     w = rsub.add_parser("web", help="serve the review page")
     _store_flags(w)
-    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--host", default=None, help="bind address (default: server.host, 127.0.0.1)")
     w.add_argument("--port", type=int, default=None, help="port (review.web_port; default 8088)")
+    w.add_argument("--blind", action="store_true", default=None,
+                   help="hide the judges' verdicts until the reviewer has labeled (review.blind_review)")
     w.set_defaults(handler=cmd_review_web)
+    u = rsub.add_parser("users", help="reviewer accounts of the review page")
+    usub = u.add_subparsers(dest="users_command", required=True, metavar="{add,list,disable}")
+    ua = usub.add_parser("add", help="add a reviewer or set a new password (asked twice, or --password-stdin)")
+    _store_flags(ua)
+    ua.add_argument("name")
+    ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    ua.set_defaults(handler=cmd_users_add)
+    ul = usub.add_parser("list", help="reviewer accounts")
+    _store_flags(ul)
+    ul.set_defaults(handler=cmd_users_list)
+    ud = usub.add_parser("disable", help="stop a reviewer from signing in (their labels stay)")
+    _store_flags(ud)
+    ud.add_argument("name")
+    ud.set_defaults(handler=cmd_users_disable)
+    k = rsub.add_parser("key", help="the review key (encrypts the intake journal and sealed raw text)")
+    ksub = k.add_subparsers(dest="key_command", required=True, metavar="{generate}")
+    kg = ksub.add_parser("generate", help="write a new random key (mode 0600)")
+    kg.add_argument("--out", "-o", required=True)
+    kg.set_defaults(handler=cmd_key_generate)
+    h = rsub.add_parser("hash", help="the stored (hashed) form of a request_id, app or metadata value")
+    add_config_flags(h)
+    h.add_argument("value")
+    h.set_defaults(handler=cmd_hash)
 
     a = sub.add_parser("anchors", help="select, freeze, export and import anchor sets")
     asub = a.add_subparsers(dest="anchors_command", required=True, metavar="{select,list,show,export,import}")
@@ -132,28 +162,110 @@ def _refuse(msg: str) -> int:
 # -- review ----------------------------------------------------------------------------------------------
 
 
+def _key(config: Config) -> bytes | None:
+    from guardrail_server.review.keys import load_key
+
+    return load_key(config.review.key_file)
+
+
 def cmd_review(args: argparse.Namespace) -> int:
     from guardrail_server.review import terminal
+    from guardrail_server.review.keys import ReviewKeyError
 
     config = _config(args)
     reviewer = args.reviewer or getpass.getuser()
+    blind = config.review.blind_review if args.blind is None else args.blind
+    try:
+        key = _key(config)
+    except ReviewKeyError as exc:
+        return _refuse(str(exc))
     with _store(config) as store:
-        terminal.run(store, reviewer, sys.stdin, sys.stdout, limit=args.limit)
+        terminal.run(store, reviewer, sys.stdin, sys.stdout, limit=args.limit, blind=blind, key=key)
     return 0
 
 
 def cmd_review_web(args: argparse.Namespace) -> int:
+    from guardrail_server.review.keys import ReviewKeyError
     from guardrail_server.review.web import ReviewWebServer
 
     config = _config(args)
+    host = args.host or config.server.host
     port = args.port if args.port is not None else (config.review.web_port or 8088)
+    blind = config.review.blind_review if args.blind is None else args.blind
+    try:
+        key = _key(config)
+    except ReviewKeyError as exc:
+        return _refuse(str(exc))
     with _store(config) as store:
-        server = ReviewWebServer(store, args.host, port)
-        print(f"review page on http://{args.host}:{server.port}/  (Ctrl+C to stop)", flush=True)
+        server = ReviewWebServer(store, host, port, key=key, blind=blind)
+        if not store.users():
+            print("note: no reviewer accounts yet; add one with `guardrail review users add NAME`", file=sys.stderr)
+        print(f"review page on http://{host}:{server.port}/  (Ctrl+C to stop)", flush=True)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from guardrail_server.review.auth import hash_password
+
+    name = args.name.strip()
+    if not name or len(name) > 128 or any(c.isspace() for c in name):
+        return _refuse("a reviewer name is 1-128 characters without spaces")
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            return _refuse("the passwords differ")
+    if len(password) < 8:
+        return _refuse("a password needs at least 8 characters")
+    with _store(_config(args)) as store:
+        store.set_user(name, hash_password(password))
+    print(f"reviewer {name} can sign in")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    with _store(_config(args)) as store:
+        users = store.users()
+    if not users:
+        print("no reviewer accounts (`guardrail review users add NAME`)")
+    for u in users:
+        print(f"{u['name']:<24} {'disabled' if u['disabled'] else 'active':<9} since {u['created_at'][:10]}")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    with _store(_config(args)) as store:
+        if not store.disable_user(args.name):
+            return _err(f"no reviewer {args.name!r}")
+    print(f"reviewer {args.name} can no longer sign in (signed-in sessions end when the page restarts)")
+    return 0
+
+
+def cmd_key_generate(args: argparse.Namespace) -> int:
+    from guardrail_server.review.keys import generate_key
+
+    try:
+        path = generate_key(args.out)
+    except FileExistsError:
+        return _refuse(f"{args.out} exists; not overwriting a key (text sealed with it would become unreadable)")
+    print(f"wrote a new review key to {path} (mode 0600); set review.key_file: {path}")
+    return 0
+
+
+def cmd_hash(args: argparse.Namespace) -> int:
+    from guardrail_server.review.keys import ReviewKeyError, hash_key
+    from guardrail_server.review.records import hash_value
+
+    try:
+        key = _key(_config(args))
+    except ReviewKeyError as exc:
+        return _refuse(str(exc))
+    print(hash_value(args.value, hash_key(key) if key else None))
     return 0
 
 

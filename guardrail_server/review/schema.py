@@ -29,6 +29,8 @@ samples = sa.Table(
     sa.Column("case", sa.JSON, nullable=False),
     sa.Column("verdicts", sa.JSON, nullable=False),
     sa.Column("disagreements", sa.JSON, nullable=False),
+    # Fernet token of the raw case and verdicts (review.encrypt_raw_text); NULL when not sealed. Migration 0002.
+    sa.Column("sealed", sa.Text, nullable=True),
 )
 
 annotations = sa.Table(
@@ -118,4 +120,14 @@ round_items = sa.Table(
     metadata,
     sa.Column("round_id", sa.Integer, sa.ForeignKey("review_rounds.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("sample_id", sa.String(36), sa.ForeignKey("review_samples.id", ondelete="CASCADE"), primary_key=True),
+)
+
+# Reviewers of the web page (migration 0002): scrypt password hashes, never passwords.
+users = sa.Table(
+    "review_users",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("password_hash", sa.String(256), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False, server_default=sa.false()),
 )

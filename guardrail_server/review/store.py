@@ -211,6 +211,7 @@ class ReviewStore:
                 "case": r["case"],
                 "verdicts": r["verdicts"],
                 "disagreements": r.get("disagreements", []),
+                "sealed": r.get("sealed"),
             }
             for r in records
         ]
@@ -274,6 +275,35 @@ class ReviewStore:
                 .where(t.samples.c.id == sample_id, t.samples.c.status == "pending")
                 .values(status="skipped")
             )
+
+    # -- reviewers (the web page's sign-in) ----------------------------------------------------------------
+
+    def set_user(self, name: str, password_hash: str) -> None:
+        """Adds a reviewer or replaces their password hash (and enables them)."""
+        with self.engine.begin() as conn:
+            exists = conn.execute(sa.select(t.users.c.name).where(t.users.c.name == name)).first()
+            if exists:
+                conn.execute(t.users.update().where(t.users.c.name == name)
+                             .values(password_hash=password_hash, disabled=False))
+            else:
+                conn.execute(t.users.insert().values(name=name, password_hash=password_hash, created_at=now(),
+                                                     disabled=False))
+
+    def user_hash(self, name: str) -> str | None:
+        """The password hash of an enabled reviewer, else None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(t.users.c.password_hash).where(
+                t.users.c.name == name, t.users.c.disabled.is_(False))).first()
+        return row[0] if row else None
+
+    def users(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [{"name": r["name"], "disabled": bool(r["disabled"]), "created_at": utc(r["created_at"]).isoformat()}
+                    for r in conn.execute(sa.select(t.users).order_by(t.users.c.name)).mappings()]
+
+    def disable_user(self, name: str) -> bool:
+        with self.engine.begin() as conn:
+            return conn.execute(t.users.update().where(t.users.c.name == name).values(disabled=True)).rowcount > 0
 
     # -- labels and critiques ---------------------------------------------------------------------------
 
@@ -518,7 +548,7 @@ def _sample(row: Mapping[str, Any]) -> dict[str, Any]:
 def sample_to_record(sample: Mapping[str, Any]) -> dict[str, Any]:
     """The inverse of the store's row mapping: a record `insert_samples` accepts (used by anchor import)."""
     keys = ("id", "created_at", "request_id", "app", "decision", "reason", "priority", "in_random_slice",
-            "redacted", "case", "verdicts", "disagreements")
+            "redacted", "case", "verdicts", "disagreements", "sealed")
     rec = {k: sample[k] for k in keys if k in sample}
     rec["reasons"] = ",".join(sample["reasons"]) if isinstance(sample["reasons"], list) else sample["reasons"]
     return rec
