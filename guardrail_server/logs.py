@@ -70,7 +70,7 @@ def clean_text(value: str, limit: int = MAX_CHARS, *, keep_newlines: bool = Fals
 def _clean(key: str, value: Any, depth: int) -> Any:
     if key in SECRET_FIELDS and value is not None and value != "":
         return "[redacted]"
-    if key in FINGERPRINTED_FIELDS and value is not None and value != "":
+    if key in FINGERPRINTED_FIELDS and value is not None and value != "" and not isinstance(value, (bool, int, float)):
         if isinstance(value, Mapping):
             return {fingerprint(k): fingerprint(v) for k, v in list(value.items())[:MAX_ITEMS]}
         if isinstance(value, (list, tuple, set, frozenset)):
