@@ -1,0 +1,307 @@
+{{/*
+Names. They use only .Values and .Release, so an app chart that depends on this one can render the sidecar helpers
+with the subchart's values (helm/examples/app-with-guardrail) and get the same names as the subchart's own objects.
+*/}}
+{{- define "guardrail-sidecar.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else if contains "guardrail-sidecar" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-guardrail-sidecar" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "guardrail-sidecar.selectorLabels" -}}
+app.kubernetes.io/name: guardrail-sidecar
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "guardrail-sidecar.labels" -}}
+{{ include "guardrail-sidecar.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: guardrail
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "guardrail-sidecar.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "guardrail-sidecar.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "guardrail-sidecar.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
+
+{{/* The Secret holding the review store URL: an existing one, or ours when review.url is given. */}}
+{{- define "guardrail-sidecar.reviewSecret" -}}
+{{- if .Values.review.existingSecret -}}
+{{- .Values.review.existingSecret -}}
+{{- else if .Values.review.url -}}
+{{- printf "%s-review" (include "guardrail-sidecar.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* server.grace_period_s rounded up, plus the margin: the pod's terminationGracePeriodSeconds. */}}
+{{- define "guardrail-sidecar.terminationGrace" -}}
+{{- $grace := dig "server" "grace_period_s" 10 (.Values.config | default dict) -}}
+{{- add (int (ceil $grace)) (int .Values.terminationGraceMarginSeconds) -}}
+{{- end -}}
+
+{{/* The config file: .Values.config with the server's bind settings from .Values.ports and data under the volume. */}}
+{{- define "guardrail-sidecar.config" -}}
+{{- $cfg := deepCopy (.Values.config | default dict) -}}
+{{- $server := dict "host" "0.0.0.0" "port" (int .Values.ports.grpc) "metrics_port" (int .Values.ports.metrics) -}}
+{{- if .Values.ports.health }}{{ $_ := set $server "health_port" (int .Values.ports.health) }}{{ end -}}
+{{- $_ := set $cfg "server" (mergeOverwrite (deepCopy (get $cfg "server" | default dict)) $server) -}}
+{{- $review := deepCopy (get $cfg "review" | default dict) -}}
+{{- $_ := set $review "url" (get $review "url" | default "sqlite:////var/lib/guardrail/review.db") -}}
+{{- $_ := set $review "spool_dir" (get $review "spool_dir" | default "/var/lib/guardrail/spool") -}}
+{{- $_ := set $cfg "review" $review -}}
+{{- toYaml $cfg -}}
+{{- end -}}
+
+{{- define "guardrail-sidecar.probePort" -}}
+{{- .Values.ports.health | default .Values.ports.grpc | int -}}
+{{- end -}}
+
+{{/*
+The guardrail container, for the standalone Deployment and for an app's pod (sidecar). In sidecar mode with
+sidecar.native it carries restartPolicy: Always and belongs under the pod's initContainers.
+*/}}
+{{- define "guardrail-sidecar.container" -}}
+- name: guardrail
+  image: {{ include "guardrail-sidecar.image" . | quote }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  {{- if and (eq .Values.mode "sidecar") .Values.sidecar.native }}
+  restartPolicy: Always
+  {{- end }}
+  args: ["serve"]
+  env:
+    - name: GUARDRAIL_CONFIG
+      value: /etc/guardrail/config.yaml
+    {{- with (include "guardrail-sidecar.reviewSecret" .) }}
+    - name: GUARDRAIL_REVIEW__URL
+      valueFrom:
+        secretKeyRef:
+          name: {{ . }}
+          key: {{ ternary $.Values.review.existingSecretKey "url" (ne $.Values.review.existingSecret "") }}
+    {{- end }}
+    {{- with .Values.extraEnv }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    - name: guard-grpc
+      containerPort: {{ .Values.ports.grpc }}
+      protocol: TCP
+    - name: guard-metrics
+      containerPort: {{ .Values.ports.metrics }}
+      protocol: TCP
+    {{- if .Values.ports.health }}
+    - name: guard-health
+      containerPort: {{ .Values.ports.health }}
+      protocol: TCP
+    {{- end }}
+  startupProbe:
+    grpc:
+      port: {{ include "guardrail-sidecar.probePort" . }}
+    {{- toYaml .Values.probes.startup | nindent 4 }}
+  readinessProbe:
+    grpc:
+      port: {{ include "guardrail-sidecar.probePort" . }}
+    {{- toYaml .Values.probes.readiness | nindent 4 }}
+  livenessProbe:
+    grpc:
+      port: {{ include "guardrail-sidecar.probePort" . }}
+    {{- toYaml .Values.probes.liveness | nindent 4 }}
+  resources:
+    {{- toYaml .Values.resources | nindent 4 }}
+  securityContext:
+    {{- toYaml .Values.securityContext | nindent 4 }}
+  volumeMounts:
+    - name: guardrail-config
+      mountPath: /etc/guardrail
+      readOnly: true
+    - name: guardrail-data
+      mountPath: /var/lib/guardrail
+    - name: guardrail-tmp
+      mountPath: /tmp
+{{- end -}}
+
+{{/* The volumes the container mounts; names are prefixed so they do not clash with an app's own. */}}
+{{- define "guardrail-sidecar.volumes" -}}
+- name: guardrail-config
+  configMap:
+    name: {{ include "guardrail-sidecar.fullname" . }}-config
+- name: guardrail-data
+  emptyDir:
+    sizeLimit: {{ .Values.dataVolume.sizeLimit }}
+- name: guardrail-tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- end -}}
+
+{{/* Pod annotations that roll the pods when the guardrail config changes. */}}
+{{- define "guardrail-sidecar.podAnnotations" -}}
+checksum/guardrail-config: {{ include "guardrail-sidecar.config" . | sha256sum }}
+{{- end -}}
+
+{{/* ",<selector>" for PromQL label matchers, or nothing. */}}
+{{- define "guardrail-sidecar.sel" -}}
+{{- with .Values.alerts.selector }},{{ . }}{{ end -}}
+{{- end -}}
+
+{{/* "<selector>" alone, for series with no other matcher. */}}
+{{- define "guardrail-sidecar.selOnly" -}}
+{{- .Values.alerts.selector -}}
+{{- end -}}
+
+{{/* The alert rules: the PrometheusRule's spec, and (rendered by deploy/prometheus/render.py) a plain rules file. */}}
+{{- define "guardrail-sidecar.ruleGroups" -}}
+{{- $a := .Values.alerts -}}
+{{- $s := include "guardrail-sidecar.sel" . -}}
+{{- $o := include "guardrail-sidecar.selOnly" . -}}
+{{- $w := $a.window -}}
+{{- $min := $a.minRate -}}
+{{- $listed := list -}}
+{{- range $inv, $_ := $a.violation.baselines }}{{ if ne $inv "default" }}{{ $listed = append $listed $inv }}{{ end }}{{ end -}}
+{{- $runbook := $a.runbookUrl -}}
+groups:
+  - name: guardrail-sidecar
+    rules:
+      {{- range $inv, $base := $a.violation.baselines }}
+      {{- $m := ternary (printf "invariant!~%q" (join "|" $listed)) (printf "invariant=%q" $inv) (eq $inv "default") }}
+      {{- if or (ne $inv "default") $listed }}
+      - alert: GuardrailViolationRateAboveBaseline
+        expr: |-
+          (
+            sum by (namespace, invariant) (rate(guardrail_checks_total{outcome="fail",{{ $m }}{{ $s }}}[{{ $w }}]))
+            /
+            sum by (namespace, invariant) (rate(guardrail_checks_total{outcome=~"pass|fail",{{ $m }}{{ $s }}}[{{ $w }}]))
+          ) > {{ printf "%.4g" (mulf $base $a.violation.factor) }}
+          and on (namespace, invariant)
+          sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $m }}{{ $s -}} }[{{ $w }}])) > {{ $min }}
+        for: {{ $a.violation.for }}
+        labels:
+          severity: {{ $a.violation.severity }}
+          baseline_for: {{ $inv }}   # which baseline applied ("default": an invariant not listed)
+        annotations:
+          summary: {{ printf "Invariant {{ $labels.invariant }} fails {{ $value | humanizePercentage }} of checks, above %.4g x its baseline %v" $a.violation.factor $base | quote }}
+          description: {{ printf "The violation ratio fail/(pass+fail) over %s is above %.4g. A model, prompt or retrieval change upstream, or a threshold change (guardrail_invariant_threshold), usually explains it: compare by app on the dashboard." $w (mulf $base $a.violation.factor) | quote }}
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailViolationRateAboveBaseline" . | quote }}
+          {{- end }}
+      {{- end }}
+      {{- end }}
+      - alert: GuardrailCheckErrors
+        expr: |-
+          (
+            sum by (namespace, invariant) (rate(guardrail_checks_total{outcome="error"{{ $s }}}[{{ $w }}]))
+            /
+            sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $o -}} }[{{ $w }}]))
+          ) > {{ $a.errors.ratio }}
+          and on (namespace, invariant)
+          sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $o -}} }[{{ $w }}])) > {{ $min }}
+        for: {{ $a.errors.for }}
+        labels:
+          severity: {{ $a.errors.severity }}
+        annotations:
+          summary: "Invariant {{`{{ $labels.invariant }}`}} errors on {{`{{ $value | humanizePercentage }}`}} of checks"
+          description: "Checks that raise or run past their timeout_s; their decision follows on_error (fail-open lets the response through unchecked). Look at the check_duration panel and the server logs."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailCheckErrors" . | quote }}
+          {{- end }}
+      - alert: GuardrailFailOpen
+        expr: |-
+          (
+            sum by (namespace, invariant) (rate(guardrail_fail_open_total{ {{- $o -}} }[{{ $w }}]))
+            /
+            sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $o -}} }[{{ $w }}]))
+          ) > {{ $a.failOpen.ratio }}
+          and on (namespace, invariant)
+          sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $o -}} }[{{ $w }}])) > {{ $min }}
+        for: {{ $a.failOpen.for }}
+        labels:
+          severity: {{ $a.failOpen.severity }}
+        annotations:
+          summary: "{{`{{ $value | humanizePercentage }}`}} of {{`{{ $labels.invariant }}`}} checks errored and were let through unchecked (fail-open)"
+          description: "Responses are reaching users without this invariant's verdict. Reasons are in guardrail_fail_open_total{reason}: timeout (raise timeout_s or add CPU), exception, worker_lost."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailFailOpen" . | quote }}
+          {{- end }}
+      - alert: GuardrailShedding
+        expr: |-
+          (
+            sum by (namespace) (rate(guardrail_shed_total{ {{- $o -}} }[{{ $w }}]))
+            /
+            (
+              sum by (namespace) (rate(guardrail_shed_total{ {{- $o -}} }[{{ $w }}]))
+              + sum by (namespace) (rate(guardrail_decisions_total{ {{- $o -}} }[{{ $w }}]))
+            )
+          ) > {{ $a.shed.ratio }}
+        for: {{ $a.shed.for }}
+        labels:
+          severity: {{ $a.shed.severity }}
+        annotations:
+          summary: "The guardrail refuses {{`{{ $value | humanizePercentage }}`}} of calls (admission control, RESOURCE_EXHAUSTED)"
+          description: "More calls arrive than the check workers can take (workers.count, admission.max_queue). Scale out (autoscaling), give the pods more CPU, or make callers back off."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailShedding" . | quote }}
+          {{- end }}
+      - alert: GuardrailLatencyHigh
+        expr: |-
+          histogram_quantile(0.99, sum by (namespace, le) (rate(guardrail_request_duration_seconds_bucket{ {{- $o -}} }[{{ $w }}])))
+            > {{ $a.latency.p99Seconds }}
+          and on (namespace)
+          sum by (namespace) (rate(guardrail_request_duration_seconds_count{ {{- $o -}} }[{{ $w }}])) > {{ $min }}
+        for: {{ $a.latency.for }}
+        labels:
+          severity: {{ $a.latency.severity }}
+        annotations:
+          summary: "p99 of a Check call is {{`{{ $value | humanizeDuration }}`}} (above {{ $a.latency.p99Seconds }}s)"
+          description: "The per-invariant latency panel shows which check is slow; checks past their timeout_s become errors."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailLatencyHigh" . | quote }}
+          {{- end }}
+      - alert: GuardrailReviewSpoolGrowing
+        expr: |-
+          max by (namespace, pod, instance) (guardrail_review_spool_depth{ {{- $o -}} }) > {{ $a.reviewSpool.depth }}
+          and on (namespace, pod, instance)
+          max by (namespace, pod, instance) (deriv(guardrail_review_spool_depth{ {{- $o -}} }[{{ $w }}])) > 0
+        for: {{ $a.reviewSpool.for }}
+        labels:
+          severity: {{ $a.reviewSpool.severity }}
+        annotations:
+          summary: "{{`{{ $value }}`}} review samples wait in the on-disk spool of {{`{{ $labels.pod }}{{ $labels.instance }}`}} and the spool keeps growing"
+          description: "The review store is slow or down (guardrail_review_write_errors_total{target=\"store\"}). Nothing is lost while the spool has room; it is replayed in order when the store is back."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailReviewSpoolGrowing" . | quote }}
+          {{- end }}
+      - alert: GuardrailReviewSamplesDropped
+        expr: |-
+          sum by (namespace, cause) (increase(guardrail_review_drops_total{ {{- $o -}} }[{{ $w }}])) > 0
+        for: {{ $a.reviewDrops.for }}
+        labels:
+          severity: {{ $a.reviewDrops.severity }}
+        annotations:
+          summary: "Review samples were lost ({{`{{ $labels.cause }}`}}): {{`{{ $value }}`}} in the last {{ $w }}"
+          description: "queue_full: the writer cannot keep up (raise review.queue_size); spool_error: the spool volume is full or read-only; shutdown: samples still queued when the pod stopped."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailReviewSamplesDropped" . | quote }}
+          {{- end }}
+      - alert: GuardrailJudgeAgreementLow
+        expr: |-
+          min by (namespace, invariant) (guardrail_judge_agreement_ratio{ {{- $o -}} }) < {{ $a.judgeAgreement.target }}
+        for: {{ $a.judgeAgreement.for }}
+        labels:
+          severity: {{ $a.judgeAgreement.severity }}
+        annotations:
+          summary: "The {{`{{ $labels.invariant }}`}} judge agrees with human labels on {{`{{ $value | humanizePercentage }}`}} of held-out cases (target {{ $a.judgeAgreement.target }})"
+          description: "From the newest `guardrail calibrate` run. Label more review samples, recalibrate the threshold, or stop blocking on this invariant until it is back above target."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailJudgeAgreementLow" . | quote }}
+          {{- end }}
+{{- end -}}

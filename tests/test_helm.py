@@ -1,0 +1,228 @@
+"""The Helm chart, rendered by a real helm binary: lint, render with several values files, validate every rendered
+Kubernetes object against the Kubernetes JSON schemas (kubernetes-validate), and check what a platform team relies on:
+gRPC probes, hardened security contexts, the grace period, a config the server accepts, the review URL from a Secret,
+the sidecar pattern of helm/examples/app-with-guardrail."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from guardrail_server.config import load_config
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "guardrail-sidecar"
+EXAMPLE = REPO / "helm" / "examples" / "app-with-guardrail"
+VALUES = sorted((CHART / "ci").glob("*.yaml"))
+K8S_VERSION = "1.30.0"  # native sidecars (initContainers[].restartPolicy) are in the schema from 1.28
+
+sys.path.insert(0, str(REPO / "deploy" / "tools"))
+from helm_bin import helm_path  # noqa: E402
+
+Doc = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return str(helm_path())
+
+
+def render(helm: str, chart: Path, *args: str) -> list[Doc]:
+    out = subprocess.run([helm, "template", "rel", str(chart), "--namespace", "ns", *args],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def values_args(path: Path | None) -> list[str]:
+    return ["--values", str(path)] if path else []
+
+
+def by_kind(docs: list[Doc], kind: str) -> list[Doc]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[Doc], kind: str) -> Doc:
+    (doc,) = by_kind(docs, kind)
+    return doc
+
+
+def validate_k8s(docs: list[Doc]) -> None:
+    """Core objects against the Kubernetes schemas (strict: unknown fields fail); Prometheus Operator objects
+    against the fields this chart uses (their CRD schemas are not shipped by any package reachable here)."""
+    for doc in docs:
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            assert doc["kind"] in {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+            assert doc["metadata"]["name"] and isinstance(doc["spec"], dict)
+            continue
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values", [None, *VALUES], ids=lambda p: p.name if p else "defaults")
+def test_lint_strict(helm: str, values: Path | None) -> None:
+    out = subprocess.run([helm, "lint", "--strict", str(CHART), *values_args(values)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("values", [None, *VALUES], ids=lambda p: p.name if p else "defaults")
+def test_rendered_objects_are_valid_kubernetes(helm: str, values: Path | None) -> None:
+    docs = render(helm, CHART, *values_args(values))
+    assert docs
+    validate_k8s(docs)
+
+
+def test_validation_catches_a_broken_object() -> None:
+    """The validator is not a rubber stamp: an unknown field and a wrong type are refused."""
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": "grpc"}], "selectr": {}}}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values", [None, *VALUES], ids=lambda p: p.name if p else "defaults")
+def test_rendered_config_is_accepted_by_the_server(helm: str, values: Path | None, tmp_path: Path) -> None:
+    """The ConfigMap's config.yaml goes through the server's own validation (extra keys refused, names checked)."""
+    cm = next(d for d in render(helm, CHART, *values_args(values)) if d["metadata"]["name"].endswith("-config"))
+    path = tmp_path / "config.yaml"
+    path.write_text(cm["data"]["config.yaml"])
+    config = load_config(path, environ={})
+    assert config.server.host == "0.0.0.0"  # probes and Prometheus reach the pod IP
+    assert (config.server.port, config.server.metrics_port) == (50051, 9464)
+    assert config.review.spool_dir.startswith("/var/lib/guardrail/")  # the writable volume, not the read-only root
+
+
+def test_standalone_deployment(helm: str) -> None:
+    docs = render(helm, CHART, "--values", str(CHART / "ci" / "standalone-values.yaml"))
+    kinds = sorted(d["kind"] for d in docs)
+    assert kinds == sorted(["ConfigMap", "ConfigMap", "Deployment", "HorizontalPodAutoscaler", "PodDisruptionBudget",
+                            "PrometheusRule", "Service", "ServiceAccount", "ServiceMonitor"])
+    deploy = one(docs, "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    assert "replicas" not in deploy["spec"]  # the HPA owns it
+    assert pod["terminationGracePeriodSeconds"] == 25  # grace_period_s 20 + margin 5
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    (c,) = pod["containers"]
+    assert c["image"] == "registry.example.com/ml/guardrail-sidecar:0.1.0"
+    assert "restartPolicy" not in c
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"] == {"port": 50051}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"]["drop"] == ["ALL"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["GUARDRAIL_REVIEW__URL"]["valueFrom"]["secretKeyRef"] == {"name": "guardrail-review-db",
+                                                                        "key": "database-url"}
+    assert not by_kind(docs, "Secret")  # an existing Secret: the chart makes none
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"/etc/guardrail", "/var/lib/guardrail", "/tmp"}
+
+    labels = deploy["spec"]["template"]["metadata"]["labels"]
+    svc = one(docs, "Service")
+    assert svc["spec"]["selector"].items() <= labels.items()
+    assert one(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    sm = one(docs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()
+    assert sm["spec"]["endpoints"][0]["port"] in {p["name"] for p in svc["spec"]["ports"]}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert {p["targetPort"] for p in svc["spec"]["ports"]} <= set(ports)
+
+    config = yaml.safe_load(next(d for d in docs if d["metadata"]["name"].endswith("-config"))["data"]["config.yaml"])
+    assert config["metrics"]["apps"] == ["checkout", "support-bot"]
+    checksum = deploy["spec"]["template"]["metadata"]["annotations"]["checksum/guardrail-config"]
+    cm = next(d for d in docs if d["metadata"]["name"].endswith("-config"))
+    assert checksum == hashlib.sha256(cm["data"]["config.yaml"].rstrip("\n").encode()).hexdigest()
+    for rule in one(docs, "PrometheusRule")["spec"]["groups"][0]["rules"]:
+        assert 'namespace="llm-prod"' in rule["expr"]  # alerts.selector reaches every series
+
+
+def test_inline_review_url_becomes_a_secret_and_health_port_the_probes(helm: str) -> None:
+    docs = render(helm, CHART, "--values", str(CHART / "ci" / "minimal-values.yaml"))
+    secret = one(docs, "Secret")
+    assert secret["stringData"]["url"].startswith("postgresql://")
+    (c,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    ref = {e["name"]: e for e in c["env"]}["GUARDRAIL_REVIEW__URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": secret["metadata"]["name"], "key": "url"}
+    assert c["readinessProbe"]["grpc"] == {"port": 50052}  # TLS on gRPC: probes use the plaintext health port
+    assert not by_kind(docs, "PodDisruptionBudget")
+
+
+def test_sidecar_mode_renders_no_workload(helm: str) -> None:
+    docs = render(helm, CHART, "--values", str(CHART / "ci" / "sidecar-values.yaml"))
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "ConfigMap", "PodMonitor", "PrometheusRule", "Secret"]
+    pm = one(docs, "PodMonitor")
+    assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "my-app"}
+    assert pm["spec"]["podMetricsEndpoints"][0]["port"] == "guard-metrics"
+
+
+def test_podmonitor_without_pod_selector_is_refused(helm: str) -> None:
+    out = subprocess.run([helm, "template", "rel", str(CHART), "--set", "mode=sidecar", "--set", "podMonitor.enabled=true"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and "sidecar.podSelector" in out.stderr
+
+
+def test_values_schema_refuses_typos(helm: str) -> None:
+    out = subprocess.run([helm, "template", "rel", str(CHART), "--set", "mode=sidcar", "--set", "replicas=3"],
+                         capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "/mode" in out.stderr and "replicas" in out.stderr
+
+
+def test_dashboard_configmap_ships_the_committed_dashboard(helm: str) -> None:
+    docs = render(helm, CHART)
+    cm = next(d for d in docs if d["metadata"]["name"].endswith("-dashboard"))
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    committed = json.loads((CHART / "dashboards" / "guardrail-sidecar.json").read_text())
+    assert json.loads(cm["data"]["guardrail-sidecar.json"]) == committed
+    assert committed["panels"]
+
+
+def test_prometheus_rule_is_the_plain_rules_file(helm: str) -> None:
+    """deploy/prometheus/alerts.yaml (for a Prometheus without the Operator) is what the chart installs; regenerate
+    with `make monitoring` after changing the chart."""
+    rule = one(render(helm, CHART, "--set", "prometheusRule.enabled=true"), "PrometheusRule")
+    committed = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yaml").read_text())
+    assert rule["spec"] == committed
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_example_app_chart_carries_the_sidecar(helm: str, tmp_path: Path, native: bool) -> None:
+    """The documented sidecar pattern: an app chart depending on this one renders one pod with both containers."""
+    shutil.copytree(CHART, tmp_path / "guardrail-sidecar")
+    app = tmp_path / "examples" / "app-with-guardrail"
+    shutil.copytree(EXAMPLE, app, ignore=shutil.ignore_patterns("charts", "Chart.lock"))
+    if not native:  # a cluster older than 1.29: the plain container goes under containers
+        tpl = app / "templates" / "deployment.yaml"
+        text = tpl.read_text()
+        block = text[text.index("      initContainers:"):text.index("      containers:")]
+        tpl.write_text(text.replace(block, "").replace(
+            "      containers:\n", "      containers:\n" + block.split("\n", 2)[2]))
+    subprocess.run([helm, "dependency", "build", str(app)], check=True, capture_output=True)
+    docs = render(helm, app, *(() if native else ("--set", "guardrail-sidecar.sidecar.native=false")))
+    validate_k8s(docs)
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    names = [c["name"] for c in pod.get("initContainers", [])], [c["name"] for c in pod["containers"]]
+    guard = next(c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == "guardrail")
+    if native:
+        assert names == (["guardrail"], ["app"]) and guard["restartPolicy"] == "Always"
+    else:
+        assert names == ([], ["guardrail", "app"]) and "restartPolicy" not in guard
+    assert guard["startupProbe"]["grpc"] == {"port": 50051}
+    assert {v["name"] for v in pod["volumes"]} >= {m["name"] for m in guard["volumeMounts"]}
+    cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-config"))
+    assert {"name": cm["metadata"]["name"]} == next(v["configMap"] for v in pod["volumes"] if "configMap" in v)
+    checksum = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]["checksum/guardrail-config"]
+    assert checksum == hashlib.sha256(cm["data"]["config.yaml"].rstrip("\n").encode()).hexdigest()
+    assert pod["terminationGracePeriodSeconds"] == 15
+    assert {d["kind"] for d in docs} >= {"PodMonitor", "PrometheusRule"}
+    assert not [d for d in docs if d["kind"] in ("Service", "PodDisruptionBudget")]
