@@ -107,6 +107,13 @@ class ReviewSampler:
             seal_key=key if getattr(config, "encrypt_raw_text", False) else None,
         )
         self._entities = getattr(config, "redact_entities", None)
+        if self._entities is not None:
+            from invariants.pii import REDACT_ENTITIES
+
+            unknown = sorted(set(self._entities) - set(REDACT_ENTITIES))
+            if unknown:  # a typo must not silently keep a kind of PII in the store
+                raise ValueError(f"review.redact_entities: unknown entity types {unknown}; "
+                                 f"known: {sorted(REDACT_ENTITIES)}")
         self._explicit_redactor = redactor
         self._redact: Redactor | None = None
         self._worker: RedactionWorker | None = None
