@@ -8,6 +8,7 @@ would. Every unary call has a deadline (`timeout`, per client or per call); retr
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -41,12 +42,32 @@ PassageLike = str | Mapping[str, str] | PassageAttrs
 RequestLike = pb.CheckRequest | Mapping[str, Any]
 
 
+def _enum_value(field: Any, value: Any) -> Any:
+    """An enum field accepts its number, its proto name (`SENSITIVITY_PRIVATE`) or the short name (`private`)."""
+    if not isinstance(value, str):
+        return value
+    values = field.enum_type.values_by_name
+    if value in values:
+        return values[value].number
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", field.enum_type.name).upper()
+    full = f"{prefix}_{value.upper()}"
+    if full in values:
+        return values[full].number
+    raise ValueError(f"{field.name}: {value!r} is not one of {sorted(values)}")
+
+
 def _passage(p: PassageLike, index: int) -> pb.Passage:
     if isinstance(p, str):
         return pb.Passage(id=str(index), text=p)
     if isinstance(p, Mapping):
-        return pb.Passage(id=str(p.get("id", "") or ""), text=p.get("text", "") or "", title=p.get("title", "") or "",
-                          url=p.get("url", "") or "")
+        fields = pb.Passage.DESCRIPTOR.fields_by_name
+        unknown = sorted(set(p) - set(fields))
+        if unknown:  # a typo (`titel`) must not silently drop data
+            raise ValueError(f"context[{index - 1}]: unknown passage field(s) {unknown}; known: {sorted(fields)}")
+        kwargs = {k: (_enum_value(fields[k], v) if fields[k].enum_type is not None else v)
+                  for k, v in p.items() if v is not None}
+        kwargs["id"] = str(kwargs.get("id", "") or "")
+        return pb.Passage(**kwargs)
     return pb.Passage(id=p.id, text=p.text, title=getattr(p, "title", "") or "", url=getattr(p, "url", "") or "")
 
 

@@ -161,3 +161,23 @@ def test_client_package_imports_only_grpc_protobuf_and_the_stubs() -> None:
         if names - allowed:
             offenders[path.name] = sorted(names - allowed)
     assert offenders == {}
+
+
+def test_build_request_passages_strings_dicts_objects_and_typos() -> None:
+    from dataclasses import dataclass
+
+    from guardrail_client import build_request
+
+    @dataclass
+    class Doc:
+        id: str
+        text: str
+        title: str = ""
+
+    req = build_request("r", context=["first", {"id": 7, "text": "t", "title": "T", "url": "https://x"}, Doc("d", "x")],
+                        metadata={"k": "v"}, app="a", request_id="q", invariants=["entailment"])
+    assert [(c.id, c.text, c.title, c.url) for c in req.context] == [
+        ("1", "first", "", ""), ("7", "t", "T", "https://x"), ("d", "x", "", "")]
+    assert (req.app, req.request_id, list(req.invariants), dict(req.metadata)) == ("a", "q", ["entailment"], {"k": "v"})
+    with pytest.raises(ValueError, match=r"context\[0\]: unknown passage field\(s\) \['titel'\]"):
+        build_request("r", context=[{"text": "t", "titel": "T"}])
