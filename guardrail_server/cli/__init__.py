@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from guardrail_server.logs import configure_logging
 
-COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "review")  # each registers its own subcommand(s)
+COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review")  # each registers its own subcommand(s)
 
 
 def build_parser() -> argparse.ArgumentParser:

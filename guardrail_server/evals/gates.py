@@ -1,8 +1,10 @@
 """CI gates: `--fail-if "entailment.violation_rate > 0.05"`. Parsed with one regular expression, never eval();
-`*` stands for every invariant in the run (`"*.error_rate > 0"`)."""
+`*` stands for every invariant in the run (`"*.error_rate > 0"`), and a name with `*` is a pattern over the run's
+names (`"*@entailment.violation_rate > 0.1"` = every metamorphic relation on entailment)."""
 
 from __future__ import annotations
 
+import fnmatch
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -15,7 +17,7 @@ _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
 }
 _EXPR = re.compile(
-    r"^\s*(?P<inv>\*|[A-Za-z_][A-Za-z0-9_]*)\.(?P<metric>[a-z_]+)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
+    r"^\s*(?P<inv>[A-Za-z_*][A-Za-z0-9_@*-]*)\.(?P<metric>[a-z_]+)\s*(?P<op>>=|<=|==|!=|>|<)\s*"
     r"(?P<value>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$"
 )
 METRICS = GATE_METRICS + LABELED_METRICS
@@ -59,9 +61,12 @@ def evaluate(gates: Sequence[Gate], summary: dict[str, dict[str, Any]]) -> list[
     trips it too: a CI gate that silently checks nothing is worse than a red build."""
     out = []
     for gate in gates:
-        names = sorted(summary) if gate.invariant == "*" else [gate.invariant]
+        pattern = "*" in gate.invariant
+        names = sorted(n for n in summary if fnmatch.fnmatchcase(n, gate.invariant)) if pattern else [gate.invariant]
         if not names:
-            out.append(GateResult(gate, "*", None, True, f"{gate.text}: the run has no results"))
+            out.append(GateResult(gate, gate.invariant, None, True,
+                                  f"{gate.text}: the run has no results" + (f" matching {gate.invariant!r}"
+                                                                            if gate.invariant != "*" else "")))
         for name in names:
             if name not in summary:
                 out.append(GateResult(gate, name, None, True, f"{gate.text}: invariant {name!r} is not in this run"))

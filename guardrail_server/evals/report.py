@@ -198,12 +198,17 @@ def _env() -> Environment:
 
 
 def render_html(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any]], manifest: dict[str, Any],
-                *, worst: int = 8, malformed: Sequence[dict[str, Any]] = ()) -> str:
+                *, worst: int = 8, malformed: Sequence[dict[str, Any]] = (),
+                metamorph: dict[str, Any] | None = None) -> str:
+    """`metamorph`: the view of `guardrail_server.metamorph.report.build_view`; its RELATION@TARGET rows get the
+    metamorphic section (side-by-side pairs) instead of one per-invariant section each."""
     by_inv: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         by_inv.setdefault(r["invariant"], []).append(r)
     sections = []
     for name, s in summary.items():
+        if metamorph and name in metamorph.get("names", ()):
+            continue
         sections.append({
             "name": name, "s": s, "histogram": svg_histogram(s),
             "sweep": svg_sweep(s) if s.get("labeled") else None,
@@ -214,7 +219,7 @@ def render_html(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any
     return _env().get_template("report.html").render(
         manifest=manifest, summary=summary, sections=sections, rates=svg_rates(summary) if summary else "",
         malformed=list(malformed)[:50], n_malformed=len(malformed), cases=len({r["case_id"] for r in rows}),
-        sweep_points=len(SWEEP),
+        sweep_points=len(SWEEP), metamorph=metamorph,
     )
 
 
