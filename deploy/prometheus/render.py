@@ -6,7 +6,9 @@ the PrometheusRule object and this file are both rendered from it, so a Promethe
 the rules the chart installs. `make monitoring` writes deploy/prometheus/alerts.yaml with the chart's defaults; tests
 render it with short windows and `for:` durations through the same values:
 
-    python deploy/prometheus/render.py --set alerts.window=30s --set alerts.violation.for=5s --out rules.yaml
+    python deploy/prometheus/render.py -f short-windows.yaml --out rules.yaml   # alerts: {window: 30s, ...}
+
+(Prefer a values file to --set for numbers: helm's --set turns 0.01 into a string.)
 """
 
 from __future__ import annotations

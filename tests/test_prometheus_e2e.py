@@ -1,0 +1,239 @@
+"""End to end on real parts: Debian's Prometheus scrapes a real `guardrail serve` every second and evaluates the
+chart's alert rules (rendered from the same template with short windows and `for:` durations); traffic through the
+public client makes an invariant fail, errors and shed calls happen, the alerts go pending then firing (read over
+Prometheus's HTTP API), and every panel query of the committed Grafana dashboard returns data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import yaml
+
+from guardrail_server.client import AsyncGuardrailClient, GuardrailClient
+from guardrail_server.config import Config
+from tests.conftest import free_port
+from tests.test_deploy_metrics import wait_serving
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "deploy" / "prometheus"))
+sys.path.insert(0, str(REPO / "deploy" / "grafana"))
+import dashboard  # noqa: E402
+from render import dump, render_rules  # noqa: E402
+
+PROMETHEUS = shutil.which("prometheus")
+pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing (`make deploy-deps` installs Debian's)")
+
+# Production windows and `for:` durations are minutes; the same rules with seconds, through the chart's values.
+SHORT = {"alerts": {"window": "20s", "minRate": 0.01, **{k: {"for": "4s"} for k in (
+    "violation", "errors", "failOpen", "shed", "latency", "judgeAgreement", "reviewSpool")}}}
+DASHBOARD_VARS = {"$__rate_interval": "20s", "$namespace": ".*", "$app": ".*"}
+CONTEXT = [{"id": "1", "text": "The Eiffel Tower is 330 metres tall. It opened in 1889 for the World's Fair in Paris. "
+                               "Gustave Eiffel's company designed and built it."}]
+BAD = "The Eiffel Tower is 330 metres tall [4]."  # entailed, but [4] cites no passage: reference_integrity fails
+GOOD = "The Eiffel Tower is 330 metres tall [1]."  # passes both
+SAMPLES = ["The tower is 330 metres tall.", "It is 300 m tall and opened in 1889."]
+
+
+def capacity(config: dict[str, Any]) -> dict[str, Any]:
+    """One check at a time, so a burst of calls is refused. The keys moved from server.max_concurrent_checks to
+    workers/admission (admission control); this follows whichever the server has."""
+    if "admission" in Config.model_fields:
+        config["workers"] = {"mode": "inline", "count": 1}
+        config["admission"] = {"max_queue": 0}
+    else:
+        config["server"]["max_concurrent_checks"] = 1
+    return config
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A real server (review store seeded with a calibration run below the agreement target) and a real Prometheus
+    scraping it every second with the chart's rules."""
+    tmp = tmp_path_factory.mktemp("e2e")
+    port, metrics_port, prom_port = free_port(), free_port(), free_port()
+    store_url = f"sqlite:///{tmp / 'review.db'}"
+    from guardrail_server.review.store import ReviewStore
+
+    with ReviewStore(store_url).open() as store:  # a judge that agrees with people on 80% < the 90% target
+        store.save_calibration("anchors:e2e@1", None, {}, [{
+            "invariant": "entailment", "n_train": 20, "n_test": 10, "threshold_before": 0.85, "threshold": 0.85,
+            "accuracy": 0.8, "accuracy_low": 0.5, "accuracy_high": 0.95, "kappa": 0.6, "kappa_low": 0.3,
+            "kappa_high": 0.9, "confusion": {}, "agrees": False}])
+    config = capacity({
+        "server": {"host": "127.0.0.1", "port": port, "metrics_port": metrics_port, "grace_period_s": 2},
+        "review": {"enabled": True, "url": store_url, "spool_dir": str(tmp / "spool"), "random_rate": 1.0},
+        "metrics": {"apps": ["checkout"]},
+        "invariants": {
+            "reference_integrity": {},
+            "entailment": {"timeout_s": 30},
+            # a deadline no check meets: every call with samples errors here and is let through (fail-open)
+            "self_consistency": {"timeout_s": 0.001, "on_error": "fail_open"},
+            "pii_boundary": {"enabled": False},
+        },
+    })
+    (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
+    server = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(tmp / "config.yaml")],
+                              cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
+
+    (tmp / "short.yaml").write_text(yaml.safe_dump(SHORT))  # a values file: `--set` would turn 0.01 into a string
+    (tmp / "rules.yaml").write_text(dump(render_rules([tmp / "short.yaml"])))
+    (tmp / "prometheus.yml").write_text(yaml.safe_dump({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(tmp / "rules.yaml")],
+        "scrape_configs": [{"job_name": "guardrail", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+    }))
+    prom = subprocess.Popen([str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "wb"))
+    try:
+        wait_serving(f"127.0.0.1:{port}", server, timeout=300)
+        api = f"http://127.0.0.1:{prom_port}"
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{api}/-/ready").status_code != 200:
+            assert prom.poll() is None and time.monotonic() < deadline, (tmp / "prometheus.log").read_text()[-2000:]
+            time.sleep(0.5)
+        yield {"target": f"127.0.0.1:{port}", "api": api, "tmp": tmp}
+    finally:
+        for proc in (prom, server):
+            proc.terminate()
+        for proc in (prom, server):
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def query(api: str, expr: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{api}/api/v1/query", params={"query": expr}, timeout=10).json()
+    assert body["status"] == "success", (expr, body)
+    return list(body["data"]["result"])
+
+
+def alerts(api: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{api}/api/v1/alerts", timeout=10).json()["data"]["alerts"])
+
+
+class Traffic(threading.Thread):
+    """Calls the server until stopped: failing citations from `checkout`, passing ones from an unlisted app, calls
+    with samples (their self_consistency check errors and fails open), and now and then a burst that is shed."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(daemon=True)
+        self.target = target
+        self.stop = threading.Event()
+        self.refused = 0
+        self.calls = 0
+
+    def run(self) -> None:
+        with GuardrailClient(self.target, timeout=30) as guard:
+            i = 0
+            while not self.stop.is_set():
+                guard.check(BAD, context=CONTEXT, app="checkout")
+                guard.check(GOOD, context=CONTEXT, app="someone-else")
+                guard.check(GOOD, context=CONTEXT, samples=SAMPLES, app="checkout")
+                self.calls += 3
+                if i % 5 == 0:
+                    self.refused += asyncio.run(self.burst())
+                i += 1
+                time.sleep(0.2)
+
+    async def burst(self) -> int:
+        async with AsyncGuardrailClient(self.target, timeout=30) as client:
+            results = await asyncio.gather(*(client.check(BAD, context=CONTEXT) for _ in range(6)),
+                                           return_exceptions=True)
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        assert all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused), refused
+        return len(refused)
+
+
+@pytest.fixture(scope="module")
+def traffic(stack: dict[str, Any]) -> Iterator[Traffic]:
+    t = Traffic(stack["target"])
+    t.start()
+    try:
+        yield t
+    finally:
+        t.stop.set()
+        t.join(60)
+
+
+def wait_for_alert(api: str, name: str, timeout: float = 90, **labels: str) -> list[str]:
+    """The states the alert went through (polled twice a second) until it fires."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for a in alerts(api):
+            if a["labels"]["alertname"] == name and labels.items() <= a["labels"].items():
+                if not seen or seen[-1] != a["state"]:
+                    seen.append(a["state"])
+        if seen and seen[-1] == "firing":
+            return seen
+        time.sleep(0.5)
+    raise AssertionError(f"{name} {labels} never fired; states seen: {seen}; alerts: {alerts(api)}")
+
+
+def test_violation_alert_goes_pending_then_firing(stack: dict[str, Any], traffic: Traffic) -> None:
+    states = wait_for_alert(stack["api"], "GuardrailViolationRateAboveBaseline", invariant="reference_integrity")
+    assert states[0] == "pending" and states[-1] == "firing", states
+    (firing,) = [a for a in alerts(stack["api"]) if a["labels"]["alertname"] == "GuardrailViolationRateAboveBaseline"
+                 and a["labels"]["invariant"] == "reference_integrity"]
+    assert firing["labels"]["baseline_for"] == "reference_integrity"
+    assert float(firing["value"]) > 0.075  # 1.5 x the 0.05 baseline
+    assert "reference_integrity fails" in firing["annotations"]["summary"]
+    # the passing invariant stays quiet
+    assert not [a for a in alerts(stack["api"]) if a["labels"]["alertname"] == "GuardrailViolationRateAboveBaseline"
+                and a["labels"].get("invariant") == "entailment"]
+
+
+def test_error_and_judge_agreement_alerts_fire(stack: dict[str, Any], traffic: Traffic) -> None:
+    wait_for_alert(stack["api"], "GuardrailCheckErrors", invariant="self_consistency")
+    wait_for_alert(stack["api"], "GuardrailJudgeAgreementLow", invariant="entailment")
+
+
+def test_every_dashboard_panel_query_returns_data(stack: dict[str, Any], traffic: Traffic) -> None:
+    """Each query of the committed dashboard, with Grafana's variables at their defaults, returns at least one
+    series; the panels this traffic drives return a positive value."""
+    model = json.loads(dashboard.OUT.read_text())
+    api = stack["api"]
+    deadline = time.monotonic() + 60
+    while traffic.refused == 0 and time.monotonic() < deadline:  # at least one burst was shed
+        time.sleep(0.5)
+    assert traffic.refused > 0
+    time.sleep(3)  # a few scrapes after the burst
+    empty, values = [], {}
+    for title, expr in dashboard.panel_queries(model):
+        for var, value in DASHBOARD_VARS.items():
+            expr = expr.replace(var, value)
+        result = query(api, expr)
+        if not result:
+            empty.append(title)
+        for r in result:
+            v = float(r["value"][1])
+            if not math.isnan(v):
+                values[title] = max(values.get(title, 0.0), v)
+    print("\npanel maxima:", json.dumps(values, indent=1, sort_keys=True))
+    assert not empty, f"panels with no data: {empty}"
+    driven = ["Violation ratio by invariant", "Violation ratio by calling app", "Check outcomes per second",
+              "Decisions per second", "Error ratio by invariant", "Pass thresholds", "Check call latency",
+              "Invariant latency p99", "Shed calls per second", "Model batches", "Judge agreement with human labels",
+              "Review samples per second", "Build and model"]
+    assert [t for t in driven if values.get(t, 0.0) <= 0] == []
+    by_app = {r["metric"]["app"]: float(r["value"][1]) for r in query(
+        api, 'sum by (app) (rate(guardrail_checks_total{invariant="reference_integrity",outcome="fail"}[20s]))')}
+    assert by_app["checkout"] > 0 and by_app.get("other", 0.0) == 0.0  # the unlisted app only passed
+    assert {r["metric"]["app"] for r in query(api, "guardrail_checks_total")} <= {"checkout", "other", "unset"}
