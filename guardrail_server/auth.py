@@ -276,7 +276,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         interceptor = self
 
         def pinned(request: Any) -> bool:
-            if not hasattr(request, "app"):  # e.g. ListInvariants, reflection: no app to pin
+            if not hasattr(request, "app"):  # ListInvariants; or an undecodable message, refused by the servicer
                 return True
             if request.app == "":
                 request.app = app
@@ -284,16 +284,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
 
         kind = _kind(handler)
         behaviour = getattr(handler, kind)
-        if not method.startswith(PINNED_SERVICE) or not (
-            inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
-        ):
+        if not method.startswith(PINNED_SERVICE):
             return handler
+        # The servicer's behaviours are awaited or iterated as whatever they turn out to be at call time (coroutine,
+        # async generator, a decorated function): pinning must not silently drop out if the servicer changes shape.
         if kind == "unary_unary":
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 if not pinned(request):
                     await context.abort(*interceptor._refuse(method, "app_mismatch", context.peer()))
-                return await behaviour(request, context)
+                result = behaviour(request, context)
+                return await result if inspect.isawaitable(result) else result
 
             return handler._replace(unary_unary=unary)  # type: ignore[attr-defined]
         if kind == "stream_stream":
@@ -305,14 +306,19 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                             await context.abort(*interceptor._refuse(method, "app_mismatch", context.peer()))
                         yield request
 
-                if inspect.isasyncgenfunction(behaviour):
-                    async for reply in behaviour(checked(), context):
+                result = behaviour(checked(), context)
+                if hasattr(result, "__aiter__"):
+                    async for reply in result:
                         yield reply
-                else:  # the writer form: replies go out through context.write
-                    await behaviour(checked(), context)
+                elif inspect.isawaitable(result):  # the writer form: replies go out through context.write
+                    await result
+                else:
+                    for reply in result:
+                        yield reply
 
             return handler._replace(stream_stream=stream)  # type: ignore[attr-defined]
-        return handler  # unary_stream / stream_unary: none in guardrail.v1 carries an app
+        raise RuntimeError(f"{method}: a {kind} method in {PINNED_SERVICE} cannot be pinned to an app; refusing to serve "
+                           "it unpinned")
 
 
 def _kind(handler: grpc.RpcMethodHandler) -> str:
