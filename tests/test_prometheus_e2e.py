@@ -86,10 +86,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         },
     })
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
-    server = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(tmp / "config.yaml")],
-                              cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
-
     (tmp / "short.yaml").write_text(yaml.safe_dump(SHORT))  # a values file: `--set` would turn 0.01 into a string
     (tmp / "rules.yaml").write_text(dump(render_rules([tmp / "short.yaml"])))
     (tmp / "prometheus.yml").write_text(yaml.safe_dump({
@@ -97,10 +93,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "rule_files": [str(tmp / "rules.yaml")],
         "scrape_configs": [{"job_name": "guardrail", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
     }))
-    prom = subprocess.Popen([str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}",
-                             f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
-                            stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "wb"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(tmp / "config.yaml")],
+            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
+        procs.append(server)
+        prom = subprocess.Popen([str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}",
+                                 f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "wb"))
+        procs.append(prom)
         wait_serving(f"127.0.0.1:{port}", server, timeout=300)
         api = f"http://127.0.0.1:{prom_port}"
         deadline = time.monotonic() + 60
@@ -109,9 +112,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             time.sleep(0.5)
         yield {"target": f"127.0.0.1:{port}", "api": api, "tmp": tmp}
     finally:
-        for proc in (prom, server):
+        for proc in procs:
             proc.terminate()
-        for proc in (prom, server):
+        for proc in procs:
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -138,8 +141,15 @@ class Traffic(threading.Thread):
         self.stop = threading.Event()
         self.refused = 0
         self.calls = 0
+        self.error: BaseException | None = None  # a failed call ends the thread; the tests report it
 
     def run(self) -> None:
+        try:
+            self._run()
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the tests, not lost in a thread
+            self.error = exc
+
+    def _run(self) -> None:
         with GuardrailClient(self.target, timeout=30) as guard:
             i = 0
             while not self.stop.is_set():
@@ -161,9 +171,17 @@ class Traffic(threading.Thread):
         return len(refused)
 
 
+_TRAFFIC: list[Traffic] = []
+
+
+def traffic_error() -> BaseException | None:
+    return _TRAFFIC[0].error if _TRAFFIC else None
+
+
 @pytest.fixture(scope="module")
 def traffic(stack: dict[str, Any]) -> Iterator[Traffic]:
     t = Traffic(stack["target"])
+    _TRAFFIC.append(t)
     t.start()
     try:
         yield t
@@ -183,6 +201,7 @@ def wait_for_alert(api: str, name: str, timeout: float = 90, **labels: str) -> l
                     seen.append(a["state"])
         if seen and seen[-1] == "firing":
             return seen
+        assert traffic_error() is None, f"traffic stopped: {traffic_error()!r}"
         time.sleep(0.5)
     raise AssertionError(f"{name} {labels} never fired; states seen: {seen}; alerts: {alerts(api)}")
 
@@ -213,7 +232,7 @@ def test_every_dashboard_panel_query_returns_data(stack: dict[str, Any], traffic
     deadline = time.monotonic() + 60
     while traffic.refused == 0 and time.monotonic() < deadline:  # at least one burst was shed
         time.sleep(0.5)
-    assert traffic.refused > 0
+    assert traffic.error is None and traffic.refused > 0, traffic.error
     time.sleep(3)  # a few scrapes after the burst
     empty, values = [], {}
     for title, expr in dashboard.panel_queries(model):
