@@ -54,7 +54,8 @@ def loadable(overrides: list[tuple[str, Any]], timeout_s: float) -> tuple[Config
         if name.startswith("test_"):
             continue
         try:
-            cfg = load_config(None, environ={}, overrides=[("invariants", {name: {"timeout_s": timeout_s}}),
+            cfg = load_config(None, environ={}, overrides=[("invariants", {**{n: {"enabled": False} for n in REGISTRY},
+                                                                           name: {"timeout_s": timeout_s}}),
                                                            *[(k, v) for k, v in overrides if k.startswith(
                                                                f"invariants.{name}.")]])
             engine = CheckEngine(cfg)
@@ -62,7 +63,8 @@ def loadable(overrides: list[tuple[str, Any]], timeout_s: float) -> tuple[Config
             ok[name] = {"timeout_s": timeout_s}
         except Exception as exc:  # noqa: BLE001 - reported in the table header
             failed[name] = f"{type(exc).__name__}: {str(exc)[:100]}"
-    pairs = [("review.enabled", False), ("server.metrics_port", None), ("invariants", ok), *overrides]
+    only_loaded = {**{n: {"enabled": False} for n in failed}, **ok}  # defaults stay on unless switched off
+    pairs = [("review.enabled", False), ("server.metrics_port", None), ("invariants", only_loaded), *overrides]
     return load_config(None, environ={}, overrides=pairs), failed
 
 

@@ -109,7 +109,8 @@ def run_variant(name: str, review: dict, n: int, tmp: Path) -> list[tuple]:
         "server": {"port": port, "metrics_port": None, "max_concurrent_checks": 256},
         "logging": {"level": "info"},
         "review": review,
-        "invariants": {"reference_integrity": {}},
+        "invariants": {"reference_integrity": {}, "entailment": {"enabled": False}, "pii_boundary": {"enabled": False},
+                       "self_consistency": {"enabled": False}},
     }))
     proc = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(cfg)], cwd=ROOT,
                             stderr=subprocess.DEVNULL)

@@ -3,6 +3,8 @@ validated once at start-up. Errors name the offending key (e.g. `invariants.enta
 
 from __future__ import annotations
 
+import copy
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -25,7 +27,8 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # No `.inf`/`nan` anywhere: an infinite timeout never fires, a NaN threshold compares false both ways.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class ServerConfig(_Strict):
@@ -35,7 +38,8 @@ class ServerConfig(_Strict):
     max_concurrent_checks: int = Field(64, ge=1, description="checks in flight; excess calls get RESOURCE_EXHAUSTED")
     grace_period_s: float = Field(10.0, ge=0, description="time SIGTERM leaves in-flight calls to finish")
     default_deadline_s: float = Field(10.0, gt=0, description="used when the caller sets no gRPC deadline")
-    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_message_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, le=2**31 - 1, description="largest gRPC message either way (gRPC takes a 32-bit int)")
     reflection: bool = True
     metrics_host: str | None = Field(
         None, description="bind address of the metrics endpoint; null = `host`. In Kubernetes a Prometheus in another "
@@ -136,6 +140,19 @@ class MetricsConfig(_Strict):
         return value
 
 
+    @field_validator("url")
+    @classmethod
+    def _supported_store(cls, value: str) -> str:
+        """Refused here, not at the first write: an unsupported database would otherwise spool every sample forever
+        while the server looks healthy. The message names the scheme only, never the rest (it may hold a password)."""
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in SUPPORTED_STORE_SCHEMES:
+            shown = repr(scheme) if scheme else "none"
+            raise ValueError(f"unsupported review store scheme {shown}; use sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+
+SUPPORTED_STORE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"})
 # What runs when the config names no invariants (`make run`): all four, flagging rather than blocking, since the
 # judges' agreement with people is still being calibrated (see README, "Where the judges stand").
 DEFAULT_INVARIANTS: dict[str, dict[str, Any]] = {
@@ -192,7 +209,8 @@ def _format_errors(exc: ValidationError, prefix: str = "") -> str:
     for err in exc.errors():
         loc = ".".join(str(p) for p in err["loc"] if p != "__root__")
         key = ".".join(p for p in (prefix, loc) if p)
-        lines.append(f"{key or '<root>'}: {err['msg']}")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        lines.append(f"{key}: {msg}" if key else msg)  # a model-level check names its key inside the message
     return "; ".join(lines)
 
 
@@ -201,13 +219,16 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     if not parts:
         raise ConfigError(f"empty config key in override {dotted!r}")
     node = tree
+            bad = _non_finite(policy.options, f"invariants.{name}.options")
+            if bad:
+                raise ValueError(f"{bad}: must be a finite number (got .inf or .nan)")
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):
             child = {}
             node[part] = child
         node = child
-    node[parts[-1]] = value
+    _deep_merge(node, {parts[-1]: value})
 
 
 def _parse_scalar(raw: str) -> Any:
@@ -223,7 +244,26 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
     for key, raw in sorted(environ.items()):
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
+def _non_finite(value: Any, key: str) -> str | None:
+    """The dotted key of the first `.inf`/`.nan` inside an invariant's options (their models are not ours to tighten)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _non_finite(v, f"{key}.{k}")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{key}.{i}")
+            if found:
+                return found
+    return None
+
+
         dotted = ".".join(part.lower() for part in key[len(ENV_PREFIX):].split("__"))
+    """Merges `value` at `dotted` by the one rule of `_deep_merge`: a mapping merges into the mapping already there,
+    anything else replaces it."""
         out.append((dotted, _parse_scalar(raw)))
     return out
 
@@ -241,7 +281,7 @@ def parse_set_flags(flags: Sequence[str]) -> list[tuple[str, Any]]:
 def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     try:
-        loaded = yaml.safe_load(p.read_text()) or {}
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except yaml.YAMLError as exc:
@@ -256,7 +296,7 @@ def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _deep_merge(base[key], value)
         else:
-            base[key] = value
+            base[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else copy.deepcopy(value)
     return base
 
 
@@ -266,17 +306,31 @@ def load_config(
     environ: Mapping[str, str] | None = None,
     overrides: Sequence[tuple[str, Any]] = (),
 ) -> Config:
-    """Files (each merged over the previous one, e.g. a base config then `guardrail calibrate`'s thresholds), then
-    environment, then CLI overrides (later wins). Raises ConfigError naming the key."""
+    """Defaults, then files (each merged over the previous one, e.g. a base config then `guardrail calibrate`'s
+    thresholds), then environment, then CLI overrides — every layer by the one rule of `_deep_merge` (later wins).
+    Raises ConfigError naming the key (or the file)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path or [])
-    tree: dict[str, Any] = {}
+    tree = default_tree()
     for p in paths:
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a directory, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or type(exc).__name__}") from None
         _deep_merge(tree, _read_yaml(p))
-    if "invariants" not in tree:
-        tree["invariants"] = {k: dict(v) for k, v in DEFAULT_INVARIANTS.items()}
     for dotted, value in [*env_overrides(os.environ if environ is None else environ), *overrides]:
         _set_path(tree, dotted, value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
+    """THE merge rule, for every layer (defaults < files < environment < flags): mappings merge key by key at every
+    depth; any other value (scalar, list, null) replaces what was there. So a layer that names one invariant changes
+    that invariant only; turning one off takes `enabled: false`."""
         raise ConfigError(_format_errors(exc)) from None
+def default_tree() -> dict[str, Any]:
+    """The bottom layer: what `make run` runs (every invariant with its own timeout). Pydantic supplies the rest."""
+    return {"invariants": copy.deepcopy(DEFAULT_INVARIANTS)}
+
+

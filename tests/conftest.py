@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import yaml
 
 pytest_plugins = ["tests.review_support"]  # the review store fixtures (SQLite and PostgreSQL)
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from guardrail_server.config import Config, load_config  # noqa: E402
+from guardrail_server.config import DEFAULT_INVARIANTS, Config, load_config  # noqa: E402
 from guardrail_server.logs import configure_logging  # noqa: E402
 from guardrail_server.server import GuardrailServer  # noqa: E402
 from invariants import registry  # noqa: E402
@@ -44,7 +45,9 @@ def make_config(
     ]
     pairs += list((overrides or {}).items())
     if invariants is not None:
-        pairs.append(("invariants", invariants))
+        # Under the one merge rule (README, "Configuration") a mapping refines the defaults; a test runs exactly
+        # the invariants it names, so the defaults it does not name are switched off.
+        pairs.append(("invariants", {**{n: {"enabled": False} for n in DEFAULT_INVARIANTS}, **invariants}))
     return load_config(None, environ={}, overrides=pairs)
 
 
@@ -53,6 +56,14 @@ async def running_server(config: Config, **kwargs: Any) -> AsyncIterator[tuple[G
     """A real gRPC server on an ephemeral port, warm and SERVING; stopped afterwards."""
     server = GuardrailServer(config, **kwargs)
     ports = await server.start()
+def only(flow: str) -> str:
+    """A `--set` value that runs just the invariants of a YAML flow mapping, e.g. `only("{test_keyword: {}}")`: the
+    defaults it does not name are switched off (a mapping refines the defaults under the one merge rule)."""
+    named = yaml.safe_load(flow)
+    off = ", ".join(f"{n}: {{enabled: false}}" for n in DEFAULT_INVARIANTS if n not in named)
+    return "invariants={" + off + (", " if off else "") + flow.strip()[1:-1] + "}"
+
+
     await server.warm()
     try:
         yield server, f"127.0.0.1:{ports.grpc}"

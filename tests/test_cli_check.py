@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from guardrail_server.cli import main
-from tests.conftest import make_config, running_server
+from tests.conftest import make_config, only, running_server
 
 KEYWORD = {"test_keyword": {"options": {"word": "secret"}, "on_fail": "block"}}
 TEXT = "The secret code is in the vault."
@@ -22,7 +22,7 @@ async def test_check_cli_against_server_json(tmp_path: Path, capsys: pytest.Capt
     async with running_server(make_config(KEYWORD)) as (_, target):
         rc = await asyncio.to_thread(main, ["check", "--file", str(case), "--target", target, "--json"])
     out = json.loads(capsys.readouterr().out)
-    assert rc == 0
+    assert rc == 3  # the exit code is the decision (0 allow, 1 flag, 3 block)
     assert out["decision"] == "block"
     finding = out["results"][0]["findings"][0]
     assert TEXT[finding["start"] : finding["end"]] == "secret"
@@ -32,14 +32,14 @@ async def test_check_cli_readable_output(capsys: pytest.CaptureFixture[str]) -> 
     async with running_server(make_config(KEYWORD)) as (_, target):
         rc = await asyncio.to_thread(main, ["check", "-r", TEXT, "-p", "some passage", "-t", target])
     out = capsys.readouterr().out
-    assert rc == 0
+    assert rc == 3
     assert "decision: BLOCK" in out
     assert "test_keyword" in out and "FAIL" in out and "[4:10] 'secret'" in out
 
 
 def test_check_cli_in_process(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["check", "--in-process", "-r", "nothing to see", "--json",
-               "--set", "invariants={test_keyword: {options: {word: secret}}}", "--set", "review.enabled=false"])
+               "--set", only("{test_keyword: {options: {word: secret}}}"), "--set", "review.enabled=false"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["decision"] == "allow"
 

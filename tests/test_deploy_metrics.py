@@ -66,7 +66,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
         "server": {"host": "127.0.0.1", "port": port, "metrics_port": metrics_port},
         "review": {"enabled": False},
         "metrics": {"apps": ["billing", "search"]},
-        "invariants": {"reference_integrity": {"threshold": 0.75}},
+        "invariants": {"reference_integrity": {"threshold": 0.75}, "entailment": {"enabled": False},
+                       "pii_boundary": {"enabled": False}, "self_consistency": {"enabled": False}},
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
     proc = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(cfg)],

@@ -17,7 +17,7 @@ from guardrail_server.evals.backends import LocalBackend, RemoteBackend
 from guardrail_server.evals.datasets import load_datasets
 from guardrail_server.evals.results import read_manifest, read_rows
 from guardrail_server.evals.runner import run_eval
-from tests.conftest import make_config, running_server
+from tests.conftest import make_config, only, running_server
 from tests.fake_openai import FakeOpenAI
 
 GROUNDED = [
@@ -30,7 +30,7 @@ GROUNDED = [
     {"id": "g4", "question": "Who designed it?", "context": ["The tower was designed by the company of Gustave Eiffel."],
      "response": "It was designed by Antoni Gaudi in Barcelona.", "expected": {"entailment": "fail"}},
 ]
-JUDGED = "invariants={entailment: {options: {judges: [nli, alignment], disagreement_margin: 0.01}}}"
+JUDGED = only("{entailment: {options: {judges: [nli, alignment], disagreement_margin: 0.01}}}")
 
 
 def _write(path: Path, rows: list[dict]) -> Path:

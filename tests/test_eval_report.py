@@ -15,6 +15,7 @@ from guardrail_server.cli import main
 from guardrail_server.evals.gates import GateSyntaxError, evaluate, parse_gate
 from guardrail_server.evals.report import highlight
 from guardrail_server.evals.summary import auroc, summarize, wilson
+from tests.conftest import only
 
 
 def test_wilson_interval_known_values() -> None:
@@ -96,7 +97,7 @@ def _make_run(tmp_path: Path) -> Path:
     data.write_text("".join(json.dumps(r) + "\n" for r in rows) + "{broken\n")
     out = tmp_path / "run"
     assert main(["eval", str(data), "--out", str(out), "--no-progress",
-                 "--set", "invariants={test_keyword: {options: {word: forbidden}}}"]) == 0
+                 "--set", only("{test_keyword: {options: {word: forbidden}}}")]) == 0
     return out
 
 

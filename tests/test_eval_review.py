@@ -13,8 +13,9 @@ from guardrail_server.evals.results import read_manifest, read_rows
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
 from invariants.types import Case, Outcome, Verdict
+from tests.conftest import only
 
-KEYWORD = "invariants={test_keyword: {options: {word: forbidden}}}"
+KEYWORD = only("{test_keyword: {options: {word: forbidden}}}")
 
 
 def _seed(url: str) -> list[str]:

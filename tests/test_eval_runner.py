@@ -19,7 +19,7 @@ from guardrail_server.evals.compare import compare_runs, to_markdown
 from guardrail_server.evals.datasets import load_datasets
 from guardrail_server.evals.results import read_manifest, read_rows
 from guardrail_server.evals.runner import RunError, run_eval
-from tests.conftest import make_config, running_server
+from tests.conftest import make_config, only, running_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -98,7 +98,9 @@ SUBPROCESS_MAIN = (
     "import sys; from invariants import registry; from tests.helpers_invariants import TEST_INVARIANTS; "
     "registry.REGISTRY.update(TEST_INVARIANTS); from guardrail_server.cli import main; sys.exit(main(sys.argv[1:]))"
 )
-SLOW = "invariants={test_sleepy: {options: {seconds: 0.04}}, test_keyword: {options: {word: forbidden}}}"
+ONLY_FORBIDDEN = only("{test_keyword: {options: {word: forbidden}}}")
+ONLY_BANNED = only("{test_keyword: {options: {word: banned}}}")
+SLOW = only("{test_sleepy: {options: {seconds: 0.04}}, test_keyword: {options: {word: forbidden}}}")
 
 
 def _eval_proc(*args: str) -> subprocess.Popen:
@@ -152,7 +154,7 @@ def _cli(tmp_path: Path, out: str, *extra: str, data: Path | None = None) -> int
                                               "expected": {"test_keyword": "fail" if i < 3 else "pass"}}
                                              for i in range(4)])
     return main(["eval", str(data), "--out", str(tmp_path / out), "--no-progress", "--set",
-                 "invariants={test_keyword: {options: {word: forbidden}}}", *extra])
+                 only("{test_keyword: {options: {word: forbidden}}}"), *extra])
 
 
 def test_gate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,8 +189,8 @@ def test_compare_lists_moved_rates_and_flips(tmp_path: Path, capsys: pytest.Capt
             for i in range(60)]
     data = _write(tmp_path / "c.jsonl", rows)
     base = ["eval", str(data), "--no-progress"]
-    assert main([*base, "--out", str(tmp_path / "a"), "--set", "invariants={test_keyword: {options: {word: forbidden}}}"]) == 0
-    assert main([*base, "--out", str(tmp_path / "b"), "--set", "invariants={test_keyword: {options: {word: banned}}}"]) == 0
+    assert main([*base, "--out", str(tmp_path / "a"), "--set", ONLY_FORBIDDEN]) == 0
+    assert main([*base, "--out", str(tmp_path / "b"), "--set", ONLY_BANNED]) == 0
     result = compare_runs(tmp_path / "a", tmp_path / "b")
     (rate,) = result["rates"]
     assert rate["a"]["violation_rate"] == pytest.approx(10 / 60) and rate["b"]["violation_rate"] == pytest.approx(0.5)

@@ -14,6 +14,7 @@ from pathlib import Path
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient, wait_until_serving
 from tests.conftest import free_port
+from guardrail_server.config import DEFAULT_INVARIANTS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +36,8 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     cfg.write_text(json.dumps({
         "server": {"port": port, "metrics_port": None, "grace_period_s": 10},
         "review": {"enabled": False},
-        "invariants": {"test_sleepy": {"timeout_s": 30, "options": {"seconds": 1.5}}},
+        "invariants": {**{n: {"enabled": False} for n in DEFAULT_INVARIANTS},
+                       "test_sleepy": {"timeout_s": 30, "options": {"seconds": 1.5}}},
     }))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(

@@ -1,4 +1,10 @@
-"""`guardrail check`: one case from flags or a JSON file, against a running server or in-process."""
+"""`guardrail check`: one case from flags or a JSON file, against a running server or in-process.
+
+The exit code is the decision, so a shell script can gate on it without parsing output:
+0 ALLOW, 1 FLAG, 3 BLOCK, 2 the check could not be made (bad input or flags, config error, server unreachable,
+a call that failed). 1 and 3 keep the grep/diff convention (1 = "found something", 2 = trouble) and leave any
+non-zero code meaning "not allowed"; `--exit-zero` restores 0 for every decision (errors stay 2).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from pathlib import Path
 import grpc
 
 from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_server.cli.common import EXIT_USAGE
 from guardrail_server.cli.common import add_config_flags, config_from_args
 from guardrail_server.convert import (
     case_from_dict,
@@ -21,8 +28,16 @@ from guardrail_server.convert import (
 )
 
 
+EXIT_ALLOW, EXIT_FLAG, EXIT_BLOCK = 0, 1, 3
+EXIT_CODES = {"allow": EXIT_ALLOW, "flag": EXIT_FLAG, "block": EXIT_BLOCK}
+EPILOG = """exit codes: 0 ALLOW, 1 FLAG, 3 BLOCK, 2 no decision (bad input, config error, server unreachable or the call
+failed). With --exit-zero every decision exits 0; errors still exit 2.
+  guardrail check -r "$ANSWER" -p "$PASSAGE"; case $? in 0) ship;; 1) ship_and_log;; 3) refuse;; *) retry;; esac"""
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check", help="check one response and print the verdicts")
+    p = sub.add_parser("check", help="check one response and print the verdicts (exit code = decision)",
+                       description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--file", "-f", help="JSON file with the case (question, context, response, samples); - for stdin")
     p.add_argument("--response", "-r", help="the response to check")
     p.add_argument("--question", "-q", default=None)
@@ -34,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="call deadline in seconds")
     _add_connection_flags(p)
     p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--exit-zero", action="store_true", help="exit 0 whatever the decision (errors still exit 2)")
     add_config_flags(p)
     p.set_defaults(handler=run)
 
@@ -119,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         case = case_from_dict(_load_case(args))
     except (OSError, ValueError) as exc:
         print(f"guardrail check: cannot read the case: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     request = request_from_case(case, args.invariant)
     try:
         if args.in_process:
@@ -128,13 +144,18 @@ def run(args: argparse.Namespace) -> int:
             reply = _remote(args, request)
     except grpc.RpcError as err:
         print(f"guardrail check: {err.code().name}: {err.details()}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except Exception as exc:  # in-process input errors carry the field name
         print(f"guardrail check: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     out = response_to_dict(reply)
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         _print_readable(out, case.response)
-    return 0
+    return 0 if args.exit_zero else exit_code(out["decision"])
+
+
+def exit_code(decision: str) -> int:
+    """The documented exit code of a decision; an unknown one (a newer server) is an error, never ALLOW."""
+    return EXIT_CODES.get(decision.lower(), EXIT_USAGE)

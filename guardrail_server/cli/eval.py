@@ -7,6 +7,10 @@
 
 Exit codes: 0 done (all gates pass), 1 a --fail-if gate tripped, 2 bad input or usage, 130 interrupted (Ctrl-C;
 continue with --resume).
+
+--resume continues the run in --out with the arguments it was started with (datasets, --limit, --invariant, --set,
+--config, --timeout, the sampler, ...; recorded in run.json) and the same effective configuration. Give none of them,
+or the same ones: a different value is refused (exit 2, naming each difference) instead of mixing two runs.
 """
 
 from __future__ import annotations
@@ -58,7 +62,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=5, help="samples per case with --sampler (default 5)")
     p.add_argument("--sampler-temperature", type=float, default=1.0, help="sampling temperature, > 0 (default 1.0)")
     p.add_argument("--sampler-api-key-env", metavar="VAR", help="environment variable holding the endpoint's API key")
-    p.add_argument("--resume", action="store_true", help="continue the stopped run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped run in --out with its recorded arguments (different ones are refused)")
+    p.add_argument("--connect-timeout", type=float, default=5.0, metavar="S",
+                   help="--target: seconds to wait for the server to answer before giving up (default 5)")
     p.add_argument("--fail-if", action="append", default=[], metavar="EXPR",
                    help="CI gate, e.g. 'entailment.violation_rate > 0.05' or '*.error_rate > 0' (repeatable)")
     p.add_argument("--on-malformed", choices=("skip", "fail"), default="skip",
@@ -80,6 +87,10 @@ def _usage(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume and (args.datasets[:1] != ["compare"]):
+        problem = reconcile_resume(args)
+        if problem:
+            return _usage(problem)
     mode = args.datasets[0] if args.datasets else ""
     if mode == "compare":
         return run_compare(args)
@@ -120,7 +131,7 @@ def _backend(args: argparse.Namespace, config: Config) -> Backend:
     if args.target:
         from guardrail_server.evals.backends import RemoteBackend
 
-        return RemoteBackend(args.target, args.concurrency)
+        return RemoteBackend(args.target, args.concurrency, connect_timeout_s=args.connect_timeout)
     if args.engine == "ray":
         try:
             from guardrail_server.evals.ray_engine import RayBackend
@@ -131,6 +142,135 @@ def _backend(args: argparse.Namespace, config: Config) -> Backend:
     from guardrail_server.evals.backends import LocalBackend
 
     return LocalBackend(config, args.concurrency)
+
+
+# --- resume: the run's own arguments, or a refusal ------------------------------------------------------------
+
+# Arguments that decide which rows a run holds and what they say (not how fast it goes: --concurrency, Ray sizing,
+# progress). Recorded in run.json as given, paths made absolute; `--resume` reuses them.
+RECORDED_ARGS: tuple[str, ...] = (
+    "datasets", "limit", "invariant", "on_malformed", "config", "overrides", "target", "engine", "timeout",
+    "secondary_fraction", "sampler", "sampler_model", "samples", "sampler_temperature", "anchor_set", "since",
+    "until", "review_url",
+)
+# Config sections an in-process run's results depend on; compared on resume so an edited config file or a changed
+# GUARDRAIL_* variable cannot slip in under the same arguments.
+RECORDED_CONFIG_SECTIONS = ("invariants", "models", "limits")
+
+
+def _flag(dest: str) -> str:
+    return {"datasets": "DATASET", "overrides": "--set", "config": "--config"}.get(dest, "--" + dest.replace("_", "-"))
+
+
+def _normalized(dest: str, value: Any) -> Any:
+    """A recorded argument in a form that compares equal however it was typed (paths absolute, tuples as lists)."""
+    if dest == "datasets" and value:
+        return [v if v == "review" else str(Path(v).expanduser().resolve()) for v in value]
+    if dest == "config" and value:
+        return [str(Path(v).expanduser().resolve()) for v in value]
+    if dest in ("invariant", "overrides") and value is not None:
+        return list(value)
+    return value
+
+
+def recorded_args(args: argparse.Namespace) -> dict[str, Any]:
+    from guardrail_server.cli.common import config_files
+
+    values = {dest: getattr(args, dest, None) for dest in RECORDED_ARGS}
+    values["config"] = config_files(args)
+    return {dest: _normalized(dest, v) for dest, v in values.items()}
+
+
+def _explicit_dests(argv: list[str]) -> set[str]:
+    """Which `eval` options this command line gave, as opposed to argparse defaults."""
+    parser = argparse.ArgumentParser(add_help=False)
+    sub = parser.add_subparsers(dest="command")
+    register(sub)
+    eval_parser = sub.choices["eval"]
+    for action in eval_parser._actions:
+        action.default = argparse.SUPPRESS
+    parsed, _ = parser.parse_known_args(argv)
+    return set(vars(parsed)) - {"command", "handler"}
+
+
+def reconcile_resume(args: argparse.Namespace) -> str | None:
+    """Makes `args` the recorded arguments of the run in --out. Returns why not (each differing flag), or None.
+
+    A flag given on this command line must equal the recorded one; a flag not given takes the recorded value. An old
+    run.json without recorded arguments resumes with the arguments given, as before, after a warning."""
+    from guardrail_server.evals.results import read_manifest
+
+    if not args.out:
+        return "--resume needs --out RUN_DIR (the run to continue)"
+    manifest = read_manifest(Path(args.out))
+    if not manifest:
+        return f"{args.out}: nothing to resume (no run.json)"
+    recorded = manifest.get("args")
+    if recorded is None:
+        print(f"guardrail eval: {args.out}/run.json records no arguments (an older run); resuming with the ones "
+              "given here", file=sys.stderr)
+        return None
+    argv = getattr(args, "argv", None)
+    if argv is None:  # called without `guardrail_server.cli.main`: anything but the default counts as given
+        defaults = vars(_defaults())
+        explicit = {d for d in RECORDED_ARGS if getattr(args, d, None) != defaults.get(d)}
+    else:
+        explicit = _explicit_dests(list(argv))
+    datasets = [d for d in args.datasets if d != "review"]
+    if datasets:
+        explicit.add("datasets")
+    elif "datasets" in explicit and not datasets:
+        explicit.discard("datasets")
+    current = recorded_args(args)
+    if datasets:
+        current["datasets"] = _normalized("datasets", datasets)
+    if args.config is None and "config" not in explicit:
+        current["config"] = recorded.get("config", [])  # $GUARDRAIL_CONFIG is not a flag: only --config counts
+    differences = []
+    for dest in RECORDED_ARGS:
+        if dest not in recorded:
+            continue
+        if dest in explicit and current.get(dest) != recorded[dest]:
+            differences.append(f"{_flag(dest)} (run: {_show(recorded[dest])}, now: {_show(current.get(dest))})")
+    if differences:
+        return (f"cannot resume {args.out} with different arguments: {'; '.join(differences)}. Leave them out to "
+                "reuse the run's own, or start a new run with another --out")
+    for dest in RECORDED_ARGS:
+        if dest in recorded:
+            setattr(args, dest, list(recorded[dest]) if isinstance(recorded[dest], list) else recorded[dest])
+    if manifest.get("mode") == "review":
+        args.datasets = ["review"]
+    args.resume_config = manifest.get("config")
+    return None
+
+
+def _defaults() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(add_help=False)
+    register(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["eval"])
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 120 else text[:119] + "…"
+
+
+def _config_record(config: Config) -> dict[str, Any]:
+    data = config.model_dump(mode="json")
+    return {section: data[section] for section in RECORDED_CONFIG_SECTIONS}
+
+
+def _config_differences(recorded: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, with both values."""
+    out: list[str] = []
+    for key in sorted(set(recorded) | set(current)):
+        a, b = recorded.get(key), current.get(key)
+        path = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_differences(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path} (run: {_show(a)}, now: {_show(b)})")
+    return out
 
 
 def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[str, Any] | None = None) -> int:
@@ -157,6 +297,14 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
         except DatasetError as exc:
             return _usage(str(exc))
         run_info = {"datasets": [str(d) for d in datasets]}
+    config = _config(args)
+    recorded_config = getattr(args, "resume_config", None)
+    if args.resume and recorded_config is not None and not args.target:
+        differences = _config_differences(recorded_config, _config_record(config))
+        if differences:
+            return _usage(f"cannot resume {out_dir}: the configuration differs from the run's: "
+                          f"{'; '.join(differences[:10])}. Restore the run's config files and GUARDRAIL_* "
+                          "variables, or start a new run with another --out")
     _report_malformed(loaded.malformed)
     if args.sampler:
         try:
@@ -164,19 +312,27 @@ def run_datasets(args: argparse.Namespace, loaded: Any = None, run_info: dict[st
         except ValueError as exc:
             return _usage(str(exc))
         run_info = {**(run_info or {}), "sampler": sampling}
-    config = _config(args)
     from guardrail_server.logs import configure_logging
 
     configure_logging("warning" if config.logging.level in ("debug", "info") else config.logging.level,
                       config.logging.format)
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)  # one line per recognizer otherwise
     run_info = {**(run_info or {}), "target": args.target, "engine": "remote" if args.target else args.engine,
-                "argv": sys.argv[1:]}
+                "argv": sys.argv[1:], "mode": "review" if loaded_from_review(run_info) else "datasets",
+                "args": recorded_args(args), "config": _config_record(config)}
     try:
         outcome = asyncio.run(_run(args, config, loaded, out_dir, run_info))
     except RunError as exc:
+        if args.target and isinstance(exc.__cause__, (TimeoutError, asyncio.TimeoutError)):
+            return _usage(f"no gRPC server answered at {args.target} within {args.connect_timeout:g} s "
+                          "(--connect-timeout); is `guardrail serve` running there?")
         return _usage(str(exc))
     return _finish(outcome, gates)
+
+
+def loaded_from_review(run_info: dict[str, Any] | None) -> bool:
+    """`eval review` passes the review import's info (anchor set or time window) instead of dataset paths."""
+    return bool(run_info) and "review" in run_info  # type: ignore[operator]
 
 
 def _fill_samples(args: argparse.Namespace, loaded: Any, out_dir: Path) -> tuple[Any, dict[str, Any]]:

@@ -16,7 +16,9 @@ import argparse
 import getpass
 import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from guardrail_server.cli.common import add_config_flags, config_from_args
@@ -81,10 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     _store_flags(sh)
     _set_flags(sh)
     sh.set_defaults(handler=cmd_anchors_show)
-    ex = asub.add_parser("export", help="write a version as JSON Lines (with critiques)")
+    ex = asub.add_parser("export", help="write a version as JSON Lines (with critiques); stdout without --out")
     _store_flags(ex)
     _set_flags(ex)
-    ex.add_argument("--out", "-o", required=True)
+    ex.add_argument("set_name", nargs="?", metavar="NAME", help="the set to export (or --name)")
+    ex.add_argument("--out", "-o", default="-", help="file to write (default -, stdout: `anchors export NAME > f`)")
     ex.set_defaults(handler=cmd_anchors_export)
     im = asub.add_parser("import", help="load a JSON Lines set and freeze it as a new version")
     _store_flags(im)
@@ -329,12 +332,21 @@ def cmd_anchors_show(args: argparse.Namespace) -> int:
 def cmd_anchors_export(args: argparse.Namespace) -> int:
     from guardrail_server.review import anchors
 
-    with _store(_config(args)) as store:
+    if args.set_name and args.name not in ("default", args.set_name):
+        return _err(f"two set names given: {args.set_name!r} and --name {args.name!r}")
+    name = args.set_name or args.name
+    with _store(_config(args)) as store, tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "set.jsonl" if args.out == "-" else Path(args.out)
         try:
-            info = anchors.export_jsonl(store, args.name, args.version, args.out)
+            info = anchors.export_jsonl(store, name, args.version, path)
         except KeyError as exc:
             return _err(str(exc.args[0]))
-    print(f"wrote {info['name']} v{info['version']} ({len(info['sample_ids'])} cases) to {info['path']}")
+        if args.out == "-":  # the JSON Lines alone on stdout, so `> file` gets exactly the set
+            sys.stdout.write(path.read_text())
+            sys.stdout.flush()
+    where = "stdout" if args.out == "-" else info["path"]
+    print(f"wrote {info['name']} v{info['version']} ({len(info['sample_ids'])} cases) to {where}",
+          file=sys.stderr if args.out == "-" else sys.stdout)
     return 0
 
 

@@ -7,7 +7,13 @@ import asyncio
 import sys
 
 from guardrail_server import metrics
-from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.cli.common import (
+    EXIT_USAGE,
+    add_config_flags,
+    check_ports_free,
+    config_from_args,
+    describe_startup_error,
+)
 from guardrail_server.config import Config
 from guardrail_server.logs import configure_logging
 from guardrail_server.review.sampler import ReviewSampler
@@ -30,12 +36,18 @@ def run(args: argparse.Namespace) -> int:
                                  ("server.metrics_port", args.metrics_port)) if v is not None]
     config = config_from_args(args, extra)
     configure_logging(config.logging.level, config.logging.format)
-    metrics.publish_config(config)  # build info, thresholds, every closed-set series at 0
-    sampler = ReviewSampler(config.review) if config.review.enabled else None
-    web = _start_review_web(config)
+    web = None
     try:
+        check_ports_free(config)
+        metrics.publish_config(config)  # build info, thresholds, every closed-set series at 0
+        sampler = ReviewSampler(config.review) if config.review.enabled else None
+        web = _start_review_web(config)
         asyncio.run(GuardrailServer(config, sampler=sampler).serve_forever())
-    except Exception as exc:  # a start-up failure (model, judge family, port) ends the process with a clear line
+    except Exception as exc:  # a start-up failure (port, model, store, judge family) is one line, never a traceback
+        message = describe_startup_error(exc, config, config.review.url)
+        if message is not None:
+            print(f"guardrail serve: {message}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"guardrail serve: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     finally:
