@@ -1,5 +1,15 @@
-"""Benchmark of `pii_boundary`: leak-detection precision/recall per entity type, latency and memory,
-spaCy vs pattern-only side by side in one table.
+"""Benchmark of `pii_boundary`: both sides of the defaults (leak recall vs false flags on grounded answers, old
+defaults vs new), then leak-detection precision/recall per entity type, latency and memory, spaCy vs pattern-only.
+
+Both sides (the first table; `--sides-only` prints just it):
+- leak recall on boundary cases from `dev/presidio_pii.jsonl`: the labeled sentence is a context passage (unmarked,
+  or marked private as a CRM integration would mark a customer record) and the response; the question is neutral.
+  Recall per group of gold spans: contact identifiers (phone, e-mail, card, IBAN, SSN, IP, street address), person
+  names, places (GPE). With the entity in the question too ("own data"), every finding is a false leak.
+- false-flag rate on grounded answers: the share of `label == supported` rows of `dev/halueval_qa.jsonl` and
+  `dev/wice_claims.jsonl` (answers taken from public web/encyclopedia text, unmarked passages) with any finding.
+Columns: old defaults (`unmarked_passages: private`, which is what every passage was before) vs the new defaults.
+Run against an older checkout (PYTHONPATH=<old tree>) it measures that code's defaults in the first column only.
 
 Boundary cases are built from the labeled spans of `dev/presidio_pii.jsonl` (measurement only, no tuning):
 - leak:       the labeled sentence is in a context passage and is the response; the question is neutral,
@@ -14,7 +24,7 @@ Latency: 100- and 500-word responses against a 2,000-word context, cold (new pas
 cached (same passages), plus a naive variant that runs Presidio with NER over the whole context.
 Memory: RSS after load, each mode in a fresh process.
 
-Run: .venv/bin/python -m bench.pii_boundary [--n 100] [--rows 746]
+Run: .venv/bin/python -m bench.pii_boundary [--n 100] [--rows 746] [--sides-only]
 """
 
 from __future__ import annotations
@@ -35,6 +45,15 @@ from pathlib import Path
 DATA = Path("/work/shared/data/dev")
 MODES = {"spacy": False, "pattern-only": True}
 NEUTRAL_QUESTION = "Can you summarize the record for me?"
+
+
+CONTACT_GOLD = frozenset({"PHONE_NUMBER", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS",
+                          "STREET_ADDRESS"})
+GROUPS: dict[str, frozenset[str]] = {
+    "contact identifiers": CONTACT_GOLD,
+    "person names": frozenset({"PERSON"}),
+    "places (GPE)": frozenset({"GPE"}),
+}
 
 
 @dataclass
@@ -106,13 +125,31 @@ def filler_passages(filler: list[str], i: int, k: int = 3) -> list:
     return [Passage(f"kb-{(i + j) % len(filler)}", filler[(i * 7 + j) % len(filler)]) for j in range(k)]
 
 
+def record(text: str, marked: bool):
+    """The labeled sentence as a context passage: a customer record, marked private when `marked` (and the
+    code under test knows the mark)."""
+    from invariants.types import Passage
+
+    if marked and "sensitivity" in Passage.__dataclass_fields__:
+        return Passage("doc-pii", "Record: " + text, sensitivity="private")
+    return Passage("doc-pii", "Record: " + text)
+
+
+def supports_marks() -> bool:
+    from invariants.types import Passage
+
+    return "sensitivity" in Passage.__dataclass_fields__
+
+
 async def quality(inv, rows: list[Row], filler: list[str]) -> Counts:
+    """Detection quality per type: the record passage is marked private (where supported), so names and places
+    count as they did before the mark existed, and the table measures detection, not the policy."""
     from invariants.types import Case, Passage
 
     c = Counts()
     for i, row in enumerate(rows):
         fill = filler_passages(filler, i)
-        ctx = (*fill, Passage("doc-pii", "Record: " + row.text))
+        ctx = (*fill, record(row.text, marked=True))
         # leak
         v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION, context=ctx))
         hit_spans = set()
@@ -133,7 +170,7 @@ async def quality(inv, rows: list[Row], filler: list[str]) -> Counts:
                 continue
             text = row.text[: s["start"]] + alt + row.text[s["end"] :]
             v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION,
-                                     context=(*fill, Passage("doc-pii", "Record: " + text))))
+                                     context=(*fill, record(text, marked=True))))
             c.ref_gold[s["entity_type"]] += 1
             c.ref_hit[s["entity_type"]] += any(
                 f.kind == "pii_leak" and overlaps(f.start, f.end, s["start"], s["end"]) for f in v.findings
@@ -150,13 +187,145 @@ async def quality(inv, rows: list[Row], filler: list[str]) -> Counts:
         # negative: a different record in the context
         other = rows[(i + 373) % len(rows)]
         v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION,
-                                 context=(*fill, Passage("doc-pii", "Record: " + other.text))))
+                                 context=(*fill, record(other.text, marked=True))))
         for f in (f for f in v.findings if f.kind == "pii_leak"):
             if row.text[f.start : f.end].casefold() in other.text.casefold():
                 continue  # the same value really is in the other record
             g = gold_at(row, f.start, f.end)
             c.fp[g["entity_type"] if g else "(unlabeled) " + f.evidence["entity_type"]] += 1
     return c
+
+
+# --- both sides: leak recall vs false flags on grounded answers --------------------------------------------
+
+
+@dataclass
+class Side:
+    gold: Counter = field(default_factory=Counter)  # (marking, group) -> labeled spans
+    hit: Counter = field(default_factory=Counter)  # (marking, group) -> spans a finding overlaps
+    own_false: int = 0  # findings when the question holds the same sentence (all false leaks)
+    own_cases: int = 0
+    flagged: Counter = field(default_factory=Counter)  # dataset -> grounded answers with any finding
+    grounded: Counter = field(default_factory=Counter)  # dataset -> grounded answers
+    flag_types: Counter = field(default_factory=Counter)  # (dataset, entity type) -> findings
+
+
+def grounded_cases(limit: int) -> dict[str, list]:
+    """`label == supported` rows as cases, built as `guardrail eval` builds them (context string = one passage;
+    WiCE's sentence list = numbered passages, packed into at most 64)."""
+    from invariants.types import Case, Passage
+
+    out: dict[str, list] = {"halueval_qa": [], "wice_claims": []}
+    for name in out:
+        with open(DATA / f"{name}.jsonl") as fh:
+            for line in fh:
+                r = json.loads(line)
+                if r["label"] != "supported":
+                    continue
+                ctx = r["context"]
+                if isinstance(ctx, str):
+                    passages = (Passage("1", ctx),)
+                else:
+                    per = max(1, -(-len(ctx) // 64))
+                    passages = tuple(Passage(str(i), " ".join(ctx[j : j + per]))
+                                     for i, j in enumerate(range(0, len(ctx), per), start=1))
+                out[name].append(Case(response=r["response"], question=r.get("question") or "", context=passages))
+                if len(out[name]) >= limit:
+                    break
+    return out
+
+
+async def both_sides(inv, rows: list[Row], filler: list[str], grounded: dict[str, list]) -> Side:
+    from invariants.types import Case
+
+    side = Side()
+    markings = ("unmarked", "marked private") if supports_marks() else ("unmarked",)
+    for i, row in enumerate(rows):
+        fill = filler_passages(filler, i)
+        for marking in markings:
+            ctx = (*fill, record(row.text, marked=marking != "unmarked"))
+            v = await inv.check(Case(response=row.text, question=NEUTRAL_QUESTION, context=ctx))
+            found = [f for f in v.findings if f.kind == "pii_leak"]
+            for s in row.spans:
+                for group, types in GROUPS.items():
+                    if s["entity_type"] in types:
+                        side.gold[marking, group] += 1
+                        side.hit[marking, group] += any(overlaps(f.start, f.end, s["start"], s["end"]) for f in found)
+            if marking == markings[-1]:  # own data: with the entity in the question too
+                own = await inv.check(Case(response=row.text, question="About my record: " + row.text, context=ctx))
+                side.own_false += sum(f.kind == "pii_leak" for f in own.findings)
+                side.own_cases += 1
+    for name, cases in grounded.items():
+        for case in cases:
+            v = await inv.check(case)
+            found = [f for f in v.findings if f.kind == "pii_leak"]
+            side.grounded[name] += 1
+            side.flagged[name] += bool(found)
+            for f in found:
+                side.flag_types[name, f.evidence["entity_type"]] += 1
+    return side
+
+
+def sides_table(sides: dict[str, Side]) -> list[tuple[str, ...]]:
+    columns = list(sides)
+    table: list[tuple[str, ...]] = [("both sides", *columns)]
+    first = sides[columns[0]]
+    for marking, group in sorted(first.gold, key=lambda k: (k[0] != "unmarked", list(GROUPS).index(k[1]))):
+        cells = []
+        for c in columns:
+            s = sides[c]
+            cells.append(f"{ratio(s.hit[marking, group], s.gold[marking, group])} "
+                         f"({s.hit[marking, group]}/{s.gold[marking, group]})" if s.gold[marking, group] else "–")
+        table.append((f"leak recall, {group}, passage {marking}", *cells))
+    for marking in sorted({m for m, _ in first.gold}, key=lambda m: m != "unmarked"):
+        cells = []
+        for c in columns:
+            s = sides[c]
+            hit = sum(v for (m, _), v in s.hit.items() if m == marking)
+            gold = sum(v for (m, _), v in s.gold.items() if m == marking)
+            cells.append(f"{ratio(hit, gold)} ({hit}/{gold})" if gold else "–")
+        table.append((f"leak recall, all three groups, passage {marking}", *cells))
+    table.append(("own data in the question: false leaks / cases",
+                  *(f"{sides[c].own_false} / {sides[c].own_cases}" for c in columns)))
+    for name in first.grounded:
+        cells = []
+        for c in columns:
+            s = sides[c]
+            types = ", ".join(f"{t} {n}" for (d, t), n in s.flag_types.most_common() if d == name)
+            cells.append(f"{s.flagged[name] / s.grounded[name]:.1%} ({s.flagged[name]}/{s.grounded[name]})"
+                         + (f" [{types}]" if types else ""))
+        table.append((f"false-flag rate, grounded {name} answers", *cells))
+    return table
+
+
+def print_table(table: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in table) for i in range(len(table[0]))]
+    for i, r in enumerate(table):
+        print(" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)))
+        if i == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+async def run_sides(rows: list[Row], filler: list[str], grounded_limit: int) -> None:
+    from invariants.pii_boundary import PiiBoundaryOptions
+
+    new_code = "unmarked_passages" in PiiBoundaryOptions.model_fields
+    configs = ({"old defaults (unmarked = private)": {"unmarked_passages": "private"}, "new defaults": {}}
+               if new_code else {"defaults of the code on PYTHONPATH": {}})
+    grounded = grounded_cases(grounded_limit)
+    sides: dict[str, Side] = {}
+    started = time.perf_counter()
+    for column, options in configs.items():
+        from invariants.pii_boundary import PiiBoundaryInvariant
+
+        inv = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(**options), None)
+        await inv.load()
+        sides[column] = await both_sides(inv, rows, filler, grounded)
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    print(f"\npii_boundary, both sides: {len(rows)} labeled presidio_pii sentences as leak cases (+ own-data cases), "
+          f"{', '.join(f'{len(v)} grounded {k}' for k, v in grounded.items())} answers; "
+          f"{time.perf_counter() - started:.0f}s; load average {' '.join(load)}\n")
+    print_table(sides_table(sides))
 
 
 # --- latency ---------------------------------------------------------------------------------------------
@@ -245,6 +414,8 @@ async def main() -> None:
     ap.add_argument("--n", type=int, default=100, help="latency samples per cell")
     ap.add_argument("--naive-n", type=int, default=10, help="latency samples for the naive full-context NER")
     ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--grounded", type=int, default=10_000, help="grounded answers per dataset for the false-flag rate")
+    ap.add_argument("--sides-only", action="store_true", help="only the both-sides table (old vs new defaults)")
     args = ap.parse_args()
 
     from invariants.pii import get_analyzer
@@ -252,6 +423,9 @@ async def main() -> None:
 
     rows = load_rows(args.rows)
     filler = load_filler()
+    await run_sides(rows, filler, args.grounded)
+    if args.sides_only:
+        return
     counts: dict[str, Counts] = {}
     lat: dict[str, dict] = {}
     started = time.perf_counter()

@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.engine import CheckResult
 from guardrail_server.policy import Decision
-from invariants.types import Case, Finding, Outcome, Passage, Verdict
+from invariants.types import Case, Finding, Outcome, Passage, Sensitivity, Verdict, parse_sensitivity
 
 _OUTCOME_TO_PB = {
     Outcome.PASS: pb.PASS,
@@ -29,11 +29,18 @@ def _duration(seconds: float) -> Duration:
     return d
 
 
+# An enum value this server does not know (a newer client) reads as unmarked: the server's policy decides.
+_SENSITIVITY_FROM_PB: dict[int, Sensitivity] = {
+    pb.SENSITIVITY_UNSPECIFIED: "", pb.SENSITIVITY_PUBLIC: "public", pb.SENSITIVITY_PRIVATE: "private"}
+_SENSITIVITY_TO_PB: dict[str, int] = {v: k for k, v in _SENSITIVITY_FROM_PB.items()}
+
+
 def case_from_request(req: pb.CheckRequest) -> Case:
     return Case(
         response=req.response,
         question=req.question,
-        context=tuple(Passage(id=p.id, text=p.text, title=p.title, url=p.url) for p in req.context),
+        context=tuple(Passage(id=p.id, text=p.text, title=p.title, url=p.url,
+                              sensitivity=_SENSITIVITY_FROM_PB.get(p.sensitivity, "")) for p in req.context),
         samples=tuple(req.samples),
         request_id=req.request_id,
         app=req.app,
@@ -46,7 +53,8 @@ def request_from_case(case: Case, invariants: Iterable[str] = ()) -> pb.CheckReq
         request_id=case.request_id,
         app=case.app,
         question=case.question,
-        context=[pb.Passage(id=p.id, text=p.text, title=p.title, url=p.url) for p in case.context],
+        context=[pb.Passage(id=p.id, text=p.text, title=p.title, url=p.url,
+                            sensitivity=_SENSITIVITY_TO_PB[p.sensitivity]) for p in case.context],
         response=case.response,
         samples=list(case.samples),
         invariants=list(invariants),
@@ -199,7 +207,7 @@ def case_from_dict(data: Mapping[str, Any]) -> Case:
         else:
             passages.append(
                 Passage(id=str(p.get("id", "") or ""), text=p.get("text", ""), title=p.get("title", "") or "",
-                        url=p.get("url", "") or "")
+                        url=p.get("url", "") or "", sensitivity=parse_sensitivity(p.get("sensitivity")))
             )
     return Case(
         response=data.get("response", "") or "",

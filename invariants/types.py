@@ -7,17 +7,35 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+
+Sensitivity = Literal["", "public", "private"]
+SENSITIVITIES: tuple[str, ...] = ("", "public", "private")
+
+
+def parse_sensitivity(value: object) -> Sensitivity:
+    """`public` / `private` / empty (unmarked) from JSON or config, also accepting the wire names
+    (`SENSITIVITY_PRIVATE`); anything else is a ValueError naming the accepted values."""
+    text = "" if value is None else str(value).strip().lower().removeprefix("sensitivity_")
+    text = "" if text == "unspecified" else text
+    if text not in SENSITIVITIES:
+        raise ValueError(f"sensitivity must be 'public', 'private' or empty, got {str(value)[:40]!r}")
+    return text  # type: ignore[return-value]
 
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """One retrieved context passage. `id` may be empty; passages are then addressed by 1-based index."""
+    """One retrieved context passage. `id` may be empty; passages are then addressed by 1-based index.
+
+    `sensitivity` says whose data the passage holds (see `pii_boundary`): `private` (a CRM record, a ticket) makes
+    the names and places in it personal data, `public` (an encyclopedia) makes them not; empty leaves it to policy."""
 
     id: str
     text: str
     title: str = ""
     url: str = ""
+    sensitivity: Sensitivity = ""
 
 
 @dataclass(frozen=True, slots=True)

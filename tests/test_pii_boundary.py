@@ -46,7 +46,9 @@ SENTENCES: dict[str, str] = {
 
 def leak_case(entity: str, question: str = "Where is my refund?") -> tuple[Case, str]:
     in_context, in_response = VALUES[entity]
-    context = (FILLER, Passage("doc-3", "Ticket 7. " + SENTENCES[entity].format(in_context)))
+    # A support ticket: private data, so its names and places count like its phone numbers (marked, as a CRM
+    # integration would mark it; unmarked passages need a contact identifier next to a name, see test_pii_defaults).
+    context = (FILLER, Passage("doc-3", "Ticket 7. " + SENTENCES[entity].format(in_context), sensitivity="private"))
     response = "Thanks for waiting. " + SENTENCES[entity].format(in_response)
     return Case(response=response, question=question, context=context), in_response
 
@@ -127,7 +129,7 @@ async def test_own_data_echoed_back_is_no_leak(spacy_inv: PiiBoundaryInvariant, 
 async def test_same_value_written_differently_still_matches(
     spacy_inv: PiiBoundaryInvariant, entity: str, in_context: str, in_response: str
 ) -> None:
-    context = (Passage("crm-9", "Ticket 7. " + SENTENCES[entity].format(in_context)),)
+    context = (Passage("crm-9", "Ticket 7. " + SENTENCES[entity].format(in_context), sensitivity="private"),)
     case = Case(response=SENTENCES[entity].format(in_response), question="Any news?", context=context)
     verdict = await spacy_inv.check(case)
     assert [f.evidence["entity_type"] for f in leaks(verdict)] == [entity]
@@ -184,7 +186,7 @@ async def test_nothing_of_the_value_reaches_logs(
             case, _ = leak_case(entity)
             await spacy_inv.check(case)
             redact(case.context[1].text)
-        await make(entities=("PERSON", "NO_SUCH_TYPE"), pattern_only=True)  # logs a warning
+        await make(entities=("PERSON", "EMAIL_ADDRESS"), pattern_only=True)  # logs a warning (no NER for PERSON)
     logged = "\n".join(r.getMessage() for r in caplog.records) + json.dumps(structured, default=str)
     assert caplog.records, "expected at least the warning about unavailable types"
     for in_context, in_response in VALUES.values():
@@ -193,14 +195,15 @@ async def test_nothing_of_the_value_reaches_logs(
 
 
 async def test_person_span_is_trimmed_to_the_name(spacy_inv: PiiBoundaryInvariant) -> None:
-    context = (Passage("crm-2", "Customer Marta Kowalczyk asked for a refund of the blender."),)
+    context = (Passage("crm-2", "Customer Marta Kowalczyk asked for a refund of the blender.", sensitivity="private"),)
     case = Case(response="Customer Marta Kowalczyk asked for a refund.", question="What happened?", context=context)
     (leak,) = leaks(await spacy_inv.check(case))
     assert case.response[leak.start : leak.end] == "Marta Kowalczyk"
 
 
 async def test_partial_name_of_a_person_in_the_context_is_a_leak(spacy_inv: PiiBoundaryInvariant) -> None:
-    context = (Passage("crm-4", "The complaint was filed by Marta J. Kowalczyk from the third floor."),)
+    context = (Passage("crm-4", "The complaint was filed by Marta J. Kowalczyk from the third floor.",
+                       sensitivity="private"),)
     case = Case(response="Marta Kowalczyk filed the complaint.", question="Who complained?", context=context)
     (leak,) = leaks(await spacy_inv.check(case))
     assert leak.evidence["match"] == "partial_name"
@@ -209,7 +212,8 @@ async def test_partial_name_of_a_person_in_the_context_is_a_leak(spacy_inv: PiiB
 
 async def test_partial_names_can_be_switched_off() -> None:
     inv = await make(partial_names=False)
-    context = (Passage("crm-4", "The complaint was filed by Marta J. Kowalczyk from the third floor."),)
+    context = (Passage("crm-4", "The complaint was filed by Marta J. Kowalczyk from the third floor.",
+                       sensitivity="private"),)
     case = Case(response="Marta Kowalczyk filed the complaint.", question="Who complained?", context=context)
     assert leaks(await inv.check(case)) == []
 
@@ -240,8 +244,8 @@ async def test_names_from_public_sources_are_not_leaks_but_private_ones_are() ->
 async def test_quoted_people_can_be_declared_public() -> None:
     context = (Passage("blog-1", '"Quality is never an accident," said Marta Kowalczyk at the opening.'),)
     case = Case(response="Marta Kowalczyk said quality is never an accident.", question="Quote?", context=context)
-    assert leaks(await (await make(quoted_names_are_public=True)).check(case)) == []
-    assert len(leaks(await (await make()).check(case))) == 1
+    assert leaks(await (await make(quoted_names_are_public=True, unmarked_passages="private")).check(case)) == []
+    assert len(leaks(await (await make(unmarked_passages="private")).check(case))) == 1
 
 
 async def test_allow_list_matches_normalized_values() -> None:

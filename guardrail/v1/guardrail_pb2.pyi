@@ -10,6 +10,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Sensitivity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SENSITIVITY_UNSPECIFIED: _ClassVar[Sensitivity]
+    SENSITIVITY_PUBLIC: _ClassVar[Sensitivity]
+    SENSITIVITY_PRIVATE: _ClassVar[Sensitivity]
+
 class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DECISION_UNSPECIFIED: _ClassVar[Decision]
@@ -24,6 +30,9 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAIL: _ClassVar[Outcome]
     ERROR: _ClassVar[Outcome]
     SKIPPED: _ClassVar[Outcome]
+SENSITIVITY_UNSPECIFIED: Sensitivity
+SENSITIVITY_PUBLIC: Sensitivity
+SENSITIVITY_PRIVATE: Sensitivity
 DECISION_UNSPECIFIED: Decision
 ALLOW: Decision
 FLAG: Decision
@@ -35,16 +44,18 @@ ERROR: Outcome
 SKIPPED: Outcome
 
 class Passage(_message.Message):
-    __slots__ = ("id", "text", "title", "url")
+    __slots__ = ("id", "text", "title", "url", "sensitivity")
     ID_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
+    SENSITIVITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     text: str
     title: str
     url: str
-    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., url: _Optional[str] = ...) -> None: ...
+    sensitivity: Sensitivity
+    def __init__(self, id: _Optional[str] = ..., text: _Optional[str] = ..., title: _Optional[str] = ..., url: _Optional[str] = ..., sensitivity: _Optional[_Union[Sensitivity, str]] = ...) -> None: ...
 
 class CheckRequest(_message.Message):
     __slots__ = ("request_id", "app", "question", "context", "response", "samples", "invariants", "metadata")

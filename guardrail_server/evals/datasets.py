@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from invariants.types import Case, Passage
+from invariants.types import Case, Passage, parse_sensitivity
 
 OnMalformed = Literal["skip", "fail"]
 
@@ -186,8 +186,12 @@ def _context_passages(value: Any) -> tuple[Passage, ...]:
         if isinstance(p, str):
             out.append(Passage(id=str(i), text=p))
         elif isinstance(p, Mapping) and isinstance(p.get("text"), str):
+            try:
+                sensitivity = parse_sensitivity(p.get("sensitivity"))
+            except ValueError as exc:
+                raise MalformedRowError(f"context[{i - 1}].{exc}") from None
             out.append(Passage(id=str(p.get("id") or ""), text=p["text"], title=str(p.get("title") or ""),
-                               url=str(p.get("url") or "")))
+                               url=str(p.get("url") or ""), sensitivity=sensitivity))
         else:
             raise MalformedRowError(f"context[{i - 1}] must be a string or an object with 'text'")
     return tuple(out)
@@ -347,7 +351,9 @@ def adapt_pii_spans(row: Mapping[str, Any], case_id: str, dataset: str, source: 
         raise MalformedRowError("field 'label' must be a list of {entity_type,start,end,value} spans")
     types = sorted({str(s["entity_type"]) for s in spans})
     leaks = any(t in IDENTIFYING_PII for t in types)
-    passage = (Passage(id="1", text=text),)
+    # A customer record: marked private, as an integration marks its CRM passages, so its names count like its
+    # phone numbers (unmarked, a name counts only beside a contact identifier: pii_boundary's default).
+    passage = (Passage(id="1", text=text, sensitivity="private"),)
     meta = _metadata(dataset, "pii_spans")
     leak = Case(response=text, context=passage, request_id=f"{case_id}#leak", metadata=meta)
     asked = Case(response=text, question=text, context=passage, request_id=f"{case_id}#asked", metadata=dict(meta))

@@ -1,15 +1,22 @@
 """PII detection in one text: Presidio results filtered by per-type score thresholds, overlaps resolved in
-favour of validated pattern types, PERSON spans trimmed to the name itself."""
+favour of validated pattern types, PERSON spans trimmed to the name itself.
+
+Presidio is imported for type hints only: importing this module (and the invariant's options, which config
+validation needs) must not pay for Presidio, spaCy and the transformers stack it pulls in — seconds of start-up
+for a command that only validates a config file."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from presidio_analyzer import AnalyzerEngine, RecognizerResult
-
-from invariants.pii.engine import LANGUAGE
 from invariants.pii.normalize import Name, trim_name
+
+if TYPE_CHECKING:
+    from presidio_analyzer import AnalyzerEngine, RecognizerResult
+
+LANGUAGE = "en"
 
 # Checksummed or strictly formatted: when one overlaps a fuzzy result (URL on the domain of an e-mail,
 # DATE_TIME on groups of a card number, PERSON/LOCATION on an e-mail's local part), the precise one wins.
@@ -19,6 +26,14 @@ PRECISE_TYPES = frozenset(
 )
 # Types that only spaCy's NER produces; unavailable in pattern-only mode.
 NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
+# Every type the shared analyzer can produce (Presidio's English recognizers, spaCy's mapped labels, ours). A type
+# outside this set in config is a typo (`PERSN`) that would silently check nothing: config validation refuses it.
+# tests/test_pii_defaults.py keeps this equal to what the real analyzer reports.
+KNOWN_ENTITIES = frozenset({
+    "CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "LOCATION", "MAC_ADDRESS",
+    "MEDICAL_LICENSE", "NRP", "PERSON", "PHONE_NUMBER", "STREET_ADDRESS", "UK_NHS", "URL", "US_BANK_NUMBER",
+    "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN", "UUID",
+})
 
 
 @dataclass(frozen=True, slots=True)

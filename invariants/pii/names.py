@@ -72,22 +72,51 @@ def spacy_person_tagger(nlp: object) -> PersonTagger:
     return tag
 
 
+def _name_tokens(name: Name) -> list[str]:
+    """The tokens that identify a person: no initials, titles or role words."""
+    return [t for t in name.surface if len(t.rstrip(".")) > 1 and t.casefold().rstrip(".") not in TITLES | ROLE_WORDS]
+
+
+def _token_in_person(
+    text: str, token: str, tagger: PersonTagger, cache: LruCache[bytes, Spans], budget: Budget
+) -> bool | None:
+    """`token` occurs (capitalized) in `text` inside a PERSON entity; None when the NER budget ran out first."""
+    for start, end in occurrences(text, (token,), capitalized=True, limit=MAX_OCCURRENCES_PER_TOKEN):
+        w_start, w_text = _window(text, start, end)
+        key = content_key(w_text)
+        if budget.windows <= 0 and key not in cache:
+            return None
+        spans = cache.get_or_build(key, lambda: _tag_counted(tagger, w_text, budget))
+        rel_start, rel_end = start - w_start, end - w_start
+        if any(s <= rel_start and rel_end <= e for s, e in spans):
+            return True
+    return False
+
+
 def partial_name_in(
     text: str, name: Name, tagger: PersonTagger, cache: LruCache[bytes, Spans], budget: Budget
 ) -> bool:
     """Some token of `name` occurs in `text` inside a PERSON entity ("Ms. Doe" vs "Jane Q. Doe")."""
-    tokens = [t for t in name.surface if len(t.rstrip(".")) > 1 and t.casefold().rstrip(".") not in TITLES | ROLE_WORDS]
-    for token in tokens:
-        for start, end in occurrences(text, (token,), capitalized=True, limit=MAX_OCCURRENCES_PER_TOKEN):
-            w_start, w_text = _window(text, start, end)
-            key = content_key(w_text)
-            if budget.windows <= 0 and key not in cache:
-                return False
-            spans = cache.get_or_build(key, lambda: _tag_counted(tagger, w_text, budget))
-            rel_start, rel_end = start - w_start, end - w_start
-            if any(s <= rel_start and rel_end <= e for s, e in spans):
-                return True
+    for token in _name_tokens(name):
+        found = _token_in_person(text, token, tagger, cache, budget)
+        if found is None:
+            return False
+        if found:
+            return True
     return False
+
+
+def name_covered_in(
+    text: str, name: Name, tagger: PersonTagger, cache: LruCache[bytes, Spans], budget: Budget
+) -> bool:
+    """Every token of `name` occurs in `text` inside a PERSON entity: the name is made of names `text` gives.
+
+    The question's side of the partial-name fallback. NER sometimes joins two adjacent people into one span
+    ("… Marta Kowalczyk Jan Nowak …"); neither full form is then in the question, though the user wrote both names.
+    Every token must be accounted for — one shared first name is not enough to call someone else's name the user's own.
+    """
+    tokens = _name_tokens(name)
+    return bool(tokens) and all(_token_in_person(text, t, tagger, cache, budget) for t in tokens)
 
 
 def _tag_counted(tagger: PersonTagger, text: str, budget: Budget) -> Spans:
