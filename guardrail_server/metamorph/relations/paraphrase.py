@@ -96,6 +96,7 @@ class _Paraphrase(Relation):
         edits: list[Edit] = []
         for where in dict.fromkeys(s.where for s in chosen):
             text = texts[where]
+            done: list[Edit] = []
             for site in sorted((s for s in chosen if s.where == where), key=lambda s: -s.start):  # right to left
                 before = text[site.start:site.end]
                 after = site.make(before, rng)
@@ -104,9 +105,9 @@ class _Paraphrase(Relation):
                 text = text[:site.start] + after + text[site.end:]
                 if site.kind == "synonym":
                     text, _ = _fix_article(text, site.start, after)
-                edits.append(Edit(where, site.kind, before, after))
+                done.append(Edit(where, site.kind, before, after))
             texts[where] = text
-        edits.sort(key=lambda e: e.where)
+            edits += reversed(done)  # in reading order
         return transformed(case, texts, edits)
 
 
@@ -131,7 +132,7 @@ class ParaphraseSynonym(_Paraphrase):
             subs = lexicon.get(word.lower())
             if not subs or _protected(word, text, m.start()):
                 continue
-            if word[:1].isupper() and word.lower() != word and not at_sentence_start(text, m.start()):
+            if word[:1].isupper() and re.match(r"\s+[A-Z]", text[m.end():]):  # 'Big Ben': a name's first word
                 continue
             out.append(Site(where, m.start(), m.end(), "synonym",
                             lambda w, rng, subs=subs: match_case(w, subs[rng.randrange(len(subs))])))
