@@ -40,7 +40,8 @@ def nested_contexts(case: Case, levels: int = 3) -> list[Level]:
     if len(passages) >= 2:
         n = len(passages)
         sizes = sorted({max(1, round(n * i / levels)) for i in range(1, levels + 1)} | {n})
-        return [Level(f"passages {_ids(passages[:k])} of {n}", replace(case, context=passages[:k])) for k in sizes]
+        return [Level(f"{'passages' if k > 1 else 'passage'} {_ids(passages[:k])} of {n}",
+                      replace(case, context=passages[:k])) for k in sizes]
     if len(passages) == 1:
         p = passages[0]
         sentences = split_sentences(p.text)
