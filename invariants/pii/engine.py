@@ -13,6 +13,13 @@ import threading
 
 os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 
+# Presidio logs the words around each entity at DEBUG ("Context list is: ..."): raw text must never reach our
+# logs, so its loggers stay above DEBUG even when the service runs with debug logging. At INFO it says one line per
+# recognizer it loads and the torch device it finds on import (~40 lines of start-up noise per analyzer): WARNING
+# keeps what an operator needs. Set before the import, which already logs.
+for _name in ("presidio-analyzer", "presidio-anonymizer"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
 import spacy  # noqa: E402
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine, SpacyNlpEngine  # noqa: E402
@@ -45,12 +52,6 @@ _NER_CONFIGURATION = {
         "ORDINAL", "PERCENT", "PRODUCT", "QUANTITY", "WORK_OF_ART",
     ],
 }
-
-# Presidio logs the words around each entity at DEBUG ("Context list is: ..."): raw text must never reach our
-# logs, so its loggers stay above DEBUG even when the service runs with debug logging. At INFO it says one line per
-# recognizer it loads (~40 lines of start-up noise per analyzer): WARNING keeps what an operator needs.
-for _name in ("presidio-analyzer", "presidio-anonymizer"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class ModelNotInstalledError(RuntimeError):
@@ -102,7 +103,13 @@ def _build(pattern_only: bool) -> AnalyzerEngine:
     provider = NlpEngineProvider(nlp_engines=(OfflineSpacyNlpEngine, NoOpNlpEngine), nlp_configuration=configuration)
     nlp_engine = provider.create_engine()
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])
-    registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+    presidio_log = logging.getLogger("presidio-analyzer")
+    level = presidio_log.level
+    presidio_log.setLevel(logging.ERROR)  # a warning per Spanish/Italian/Polish recognizer it skips, every start
+    try:
+        registry.load_predefined_recognizers(languages=[LANGUAGE], nlp_engine=nlp_engine)
+    finally:
+        presidio_log.setLevel(level)
     registry.remove_recognizer("EmailRecognizer")  # rejects every address outside the public-suffix list
     registry.add_recognizer(AnyTldEmailRecognizer())
     registry.add_recognizer(street_address_recognizer())
