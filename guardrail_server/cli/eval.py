@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.cli.common import add_config_flags, config_from_args, mask_url
 from guardrail_server.config import Config
 
 if TYPE_CHECKING:
@@ -153,6 +153,9 @@ RECORDED_ARGS: tuple[str, ...] = (
     "secondary_fraction", "sampler", "sampler_model", "samples", "sampler_temperature", "anchor_set", "since",
     "until", "review_url",
 )
+# Addresses, not meanings: a server or sampler endpoint may move between the start and the resume (a new port-forward).
+# Reused when not given, accepted when different (with a note); the sampler's model, count and temperature are not.
+MOVABLE_ARGS = frozenset({"target", "sampler"})
 # Config sections an in-process run's results depend on; compared on resume so an edited config file or a changed
 # GUARDRAIL_* variable cannot slip in under the same arguments.
 RECORDED_CONFIG_SECTIONS = ("invariants", "models", "limits")
@@ -227,16 +230,22 @@ def reconcile_resume(args: argparse.Namespace) -> str | None:
     if args.config is None and "config" not in explicit:
         current["config"] = recorded.get("config", [])  # $GUARDRAIL_CONFIG is not a flag: only --config counts
     differences = []
+    moved = set()
     for dest in RECORDED_ARGS:
         if dest not in recorded:
             continue
         if dest in explicit and current.get(dest) != recorded[dest]:
+            if dest in MOVABLE_ARGS and current.get(dest) and recorded[dest]:
+                moved.add(dest)
+                print(f"guardrail eval: resuming with {_flag(dest)} {mask_url(str(current[dest]))} (the run used "
+                      f"{mask_url(str(recorded[dest]))})", file=sys.stderr)
+                continue
             differences.append(f"{_flag(dest)} (run: {_show(recorded[dest])}, now: {_show(current.get(dest))})")
     if differences:
         return (f"cannot resume {args.out} with different arguments: {'; '.join(differences)}. Leave them out to "
                 "reuse the run's own, or start a new run with another --out")
     for dest in RECORDED_ARGS:
-        if dest in recorded:
+        if dest in recorded and dest not in moved:
             setattr(args, dest, list(recorded[dest]) if isinstance(recorded[dest], list) else recorded[dest])
     if manifest.get("mode") == "review":
         args.datasets = ["review"]
