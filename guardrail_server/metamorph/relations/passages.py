@@ -35,6 +35,8 @@ class DistractorOptions(RelationOptions):
     max_overlap: int = Field(0, ge=0, description="content words a distractor may share with the case")
     min_chars: int = Field(40, ge=1)
     max_chars: int = Field(800, ge=1)
+    max_passages: int = Field(64, ge=1, description="not applied to a case that already has this many passages "
+                              "(the service's default limits.max_passages: one more would be refused as input)")
 
 
 class DistractorPassage(Relation):
@@ -63,7 +65,7 @@ class DistractorPassage(Relation):
         self.pool = list(seen) + list(builtin_distractors())
 
     def transform(self, case: Case, rng: random.Random, fields: Sequence[FieldName]) -> Transformed | None:
-        if "context" not in fields:
+        if "context" not in fields or len(case.context) >= self.options.max_passages:  # type: ignore[attr-defined]
             return None
         vocab = _vocab(case)
         own = {p.text for p in case.context}
