@@ -14,7 +14,8 @@ Every relation runs with its defaults (one pair per seed and relation, seed 0), 
 contexts. Printed: one row per relation x invariant — tests (pairs the relation constrains), failures, failure rate
 with its 95% Wilson interval, inconclusive pairs — then the run's pairs, system calls and tests/s, and the failure
 rate per dataset for entailment. `--model` swaps the entailment invariant's model for another one in the zoo
-(reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed the pairs are identical, so two runs compare pair by pair:
+(reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed
+the pairs are identical, so two runs compare pair by pair:
 `guardrail eval compare OUT_A OUT_B`.
 """
 

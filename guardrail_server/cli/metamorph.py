@@ -115,8 +115,9 @@ def list_relations(args: argparse.Namespace) -> int:
     for r in _relations(args):
         fields = {k: list(v) for k, v in type(r).default_fields.items()} if r.options.fields is None else list(
             r.options.fields)
-        print(f"{r.key}  (family {r.family_name}, expect {r.expect}, judges {list(r.options.invariants or r.invariants)},"
-              f" fields {fields})\n    {r.summary}\n")
+        judges = list(r.options.invariants or r.invariants)
+        print(f"{r.key}  (family {r.family_name}, expect {r.expect}, judges {judges}, fields {fields})\n"
+              f"    {r.summary}\n")
     return 0
 
 

@@ -104,7 +104,8 @@ def load_yaml_relations(path: str | Path) -> list[Relation]:
         if spec.uses:
             cls = SHIPPED.get(spec.uses)
             if cls is None:
-                raise RelationError(f"{p}: relations.{i}.uses: unknown relation {spec.uses!r}; known: {sorted(SHIPPED)}")
+                raise RelationError(f"{p}: relations.{i}.uses: unknown relation {spec.uses!r}; "
+                                    f"known: {sorted(SHIPPED)}")
             common = {k: v for k, v in (("fields", spec.fields), ("invariants", spec.invariants),
                                         ("variants", spec.variants)) if v is not None}
             try:

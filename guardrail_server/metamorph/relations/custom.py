@@ -100,7 +100,8 @@ class SpecRelation(Relation):
         rules: list[tuple[re.Pattern[str], str, bool]] = []
         if spec.replace:
             for word, new in sorted(spec.replace.items(), key=lambda kv: -len(kv[0])):
-                bounded = (r"\b" if word[:1].isalnum() else "") + re.escape(word) + (r"\b" if word[-1:].isalnum() else "")
+                lead, tail = (r"\b" if word[:1].isalnum() else ""), (r"\b" if word[-1:].isalnum() else "")
+                bounded = lead + re.escape(word) + tail
                 rules.append((re.compile(bounded, re.IGNORECASE), new, True))
         for rule in spec.regex or ():
             rules.append((re.compile(rule.pattern, re.IGNORECASE if rule.ignore_case else 0), rule.replacement, False))

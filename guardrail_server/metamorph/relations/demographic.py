@@ -20,9 +20,9 @@ from invariants.types import Case
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 # after "her", these mean it was an object ("gave her the book", "with her.") -> him; otherwise possessive -> his
-_OBJECT_FOLLOWERS = frozenset("""the a an this that these those to in on at for with about from as when because if and or
-but so than then into onto over under after before while yesterday today tomorrow again too also very here there up
-down out off away back now once all some any""".split())
+_OBJECT_FOLLOWERS = frozenset("""the a an this that these those to in on at for with about from as when because if
+and or but so than then into onto over under after before while yesterday today tomorrow again too also very here
+there up down out off away back now once all some any""".split())
 
 
 @dataclass(frozen=True)

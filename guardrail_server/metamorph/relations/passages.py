@@ -71,9 +71,9 @@ class DistractorPassage(Relation):
         own = {p.text for p in case.context}
         order = list(range(len(self.pool)))
         rng.shuffle(order)
+        limit = self.options.max_overlap  # type: ignore[attr-defined]
         text = next((self.pool[i] for i in order if self.pool[i] not in own
-                     and len(vocab & set(content_words(self.pool[i]))) <= self.options.max_overlap),  # type: ignore[attr-defined]
-                    None)
+                     and len(vocab & set(content_words(self.pool[i]))) <= limit), None)
         if text is None:
             return None
         ids = {p.id for p in case.context}
