@@ -89,6 +89,9 @@ class PiiBoundaryOptions(InvariantOptions):
     tie_window_chars: int = Field(
         250, ge=0, le=32_000, description="how close (characters) a contact identifier must be to an occurrence of "
         "the name or place in the passage; 0 = anywhere in the passage")
+    max_tie_windows: int = Field(
+        32, ge=0, description="pattern scans of passage windows per check for the tie (cache hits are free); past it "
+        "a name or place counts as tied, i.e. as a leak: the budget bounds the cost, never the protection")
     private_sources: tuple[str, ...] = Field(
         (), description="glob patterns on passage id or url of private documents (crm://*, tickets/*); a passage "
         "marked on the wire keeps its mark")
@@ -227,6 +230,7 @@ class PiiBoundaryInvariant:
         question = TextIndex(case.question)
         passages = [(p.id or str(i), p, self._index(p.text)) for i, p in enumerate(case.context, 1)]
         budget = Budget(o.max_name_windows)
+        tie_budget = Budget(o.max_tie_windows)
         tally = _Tally(detected=len(detections))
         findings: list[Finding] = []
         not_leaked = 1.0
@@ -261,7 +265,7 @@ class PiiBoundaryInvariant:
                 tally.public += 1
                 continue
             if d.entity_type in o.contextual_entities:
-                private = [(pid, p) for pid, p in private if self._counts_in(p, d, value)]
+                private = [(pid, p) for pid, p in private if self._counts_in(p, d, value, tie_budget)]
                 if not private:
                     tally.untied += 1
                     continue
@@ -307,20 +311,21 @@ class PiiBoundaryInvariant:
             return "public"
         return ""
 
-    def _counts_in(self, passage: Passage, d: Detection, value: str) -> bool:
+    def _counts_in(self, passage: Passage, d: Detection, value: str, budget: Budget) -> bool:
         """Whether a name or place found in this (non-public) passage is personal data there."""
         mark = self._sensitivity(passage) or self.options.unmarked_passages
         if mark != "tied":
             return mark == "private"
-        return self._tied(passage.text, d, value)
+        return self._tied(passage.text, d, value, budget)
 
-    def _tied(self, text: str, d: Detection, value: str) -> bool:
+    def _tied(self, text: str, d: Detection, value: str, budget: Budget) -> bool:
         """A contact identifier within `tie_window_chars` of an occurrence of the name or place in `text`."""
         if self._patterns is None or not self._tie_entities:
             return False
         radius = self.options.tie_window_chars
         if radius == 0:
-            return bool(self._identifier_spans(text))
+            spans = self._identifier_spans(text, budget)
+            return spans is None or bool(spans)
         words = tuple(d.name.surface) if d.name is not None else tuple(value.split())
         found = list(occurrences(text, words, capitalized=False, limit=MAX_TIE_OCCURRENCES)) if words else []
         if not found and d.name is not None:  # a partial name: where its tokens occur
@@ -328,20 +333,26 @@ class PiiBoundaryInvariant:
                 found += occurrences(text, (token,), capitalized=True, limit=MAX_TIE_OCCURRENCES)
         for start, end in found[: 2 * MAX_TIE_OCCURRENCES]:
             lo, hi = max(0, start - radius), min(len(text), end + radius)
-            window = text[lo:hi]
-            if any(not (lo + s < end and start < lo + e) for s, e in self._identifier_spans(window)):
+            spans = self._identifier_spans(text[lo:hi], budget)
+            if spans is None or any(not (lo + s < end and start < lo + e) for s, e in spans):
                 return True
         return False
 
-    def _identifier_spans(self, text: str) -> tuple[tuple[int, int], ...]:
-        """Spans of contact identifiers in `text` (pattern recognizers only, no NER), cached by content."""
+    def _identifier_spans(self, text: str, budget: Budget) -> tuple[tuple[int, int], ...] | None:
+        """Spans of contact identifiers in `text` (pattern recognizers only, no NER), cached by content; None when
+        this check's scan budget is spent (the caller then counts the name as tied)."""
         o = self.options
+        key = content_key(text)
+        if key not in self._identifiers:
+            if budget.windows <= 0:
+                return None
+            budget.windows -= 1
 
         def build() -> tuple[tuple[int, int], ...]:
             found = analyze(self._patterns, text, self._tie_entities, o.score_thresholds, o.score_threshold)
             return tuple((r.start, r.end) for r in found)
 
-        return self._identifiers.get_or_build(content_key(text), build)
+        return self._identifiers.get_or_build(key, build)
 
     def _index(self, text: str) -> TextIndex:
         return self._passages.get_or_build(content_key(text), lambda: TextIndex(text))

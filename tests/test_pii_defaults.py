@@ -80,6 +80,8 @@ async def test_tie_window_and_marks(inv: PiiBoundaryInvariant) -> None:
     by_glob = await make(private_sources=("crm://*",))
     crm = Passage("crm://tickets/7", RECORD)
     assert (await by_glob.check(Case(response=response, question="Who?", context=(crm,)))).outcome is Outcome.FAIL
+    spent = await make(max_tie_windows=0)  # no scan left: counted as tied — the budget bounds cost, not protection
+    assert (await spent.check(Case(response=response, question="Who?", context=(Passage("x", RECORD),)))).failed
     old = await make(unmarked_passages="private")
     assert (await old.check(Case(response=response, question="Who?", context=(Passage("x", RECORD),)))).failed
 
