@@ -12,7 +12,8 @@ it is pure id parsing and trivially invariant. self_consistency is not measured 
 
 Every relation runs with its defaults (one pair per seed and relation, seed 0), plus monotonicity on nested
 contexts. Printed: one row per relation x invariant — tests (pairs the relation constrains), failures, failure rate
-with its 95% Wilson interval, inconclusive pairs — then the run's pairs, system calls and tests/s, and the failure
+with its 95% Wilson interval, inconclusive pairs, and for "same" relations the mean absolute change of the judge's
+score and the share of pairs where it moved by more than 0.1 (sensitivity short of a flip) — then the run's pairs, system calls and tests/s, and the failure
 rate per dataset for entailment. `--model` swaps the entailment invariant's model for another one in the zoo
 (reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed
 the pairs are identical, so two runs compare pair by pair:
@@ -102,7 +103,12 @@ def print_table(rows: list[dict[str, Any]], manifest: dict[str, Any], judges: di
           f"({manifest['seeds_used']} used), {manifest['pairs']} pairs, seed {manifest['settings']['seed']}")
     print("judges: " + ", ".join(f"{k} = {v}" for k, v in judges.items()))
     head = f"{'relation':<24} {'invariant':<20} {'expect':<8} {'tests':>6} {'fail':>5} {'rate':>7}  {'95% CI':<17} " \
-           f"{'inconcl.':>8} {'err':>4}"
+           f"{'inconcl.':>8} {'err':>4} {'mean|ds|':>8} {'|ds|>.1':>7}"
+    deltas: dict[str, list[float]] = defaultdict(list)  # score change of the judge between the two sides
+    for r in rows:
+        relation = r["invariant"].split("@")[0]
+        if r["outcome"] in ("pass", "fail") and manifest["relations"].get(relation, {}).get("expect") == "same":
+            deltas[r["invariant"]].append(1.0 - r["score"])
     print(head)
     print("-" * len(head))
     for key, s in summary.items():
@@ -110,7 +116,9 @@ def print_table(rows: list[dict[str, Any]], manifest: dict[str, Any], judges: di
         expect = manifest["relations"].get(relation, {}).get("expect", "monotone")
         print(f"{relation:<24} {target:<20} {expect:<8} {s['n_pass'] + s['n_fail']:>6} {s['n_fail']:>5} "
               f"{_pct(s['violation_rate']):>7}  [{_pct(s['violation_rate_low'])}, {_pct(s['violation_rate_high'])}] "
-              f"{s['n_skipped']:>8} {s['n_error']:>4}")
+              f"{s['n_skipped']:>8} {s['n_error']:>4} "
+              + (f"{sum(d) / len(d):>8.3f} {_pct(sum(x > 0.1 for x in d) / len(d)):>7}" if (d := deltas.get(key))
+                 else f"{'–':>8} {'–':>7}"))
     print(f"\n{manifest['tests']} tests (pass+fail rows), {manifest['rows']} rows, {manifest['sut_calls']} judge calls "
           f"in {manifest['run_s']:.1f} s: {manifest['tests_per_s']:.2f} tests/s, "
           f"{manifest['sut_calls'] / manifest['run_s']:.2f} calls/s (model loading excluded: "

@@ -247,9 +247,14 @@ def typo(word: str, rng: random.Random) -> str:
 
 class ParaphraseTypo(_Paraphrase):
     """Typing errors in longer words (swapped, dropped, doubled or neighbouring-key letters; never in numbers, names or
-    negations) must not change the output."""
+    negations) must not change the output.
+
+    Not run on `pii_boundary` by default: a typo inside a lower-case personal value ('rhyta' -> 'ryyta' in the
+    context only) changes which value the context holds, so the leak decision rightly changes — the relation would
+    not preserve the decision's structure (seen on presidio_pii)."""
 
     name = "paraphrase_typo"
+    invariants: ClassVar[tuple[str, ...]] = ("entailment", "reference_integrity")
 
     def sites(self, where: str, text: str) -> list[Site]:
         return [Site(where, m.start(), m.end(), "typo", typo) for m in _WORD.finditer(text)
