@@ -38,6 +38,7 @@ from guardrail_server.evals.datasets import EvalCase, LoadedDataset, load_datase
 from guardrail_server.evals.summary import summarize
 from guardrail_server.logs import configure_logging
 from guardrail_server.metamorph.relations import build_relations
+from guardrail_server.metamorph.report import write_metamorph_reports
 from guardrail_server.metamorph.runner import RunSettings, run_metamorph
 from guardrail_server.metamorph.sut import JudgesSUT
 from invariants.text import Bm25
@@ -151,6 +152,7 @@ async def main_async(args: argparse.Namespace) -> None:
     outcome = await run_metamorph(sut, relations, loaded, out, settings, progress=not args.no_progress,
                                   run_info={"datasets": [str(DATA / "dev")], "bench": vars(args)})
     manifest = json.loads((out / "run.json").read_text())
+    write_metamorph_reports(out, outcome.rows, manifest)
     print_table(outcome.rows, manifest, manifest["sut"].get("judges", {}))
     print(f"\nrun directory: {out} (report.html; compare runs with `guardrail eval compare`); wall "
           f"{time.perf_counter() - started:.0f} s")

@@ -57,6 +57,8 @@ def changed_fields(record: dict[str, Any]) -> list[dict[str, str]]:
             out.append({"field": f"passage {pid}", "before": _clip(before), "after": _clip(p["text"])})
     if a["response"] != b["response"]:
         out.append({"field": "response", "before": _clip(a["response"]), "after": _clip(b["response"])})
+    elif a["response"].strip() and a["response"] != "-":
+        out.append({"field": "response (both sides)", "before": _clip(a["response"]), "after": "", "same": True})
     return out
 
 
