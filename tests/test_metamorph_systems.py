@@ -153,6 +153,23 @@ def test_cli_with_callable_writes_the_eval_schema_report_and_gates(seeds: Path, 
     assert moved["passage_shuffle@sut"]["moved"] and moved["passage_shuffle@sut"]["delta"] == 1.0
 
 
+def test_resume_runs_only_the_missing_pairs(seeds: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    args = ["metamorph", str(seeds), "--sut", "tests.test_metamorph_systems:broken_toy", "--out", str(out),
+            "--no-progress", "--relation", "negation", "--relation", "passage_shuffle"]
+    assert main(args) == 0
+    full = sorted((r["case_id"], r["invariant"], r["outcome"]) for r in read_rows(out))
+    lines = (out / "results.jsonl").read_text().splitlines(keepends=True)
+    (out / "results.jsonl").write_text("".join(lines[:7]) + lines[7][:20])  # a hard kill: 7 rows and half a line
+    assert main(args) == 2  # the directory holds a run: not without --resume
+    assert main([*args, "--resume", "--seed", "1"]) == 2  # other pairs than the run being resumed
+    assert main([*args, "--resume"]) == 0
+    assert sorted((r["case_id"], r["invariant"], r["outcome"]) for r in read_rows(out)) == full
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["tests"] == len(full) and manifest["tests_this_run"] == len(full) - 7
+    assert manifest["resumed_at"]
+
+
 def test_cli_usage_errors(seeds: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["metamorph", str(seeds), "--sut", "nomodule"]) == 2
     assert main(["metamorph", str(seeds), "--relation", "nope"]) == 2

@@ -54,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--only-monotonicity", action="store_true", help="the monotonicity check alone, no relations")
     p.add_argument("--levels", type=int, default=3, help="monotonicity: nested contexts per case (default 3)")
     p.add_argument("--out", "-o", help="run directory (default metamorph-runs/<UTC time>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the stopped run in --out (give the same seeds, relations and flags)")
     p.add_argument("--concurrency", "-j", type=int, default=16, help="pairs in flight (default 16)")
     p.add_argument("--timeout", type=float, default=60.0, help="judges: per-invariant timeout in seconds")
     p.add_argument("--fail-if", action="append", default=[], metavar="EXPR",
@@ -185,10 +187,13 @@ def run_seeds(args: argparse.Namespace, relations: list[Any], loaded: Any, run_i
         meter = SpecificityMeter(ModelZoo(zoo_settings(config)),
                                  model=getattr(config.options("entailment"), "model", None)
                                  if "entailment" in config.invariants else None)
+    if args.resume and not args.out:
+        return _usage("--resume needs --out (the run directory to continue)")
     out_dir = Path(args.out or f"metamorph-runs/{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}")
     run_info = {**run_info, "argv": sys.argv[1:]}
     try:
-        outcome = asyncio.run(_run(sut, relations, loaded, out_dir, settings, run_info, meter, not args.no_progress))
+        outcome = asyncio.run(_run(sut, relations, loaded, out_dir, settings, run_info, meter, not args.no_progress,
+                                   args.resume))
     except RunError as exc:
         return _usage(str(exc))
     return _finish(outcome, gates, settings)
@@ -219,7 +224,7 @@ def _dry_run(sut: Any, relations: list[Any], loaded: Any, settings: Any) -> int:
 
 
 async def _run(sut: Any, relations: list[Any], loaded: Any, out_dir: Path, settings: Any, run_info: dict[str, Any],
-               meter: Any, progress: bool) -> Any:
+               meter: Any, progress: bool, resume: bool) -> Any:
     from guardrail_server.metamorph.runner import run_metamorph
 
     stop = asyncio.Event()
@@ -233,7 +238,7 @@ async def _run(sut: Any, relations: list[Any], loaded: Any, out_dir: Path, setti
     loop.add_signal_handler(signal.SIGINT, interrupted)
     try:
         return await run_metamorph(sut, relations, loaded, out_dir, settings, stop=stop, progress=progress,
-                                   run_info=run_info, meter=meter)
+                                   run_info=run_info, meter=meter, resume=resume)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 
@@ -259,6 +264,8 @@ def _finish(outcome: Any, gates: list[Any], settings: Any) -> int:
           f"({outcome.tests_per_s:.2f} tests/s) after {outcome.elapsed_s - outcome.run_s:.1f} s of loading; "
           f"report: {html_path}", file=sys.stderr)
     if outcome.status == "interrupted":
+        print(f"guardrail metamorph: stopped; continue with the same command plus --resume --out {outcome.out_dir}",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
     if any(r.tripped for r in results):
         print("guardrail metamorph: gate(s) failed:\n  " + "\n  ".join(r.message for r in results if r.tripped),

@@ -28,7 +28,14 @@ from tqdm import tqdm
 
 from guardrail_server.evals.backends import run_bounded
 from guardrail_server.evals.datasets import EvalCase, LoadedDataset
-from guardrail_server.evals.results import ResultWriter, read_rows, write_malformed, write_manifest, write_parquet
+from guardrail_server.evals.results import (
+    ResultWriter,
+    done_keys,
+    read_rows,
+    write_malformed,
+    write_manifest,
+    write_parquet,
+)
 from guardrail_server.evals.runner import RunError, prepare_out_dir
 from guardrail_server.logs import get_logger
 from guardrail_server.metamorph.monotonicity import JUDGE_TARGETS, run_monotonicity
@@ -200,13 +207,19 @@ def _now() -> str:
 
 async def run_metamorph(sut: SystemUnderTest, relations: Sequence[Relation], loaded: LoadedDataset, out_dir: Path,
                         settings: RunSettings, *, stop: asyncio.Event | None = None, progress: bool = True,
-                        run_info: dict[str, Any] | None = None, meter: Any = None) -> MetamorphOutcome:
-    """Generates the pairs, runs them (and monotonicity) on `sut`, writes the run directory."""
+                        run_info: dict[str, Any] | None = None, meter: Any = None,
+                        resume: bool = False) -> MetamorphOutcome:
+    """Generates the pairs, runs them (and monotonicity) on `sut`, writes the run directory. With `resume`, the
+    pairs already in `out_dir` are not run again (generation is deterministic, so the same command regenerates the
+    same pairs; a run with another seed or other relations is refused)."""
     out_dir = Path(out_dir)
     if not loaded.cases:
         raise RunError(f"no seed cases ({len(loaded.malformed)} malformed row(s) skipped): a run over 0 pairs "
                        "would pass every gate")
-    prepare_out_dir(out_dir, resume=False)
+    previous = prepare_out_dir(out_dir, resume)
+    if resume:
+        _check_resumable(previous, settings, relations)
+    done = done_keys(out_dir) if resume else set()
     stop = stop or asyncio.Event()
     started = time.perf_counter()
     cached = CachedSut(sut)
@@ -230,8 +243,11 @@ async def run_metamorph(sut: SystemUnderTest, relations: Sequence[Relation], loa
         if not gen.pairs and not mono_seeds:
             raise RunError(f"no test pairs: none of the {len(relations)} relation(s) applies to the "
                            f"{len(loaded.cases)} seed case(s)")
+        todo = [x for x in gen.pairs if any((x[0].id, f"{x[0].relation}@{t}") not in done for t in x[0].targets)]
+        mono_todo = [m for m in mono_seeds if any((m[0].id, f"monotonicity@{t}") not in done for t in m[1])]
         manifest = {
-            **(run_info or {}), "kind": "metamorph", "status": "running", "started_at": _now(),
+            **previous, **(run_info or {}), "kind": "metamorph", "status": "running",
+            "started_at": previous.get("started_at", _now()), "resumed_at": _now() if resume else None,
             "backend": sut.name, "sut": sut.describe(), "targets": list(targets),
             "relations": {r.key: {"family": r.family_name, "expect": r.expect, "doc": r.summary,
                                   "class": f"{type(r).__module__}.{type(r).__qualname__}",
@@ -247,14 +263,15 @@ async def run_metamorph(sut: SystemUnderTest, relations: Sequence[Relation], loa
         write_manifest(out_dir, manifest)
         write_malformed(out_dir, loaded.malformed)
         run_started = time.perf_counter()
-        status, tests = await _execute(cached, gen, mono_seeds, sut.kind, out_dir, settings, stop, progress, meter)
+        status, tests = await _execute(cached, todo, mono_todo, sut.kind, out_dir, settings, stop, progress, meter)
         run_s = time.perf_counter() - run_started
     finally:
         await sut.close()
     rows = read_rows(out_dir)
     write_parquet(out_dir, rows)
     elapsed = time.perf_counter() - started
-    manifest.update(status=status, finished_at=_now(), rows=len(rows), tests=tests, sut_calls=cached.calls,
+    manifest.update(status=status, finished_at=_now(), rows=len(rows), sut_calls=cached.calls,
+                    tests=sum(r["outcome"] in ("pass", "fail") for r in rows), tests_this_run=tests,
                     run_s=round(run_s, 3), elapsed_s=round(elapsed, 3),
                     tests_per_s=round(tests / run_s, 3) if run_s > 0 else None,
                     cases_done=len({r["case_id"] for r in rows}))
@@ -264,13 +281,26 @@ async def run_metamorph(sut: SystemUnderTest, relations: Sequence[Relation], loa
     return MetamorphOutcome(status, out_dir, rows, len(gen.pairs), tests, cached.calls, run_s, elapsed, gen)
 
 
-async def _execute(cached: CachedSut, gen: Generated, mono: list[tuple[EvalCase, tuple[str, ...]]], kind: str,
+def _check_resumable(previous: dict[str, Any], settings: RunSettings, relations: Sequence[Relation]) -> None:
+    if previous.get("kind") != "metamorph":
+        raise RunError("--resume: the run directory does not hold a metamorph run")
+    was = previous.get("settings", {})
+    for key in ("seed", "relations", "monotonicity", "levels", "max_pairs"):
+        if was.get(key) != getattr(settings, key):
+            raise RunError(f"--resume: {key} was {was.get(key)!r} in that run, now {getattr(settings, key)!r}; "
+                           "resume with the same command")
+    if sorted(previous.get("relations", {})) != sorted(r.key for r in relations):
+        raise RunError("--resume: that run had other relations; resume with the same --relation flags")
+
+
+async def _execute(cached: CachedSut, pairs: list[tuple[Pair, EvalCase, Relation]],
+                   mono: list[tuple[EvalCase, tuple[str, ...]]], kind: str,
                    out_dir: Path, settings: RunSettings, stop: asyncio.Event, progress: bool,
                    meter: Any) -> tuple[str, int]:
     writer = ResultWriter(out_dir)
     pairs_fh = (out_dir / PAIRS).open("a", encoding="utf-8")
     mono_fh = (out_dir / MONOTONICITY).open("a", encoding="utf-8")
-    total = len(gen.pairs) + len(mono)
+    total = len(pairs) + len(mono)
     bar = tqdm(total=total, unit="test", desc="metamorph", disable=not progress, file=sys.stderr,
                dynamic_ncols=True, smoothing=0.1, mininterval=0.2 if sys.stderr.isatty() else 10.0)
     tests = 0
@@ -299,7 +329,7 @@ async def _execute(cached: CachedSut, gen: Generated, mono: list[tuple[EvalCase,
                                          "levels": list(r.levels), "error": r.error} for r in results}}
         return rows, record, MONOTONICITY
 
-    work = [("pair", p) for p in gen.pairs] + [("mono", m) for m in mono]
+    work = [("pair", p) for p in pairs] + [("mono", m) for m in mono]
 
     async def consume() -> None:
         nonlocal tests
