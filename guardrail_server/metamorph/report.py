@@ -136,11 +136,11 @@ def _pct(v: float | None) -> str:
 
 def render_metamorph_markdown(view: dict[str, Any], manifest: dict[str, Any],
                               gate_lines: Sequence[str] = ()) -> str:
+    tests = manifest.get("tests_this_run", manifest.get("tests", "?"))
     lines = [f"## Guardrail metamorph — {manifest.get('status', '?')}", "",
              f"System under test: `{manifest.get('backend', '?')}` · {view.get('seeds_used')} of "
              f"{view.get('cases_total')} seed cases · {view.get('pairs')} pairs · {view.get('sut_calls')} system "
-             f"calls · {manifest.get('tests_this_run', manifest.get('tests', '?'))} tests in {manifest.get('run_s', '?')} s "
-             f"({view.get('tests_per_s') or '–'} tests/s)", "",
+             f"calls · {tests} tests in {manifest.get('run_s', '?')} s ({view.get('tests_per_s') or '–'} tests/s)", "",
              "| relation | target | expect | tests | failures | failure rate [95% CI] | inconclusive | errors |",
              "|---|---|---|---:|---:|---|---:|---:|"]
     for e in view["entries"]:
