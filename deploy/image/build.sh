@@ -8,7 +8,8 @@
 # The dependency wheels are cached by the hash of the pinned dependency list (GUARDRAIL_DEPLOY_CACHE, default
 # ~/.cache/guardrail-deploy), so a rebuild after a code change only rebuilds our own wheel and the last layers.
 # Env: PYTHON (host interpreter with pip), ENGINE, ENGINE_FLAGS (e.g. "--runtime runc --cgroup-manager=cgroupfs"),
-# BUILD_FLAGS (extra build flags), TAG, BASE_IMAGE (empty = the Dockerfile's python:3.11-slim-bookworm).
+# BUILD_FLAGS (extra build flags), TAG, BASE_IMAGE (empty = the Dockerfile's python:3.11-slim-bookworm),
+# BUILD_STAGE_TAG (also tag the build stage, so pruning dangling images keeps the dependency layer cached).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
@@ -65,4 +66,8 @@ ARGS=(--build-arg "VERSION=$VERSION")
 case "$ENGINE" in *podman*) ARGS+=(--format docker) ;; esac  # OCI format drops HEALTHCHECK and STOPSIGNAL
 # shellcheck disable=SC2086
 $ENGINE $ENGINE_FLAGS build $BUILD_FLAGS "${ARGS[@]}" -t "$TAG" "$CTX"
+if [ -n "${BUILD_STAGE_TAG:-}" ]; then  # keep the build stage (the dependency layer) tagged, i.e. cached across prunes
+  # shellcheck disable=SC2086
+  $ENGINE $ENGINE_FLAGS build $BUILD_FLAGS "${ARGS[@]}" --target build -t "$BUILD_STAGE_TAG" "$CTX" >/dev/null
+fi
 echo "built $TAG"
