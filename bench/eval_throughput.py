@@ -82,8 +82,8 @@ def run_server(config: Config, loaded: LoadedDataset, out: Path, concurrency: in
 
     port = free_port()
     tree = config.model_dump(mode="json")
-    tree["server"].update(port=port, metrics_port=None, max_concurrent_checks=max(64, concurrency),
-                          default_deadline_s=600)
+    tree["server"].update(port=port, metrics_port=None, default_deadline_s=600)
+    tree["admission"].update(max_queue=max(64, concurrency), max_queue_wait_s=60)
     cfg = tmp / "server.json"
     cfg.write_text(json.dumps(tree))
     started = time.perf_counter()

@@ -106,7 +106,8 @@ def run_variant(name: str, review: dict, n: int, tmp: Path) -> list[tuple]:
     cfg = tmp / f"{name.replace(' ', '_')}.yaml"
     review = {**review, "url": f"sqlite:///{tmp / 'review.db'}", "spool_dir": str(tmp / "spool")}
     cfg.write_text(json.dumps({
-        "server": {"port": port, "metrics_port": None, "max_concurrent_checks": 256},
+        "server": {"port": port, "metrics_port": None},
+        "workers": {"count": 2}, "admission": {"max_queue": 256, "max_queue_wait_s": 30},
         "logging": {"level": "info"},
         "review": review,
         "invariants": {"reference_integrity": {}, "entailment": {"enabled": False}, "pii_boundary": {"enabled": False},

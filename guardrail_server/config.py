@@ -35,7 +35,6 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(50051, ge=0, le=65535, description="0 picks a free port")
     metrics_port: int | None = Field(9464, ge=0, le=65535, description="null disables the endpoint; 0 picks a free port")
-    max_concurrent_checks: int = Field(64, ge=1, description="checks in flight; excess calls get RESOURCE_EXHAUSTED")
     grace_period_s: float = Field(10.0, ge=0, description="time SIGTERM leaves in-flight calls to finish")
     default_deadline_s: float = Field(10.0, gt=0, description="used when the caller sets no gRPC deadline")
     max_message_bytes: int = Field(
@@ -50,6 +49,32 @@ class ServerConfig(_Strict):
     health_host: str | None = Field(None, description="bind address of health_port; null = `host`")
     tls: TLSConfig | None = Field(None, description="serve gRPC over TLS (mTLS with client_ca_file); null = plaintext")
     auth: AuthConfig = Field(default_factory=AuthConfig, description="bearer tokens / per-app API keys; empty = off")
+
+
+class WorkersConfig(_Strict):
+    """Where invariants run (see `guardrail_server.workers`): `count` checks run at once, one per worker."""
+
+    mode: Literal["process", "inline"] = Field(
+        "process", description="process: check workers a deadline can kill (the server's loop never blocks); "
+        "inline: threads in the server process (tests, notebooks)")
+    count: int = Field(2, ge=1, le=64, description="checks running at once (process mode: worker processes, each "
+                       "holding every model: ~350 MB each); size it to the cores")
+    intra_op_threads: int = Field(1, ge=0, description="onnxruntime threads per worker process (0 = all cores)")
+    kill_grace_s: float = Field(0.25, ge=0, le=10, description="a worker that overruns a check's timeout by this "
+                                "much is killed and replaced")
+    restart_delay_s: float = Field(0.5, gt=0, le=60, description="first back-off when a replacement fails to start")
+
+
+class AdmissionConfig(_Strict):
+    """Load shedding (see `guardrail_server.admission`): a call waits at most `max_queue_wait_s` for a free check
+    worker, else RESOURCE_EXHAUSTED — before its invariants could time out and fail open."""
+
+    max_queue: int = Field(8, ge=0, description="calls waiting for a worker (unary + stream); more are shed at once")
+    max_queue_wait_s: float = Field(1.0, ge=0, le=60, description="longest wait for a worker")
+    min_run_s: float = Field(0.5, ge=0, le=60, description="a call whose deadline leaves less than this for its "
+                             "checks after waiting is shed instead of run")
+    stream_share: float = Field(0.5, gt=0, le=1, description="share of workers and of the queue CheckStream calls "
+                                "may hold, so streams cannot starve unary callers")
 
 
 class LimitsConfig(_Strict):
@@ -115,6 +140,19 @@ class ReviewConfig(_Strict):
                              "(`guardrail review key generate --out FILE`)")
         return self
 
+    @field_validator("url")
+    @classmethod
+    def _supported_store(cls, value: str) -> str:
+        """Refused here, not at the first write: an unsupported database would otherwise spool every sample forever
+        while the server looks healthy. The message names the scheme only, never the rest (it may hold a password)."""
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in SUPPORTED_STORE_SCHEMES:
+            shown = repr(scheme) if scheme else "none"
+            raise ValueError(f"unsupported review store scheme {shown}; use sqlite:///PATH or postgresql://USER@HOST/DB")
+        return value
+
+
+SUPPORTED_STORE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"})
 
 _APP_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
 
@@ -140,19 +178,6 @@ class MetricsConfig(_Strict):
         return value
 
 
-    @field_validator("url")
-    @classmethod
-    def _supported_store(cls, value: str) -> str:
-        """Refused here, not at the first write: an unsupported database would otherwise spool every sample forever
-        while the server looks healthy. The message names the scheme only, never the rest (it may hold a password)."""
-        scheme = value.partition("://")[0].lower() if "://" in value else ""
-        if scheme not in SUPPORTED_STORE_SCHEMES:
-            shown = repr(scheme) if scheme else "none"
-            raise ValueError(f"unsupported review store scheme {shown}; use sqlite:///PATH or postgresql://USER@HOST/DB")
-        return value
-
-
-SUPPORTED_STORE_SCHEMES = frozenset({"sqlite", "sqlite+pysqlite", "postgresql", "postgres", "postgresql+psycopg"})
 # What runs when the config names no invariants (`make run`): all four, flagging rather than blocking, since the
 # judges' agreement with people is still being calibrated (see README, "Where the judges stand").
 DEFAULT_INVARIANTS: dict[str, dict[str, Any]] = {
@@ -168,6 +193,8 @@ class Config(_Strict):
     limits: LimitsConfig = LimitsConfig()
     logging: LoggingConfig = LoggingConfig()
     models: ModelsConfig = ModelsConfig()
+    workers: WorkersConfig = WorkersConfig()
+    admission: AdmissionConfig = AdmissionConfig()
     review: ReviewConfig = ReviewConfig()
     metrics: MetricsConfig = MetricsConfig()
     invariants: dict[str, InvariantPolicy] = Field(
@@ -191,6 +218,9 @@ class Config(_Strict):
                 options_model(name).model_validate(policy.options)
             except ValidationError as exc:
                 raise ValueError(_format_errors(exc, prefix=f"invariants.{name}.options")) from None
+            bad = _non_finite(policy.options, f"invariants.{name}.options")
+            if bad:
+                raise ValueError(f"{bad}: must be a finite number (got .inf or .nan)")
         return self
 
     def enabled_invariants(self) -> dict[str, InvariantPolicy]:
@@ -214,14 +244,30 @@ def _format_errors(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(lines)
 
 
+def _non_finite(value: Any, key: str) -> str | None:
+    """The dotted key of the first `.inf`/`.nan` inside an invariant's options (their models are not ours to tighten)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return key
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            found = _non_finite(v, f"{key}.{k}")
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            found = _non_finite(v, f"{key}.{i}")
+            if found:
+                return found
+    return None
+
+
 def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Merges `value` at `dotted` by the one rule of `_deep_merge`: a mapping merges into the mapping already there,
+    anything else replaces it."""
     parts = [p for p in dotted.split(".") if p]
     if not parts:
         raise ConfigError(f"empty config key in override {dotted!r}")
     node = tree
-            bad = _non_finite(policy.options, f"invariants.{name}.options")
-            if bad:
-                raise ValueError(f"{bad}: must be a finite number (got .inf or .nan)")
     for part in parts[:-1]:
         child = node.get(part)
         if not isinstance(child, dict):
@@ -244,26 +290,7 @@ def env_overrides(environ: Mapping[str, str]) -> list[tuple[str, Any]]:
     for key, raw in sorted(environ.items()):
         if not key.startswith(ENV_PREFIX) or "__" not in key:
             continue
-def _non_finite(value: Any, key: str) -> str | None:
-    """The dotted key of the first `.inf`/`.nan` inside an invariant's options (their models are not ours to tighten)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return key
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            found = _non_finite(v, f"{key}.{k}")
-            if found:
-                return found
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            found = _non_finite(v, f"{key}.{i}")
-            if found:
-                return found
-    return None
-
-
         dotted = ".".join(part.lower() for part in key[len(ENV_PREFIX):].split("__"))
-    """Merges `value` at `dotted` by the one rule of `_deep_merge`: a mapping merges into the mapping already there,
-    anything else replaces it."""
         out.append((dotted, _parse_scalar(raw)))
     return out
 
@@ -284,6 +311,13 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a directory, not a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                          f"{exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or type(exc).__name__}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
@@ -292,12 +326,20 @@ def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """THE merge rule, for every layer (defaults < files < environment < flags): mappings merge key by key at every
+    depth; any other value (scalar, list, null) replaces what was there. So a layer that names one invariant changes
+    that invariant only; turning one off takes `enabled: false`."""
     for key, value in over.items():
         if isinstance(value, Mapping) and isinstance(base.get(key), dict):
             _deep_merge(base[key], value)
         else:
             base[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else copy.deepcopy(value)
     return base
+
+
+def default_tree() -> dict[str, Any]:
+    """The bottom layer: what `make run` runs (every invariant with its own timeout). Pydantic supplies the rest."""
+    return {"invariants": copy.deepcopy(DEFAULT_INVARIANTS)}
 
 
 def load_config(
@@ -312,25 +354,10 @@ def load_config(
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path or [])
     tree = default_tree()
     for p in paths:
-    except IsADirectoryError:
-        raise ConfigError(f"config file {p} is a directory, not a YAML file") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {p} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                          f"{exc.start})") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {p} cannot be read: {exc.strerror or type(exc).__name__}") from None
         _deep_merge(tree, _read_yaml(p))
     for dotted, value in [*env_overrides(os.environ if environ is None else environ), *overrides]:
         _set_path(tree, dotted, value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:
-    """THE merge rule, for every layer (defaults < files < environment < flags): mappings merge key by key at every
-    depth; any other value (scalar, list, null) replaces what was there. So a layer that names one invariant changes
-    that invariant only; turning one off takes `enabled: false`."""
         raise ConfigError(_format_errors(exc)) from None
-def default_tree() -> dict[str, Any]:
-    """The bottom layer: what `make run` runs (every invariant with its own timeout). Pydantic supplies the rest."""
-    return {"invariants": copy.deepcopy(DEFAULT_INVARIANTS)}
-
-

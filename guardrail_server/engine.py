@@ -15,13 +15,14 @@ from guardrail_server.config import Config
 from guardrail_server.logs import get_logger
 from guardrail_server.policy import Decision, decide
 from guardrail_server.validation import validate_case
-from invariants.base import Invariant
-from invariants.registry import REGISTRY, build_invariant
-from invariants.runner import ScheduledInvariant, run_checks
-from invariants.types import Case, Verdict
+from guardrail_server.admission import Admission, Kind, Shed
+from guardrail_server.workers import CheckRunner, InlineRunner, InvariantInfo, ProcessRunner
+from invariants.registry import REGISTRY
+from invariants.types import Case, Outcome, Verdict
 from models.zoo import ModelZoo, ZooSettings
 
 log = get_logger("guardrail.engine")
+FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")
 
 
 class Sampler(Protocol):
@@ -52,58 +53,78 @@ def zoo_settings(config: Config) -> ZooSettings:
 
 
 class CheckEngine:
-    """Holds the configured invariants (loaded once) and runs them on cases."""
+    """Runs the configured invariants on cases — in check workers (`workers.mode: process`) or in this process —
+    behind admission control, and turns verdicts into a decision, metrics, a log line and a review sample."""
 
     def __init__(self, config: Config, *, zoo: ModelZoo | None = None, sampler: Sampler | None = None) -> None:
         self.config = config
-        self.zoo = zoo or ModelZoo(zoo_settings(config))
         self.sampler = sampler
-        self.invariants: dict[str, Invariant] = {}
+        a = config.admission
+        self.admission = Admission(config.workers.count, max_queue=a.max_queue, max_wait_s=a.max_queue_wait_s,
+                                   stream_share=a.stream_share)
+        self.runner: CheckRunner = (
+            ProcessRunner(config, self.admission) if config.workers.mode == "process"
+            else InlineRunner(config, zoo or ModelZoo(zoo_settings(config))))
+        self.invariants: dict[str, InvariantInfo] = {}
+        self._described: list[dict[str, Any]] | None = None
         self.ready = False
 
     async def load(self) -> None:
-        """Builds and loads every enabled invariant; returns only when all are warm."""
-        for name, policy in self.config.enabled_invariants().items():
-            self.invariants[name] = build_invariant(name, self.config.threshold(name), self.config.options(name), self.zoo)
-        await asyncio.gather(*(inv.load() for inv in self.invariants.values()))
+        """Loads every enabled invariant (in every worker); returns only when all are warm."""
+        await self.runner.start()
+        self.invariants = dict(self.runner.infos)
+        await asyncio.to_thread(self.describe)
         self.ready = True
-        log.info("invariants_loaded", invariants=sorted(self.invariants))
+        log.info("invariants_loaded", invariants=sorted(self.invariants), mode=self.config.workers.mode,
+                 workers=self.config.workers.count)
 
-    async def close(self) -> None:
-        await self.zoo.close()
+    async def close(self, timeout_s: float = 5.0) -> None:
+        self.admission.close()
+        await self.runner.close(timeout_s)
 
     def validate(self, case: Case, requested: Sequence[str]) -> None:
         validate_case(case, requested, self.invariants.keys(), REGISTRY.keys(), self.config.limits)
 
     def describe(self) -> list[dict[str, Any]]:
-        out = []
-        for name, policy in self.config.invariants.items():
-            inv = self.invariants.get(name)
-            out.append(
+        """Every configured invariant and its policy. Built once at load: a disabled invariant's default threshold
+        means importing its module (spaCy for pii_boundary: seconds), which must never happen on a call."""
+        if self._described is None:
+            self._described = [
                 {
                     "name": name,
                     "enabled": policy.enabled,
-                    "threshold": self.config.threshold(name),
+                    "threshold": info.threshold if (info := self.invariants.get(name)) else self.config.threshold(name),
                     "on_fail": policy.on_fail,
                     "on_error": policy.on_error,
                     "timeout_s": policy.timeout_s,
-                    "judge": getattr(inv, "judge", "") if inv else "",
+                    "judge": info.judge if info else "",
                 }
-            )
-        return out
+                for name, policy in self.config.invariants.items()
+            ]
+        return self._described
 
     async def check(
-        self, case: Case, requested: Sequence[str] = (), *, deadline_s: float | None = None, sample: bool = True
+        self, case: Case, requested: Sequence[str] = (), *, deadline_s: float | None = None, sample: bool = True,
+        kind: Kind = "offline",
     ) -> CheckResult:
-        """Validates, runs the requested (or all enabled) invariants, decides, records metrics, logs, samples."""
+        """Validates, waits for a check slot (or raises `Shed`), runs the requested (or all enabled) invariants,
+        decides, records metrics, logs, samples. `kind` is the admission class: "unary"/"stream" calls wait a
+        bounded time, "offline" callers (evals, the CLI) wait as long as it takes."""
         self.validate(case, requested)
         started = time.perf_counter()
         if not case.request_id:
             case = replace(case, request_id=uuid.uuid4().hex)
         names = list(dict.fromkeys(requested)) or list(self.invariants)
         policies = self.config.invariants
-        scheduled = [ScheduledInvariant(self.invariants[n], policies[n].timeout_s) for n in names]
-        verdicts = await run_checks(scheduled, case, deadline_s)
+        budget = None if deadline_s is None else deadline_s - self.config.admission.min_run_s
+        try:
+            async with self.admission.slot(kind, budget) as waited:
+                remaining = None if deadline_s is None else max(0.0, deadline_s - waited)
+                verdicts = await self.runner.run(case, names, {n: policies[n].timeout_s for n in names}, remaining)
+        except Shed as shed:
+            metrics.SHED.labels(kind, shed.reason).inc()
+            log.warning("shed", request_id=case.request_id, kind=kind, reason=shed.reason)
+            raise
         decision = decide(verdicts, policies)
         disagreements = [v.invariant for v in verdicts if v.details.get("judges_disagree")]
         sample_id = None
@@ -123,9 +144,14 @@ class CheckEngine:
         sample_id: str | None,
     ) -> None:
         app = metrics.app_label(case.app, self.config.metrics.apps)
+        policies = self.config.invariants
         for v in verdicts:
             metrics.CHECKS.labels(v.invariant, v.outcome.value, app).inc()
             metrics.CHECK_DURATION.labels(v.invariant).observe(v.latency_s)
+            if v.outcome is Outcome.ERROR and policies[v.invariant].on_error == "fail_open":
+                reason = next((f.kind for f in v.findings if f.kind in FAIL_OPEN_REASONS), "exception")
+                metrics.FAIL_OPEN.labels(v.invariant, reason).inc()
+                log.warning("fail_open", request_id=case.request_id, invariant=v.invariant, reason=reason)
         for name in disagreements:
             metrics.JUDGE_DISAGREEMENTS.labels(name).inc()
         metrics.DECISIONS.labels(decision.value, app).inc()

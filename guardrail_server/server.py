@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -12,14 +13,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from guardrail.v1 import guardrail_pb2 as pb
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server.auth import AuthInterceptor
 from guardrail_server.config import Config, ServerConfig
 from guardrail_server.engine import CheckEngine
 from guardrail_server.logs import get_logger
 from guardrail_server.review.calibration import set_agreement_gauge
 from guardrail_server.review.sampler import ReviewSampler
-from guardrail_server.servicer import GuardrailServicer
+from guardrail_server.servicer import GuardrailServicer, add_to_server
 from guardrail_server.tls import server_credentials
 
 log = get_logger("guardrail.server")
@@ -78,7 +78,7 @@ class GuardrailServer:
         ]
         interceptors = [AuthInterceptor(s.auth)] if s.auth.enabled else []
         server = grpc.aio.server(options=opts, interceptors=interceptors)
-        pb_grpc.add_GuardrailServiceServicer_to_server(GuardrailServicer(self.engine), server)
+        add_to_server(GuardrailServicer(self.engine), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if s.reflection:
             reflection.enable_server_reflection(
@@ -133,15 +133,19 @@ class GuardrailServer:
         if self._server is None:
             return
         grace = self.config.server.grace_period_s if grace is None else grace
+        deadline = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
+        self.engine.admission.close()  # queued calls are shed now: they could not finish inside the grace anyway
         log.info("draining", grace_s=grace)
-        await self._server.stop(grace)
+        # in-flight calls get the grace less a reserve for stopping the workers and flushing, so the whole stop
+        # (and the process exit Kubernetes waits for) fits in the grace period
+        await self._server.stop(max(0.0, grace - min(2.0, grace * 0.2)))
         if self._health_server is not None:
             await self._health_server.stop(0)
             self._health_server = None
         if self.sampler is not None:
             await self.sampler.stop()
-        await self.engine.close()
+        await self.engine.close(max(0.1, deadline - time.monotonic()))
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()  # type: ignore[attr-defined]
             self._metrics_httpd.server_close()  # type: ignore[attr-defined]

@@ -1,15 +1,27 @@
-"""The gRPC servicer: maps proto <-> domain and status codes; all logic lives in CheckEngine."""
+"""The gRPC servicer: maps proto <-> domain and status codes; all logic lives in CheckEngine.
+
+Admission is the engine's: a unary call that cannot get a check worker in time is refused with RESOURCE_EXHAUSTED;
+a CheckStream request that cannot is answered with `error_code` RESOURCE_EXHAUSTED and the stream goes on. A stream
+keeps at most `workers.count + admission.max_queue` requests in flight and stops reading while that many replies are
+unsent, so a client that never reads cannot make the server buffer without bound. Bytes that are not a valid
+CheckRequest (e.g. invalid UTF-8 in a string field) are INVALID_ARGUMENT with one log line, never UNKNOWN with a
+traceback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server import metrics
+from guardrail_server.admission import Shed
 from guardrail_server.convert import case_from_request, result_to_pb
 from guardrail_server.engine import CheckEngine
 from guardrail_server.logs import get_logger
@@ -20,71 +32,92 @@ log = get_logger("guardrail.servicer")
 _CODES = {"INVALID_ARGUMENT": grpc.StatusCode.INVALID_ARGUMENT, "RESOURCE_EXHAUSTED": grpc.StatusCode.RESOURCE_EXHAUSTED}
 
 
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """What the deserializer hands the handler for bytes that are not a CheckRequest."""
+
+    reason: str
+
+
+def decode_check_request(data: bytes) -> pb.CheckRequest | Undecodable:
+    try:
+        return pb.CheckRequest.FromString(data)
+    except (DecodeError, ValueError, UnicodeDecodeError) as exc:
+        return Undecodable(type(exc).__name__)
+
+
 class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
     def __init__(self, engine: CheckEngine) -> None:
         self.engine = engine
-        self._slots = asyncio.Semaphore(engine.config.server.max_concurrent_checks)
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds the checks may take: the caller's deadline less a margin so the reply still gets back in time."""
         remaining = context.time_remaining()
         if remaining is None:
             return self.engine.config.server.default_deadline_s
-        return max(0.0, remaining - min(0.05, remaining * 0.1))
+        return max(0.0, remaining - min(0.25, remaining * 0.1))
 
-    async def _check(self, request: pb.CheckRequest, deadline_s: float) -> pb.CheckResponse:
+    async def _check(self, request: pb.CheckRequest, deadline_s: float, kind: str) -> pb.CheckResponse:
         metrics.IN_FLIGHT.inc()
         try:
-            result = await self.engine.check(case_from_request(request), list(request.invariants), deadline_s=deadline_s)
+            result = await self.engine.check(case_from_request(request), list(request.invariants),
+                                             deadline_s=deadline_s, kind=kind)  # type: ignore[arg-type]
         finally:
             metrics.IN_FLIGHT.dec()
         return result_to_pb(result)
 
-    async def Check(self, request: pb.CheckRequest, context: grpc.aio.ServicerContext) -> pb.CheckResponse:
-        if self._slots.locked():
+    async def Check(self, request: pb.CheckRequest | Undecodable, context: grpc.aio.ServicerContext
+                    ) -> pb.CheckResponse:
+        if isinstance(request, Undecodable):
+            metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
+            log.info("undecodable_request", reason=request.reason)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request: not a valid guardrail.v1.CheckRequest ({request.reason}; strings must be "
+                                "UTF-8)")
+        try:
+            return await self._check(request, self._deadline(context), "unary")
+        except InputError as err:
+            metrics.REJECTED.labels(err.code).inc()
+            await context.abort(_CODES[err.code], str(err))
+        except Shed as shed:
             metrics.REJECTED.labels("RESOURCE_EXHAUSTED").inc()
-            await context.abort(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"server at its limit of {self.engine.config.server.max_concurrent_checks} concurrent checks; retry",
-            )
-        async with self._slots:
-            try:
-                return await self._check(request, self._deadline(context))
-            except InputError as err:
-                metrics.REJECTED.labels(err.code).inc()
-                await context.abort(_CODES[err.code], str(err))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(shed))
         raise AssertionError("unreachable")
 
     async def CheckStream(
-        self, request_iterator: AsyncIterator[pb.CheckRequest], context: grpc.aio.ServicerContext
+        self, request_iterator: AsyncIterator[pb.CheckRequest | Undecodable], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.CheckResponse]:
-        """Requests are checked concurrently (bounded by the server's slots: the stream waits, it is not refused);
-        replies are sent as they complete, matched by request_id. Bad input becomes a per-reply error_code."""
+        """Requests are checked concurrently, up to the stream's window; replies are sent as they complete,
+        matched by request_id. Bad input and shed requests become per-reply error codes."""
+        window = self.engine.config.workers.count + self.engine.config.admission.max_queue
+        slots = asyncio.Semaphore(window)  # requests in flight or replied-but-unsent
         replies: asyncio.Queue[pb.CheckResponse | None] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
 
-        async def one(request: pb.CheckRequest) -> None:
+        async def one(request: pb.CheckRequest | Undecodable) -> None:
+            if isinstance(request, Undecodable):
+                metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
+                await replies.put(_error_reply("", grpc.StatusCode.INVALID_ARGUMENT,
+                                               f"request: not a valid guardrail.v1.CheckRequest ({request.reason})"))
+                return
             try:
-                reply = await self._check(request, self._deadline(context))
+                reply = await self._check(request, self._deadline(context), "stream")
             except InputError as err:
                 metrics.REJECTED.labels(err.code).inc()
-                reply = pb.CheckResponse(
-                    request_id=request.request_id, error_code=_CODES[err.code].value[0], error_message=str(err)
-                )
+                reply = _error_reply(request.request_id, _CODES[err.code], str(err))
+            except Shed as shed:
+                metrics.REJECTED.labels("RESOURCE_EXHAUSTED").inc()
+                reply = _error_reply(request.request_id, grpc.StatusCode.RESOURCE_EXHAUSTED, str(shed))
             await replies.put(reply)
-
-        def done(task: asyncio.Task[None]) -> None:
-            tasks.discard(task)
-            self._slots.release()
 
         async def pump() -> None:
             try:
                 async for request in request_iterator:
-                    await self._slots.acquire()
+                    await slots.acquire()  # released when its reply has been written to the transport
                     task = asyncio.create_task(one(request))
                     tasks.add(task)
-                    task.add_done_callback(done)
-                if tasks:
+                    task.add_done_callback(tasks.discard)
+                while tasks:
                     await asyncio.gather(*list(tasks), return_exceptions=True)
             finally:
                 await replies.put(None)
@@ -93,6 +126,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         try:
             while (reply := await replies.get()) is not None:
                 yield reply
+                slots.release()
         finally:
             pump_task.cancel()
             for task in list(tasks):
@@ -115,3 +149,26 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                 for d in self.engine.describe()
             ]
         )
+
+
+def _error_reply(request_id: str, code: grpc.StatusCode, message: str) -> pb.CheckResponse:
+    return pb.CheckResponse(request_id=request_id, error_code=code.value[0], error_message=message)
+
+
+def add_to_server(servicer: GuardrailServicer, server: Any) -> None:
+    """The generated registration, with a deserializer that turns undecodable bytes into `Undecodable` instead of an
+    exception (which grpc would report as UNKNOWN, logging a traceback per request)."""
+    handlers = {
+        "Check": grpc.unary_unary_rpc_method_handler(
+            servicer.Check, request_deserializer=decode_check_request,
+            response_serializer=pb.CheckResponse.SerializeToString),
+        "CheckStream": grpc.stream_stream_rpc_method_handler(
+            servicer.CheckStream, request_deserializer=decode_check_request,
+            response_serializer=pb.CheckResponse.SerializeToString),
+        "ListInvariants": grpc.unary_unary_rpc_method_handler(
+            servicer.ListInvariants, request_deserializer=pb.ListInvariantsRequest.FromString,
+            response_serializer=pb.ListInvariantsResponse.SerializeToString),
+    }
+    name = pb.DESCRIPTOR.services_by_name["GuardrailService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)

@@ -42,6 +42,11 @@ def make_config(
         ("server.metrics_port", None),
         ("server.host", "127.0.0.1"),
         ("review.enabled", False),
+        # invariants in this process (fast to start) with room for the tests' concurrency; the check workers and
+        # admission control have their own tests (test_workers.py, test_admission.py)
+        ("workers.mode", "inline"),
+        ("workers.count", 8),
+        ("admission.max_queue", 64),
     ]
     pairs += list((overrides or {}).items())
     if invariants is not None:
@@ -51,11 +56,6 @@ def make_config(
     return load_config(None, environ={}, overrides=pairs)
 
 
-@asynccontextmanager
-async def running_server(config: Config, **kwargs: Any) -> AsyncIterator[tuple[GuardrailServer, str]]:
-    """A real gRPC server on an ephemeral port, warm and SERVING; stopped afterwards."""
-    server = GuardrailServer(config, **kwargs)
-    ports = await server.start()
 def only(flow: str) -> str:
     """A `--set` value that runs just the invariants of a YAML flow mapping, e.g. `only("{test_keyword: {}}")`: the
     defaults it does not name are switched off (a mapping refines the defaults under the one merge rule)."""
@@ -64,6 +64,11 @@ def only(flow: str) -> str:
     return "invariants={" + off + (", " if off else "") + flow.strip()[1:-1] + "}"
 
 
+@asynccontextmanager
+async def running_server(config: Config, **kwargs: Any) -> AsyncIterator[tuple[GuardrailServer, str]]:
+    """A real gRPC server on an ephemeral port, warm and SERVING; stopped afterwards."""
+    server = GuardrailServer(config, **kwargs)
+    ports = await server.start()
     await server.warm()
     try:
         yield server, f"127.0.0.1:{ports.grpc}"

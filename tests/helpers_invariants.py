@@ -5,6 +5,8 @@ They are registered by the tests themselves and never ship in the package regist
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import time
 from typing import Any, ClassVar
 
@@ -15,6 +17,8 @@ TEST_INVARIANTS = {
     "test_sleepy": "tests.helpers_invariants:SleepyInvariant",
     "test_broken": "tests.helpers_invariants:BrokenInvariant",
     "test_keyword": "tests.helpers_invariants:KeywordInvariant",
+    "test_gil_hog": "tests.helpers_invariants:GilHogInvariant",
+    "test_crash": "tests.helpers_invariants:CrashInvariant",
 }
 
 
@@ -70,3 +74,36 @@ class KeywordInvariant(_Base):
             findings.append(Finding(kind="keyword", message="keyword present", start=start, end=end))
             start = case.response.find(self.options.word, end)
         return verdict_from_score(self.name, 0.0 if findings else 1.0, self.threshold, findings, started=started)
+
+
+class GilHogInvariant(_Base):
+    """Holds the GIL in one C call for as long as `metadata["hog"]` says (a catastrophically backtracking regex): the
+    shape of spaCy's tokenizer on 31 KB of backticks. In a thread it freezes the event loop; only a process can stop
+    it."""
+
+    name = "test_gil_hog"
+
+    class Options(InvariantOptions):
+        pass
+
+    async def check(self, case: Case) -> Verdict:
+        started = time.perf_counter()
+        n = int(case.metadata.get("hog", "0"))
+        if n:
+            re.match(r"(a+)+$", "a" * n + "b")  # ~2**n steps, one uninterruptible call
+        return verdict_from_score(self.name, 1.0, self.threshold, started=started)
+
+
+class CrashInvariant(_Base):
+    """Kills the process it runs in when `metadata["crash"]` is set (a segfaulting native library)."""
+
+    name = "test_crash"
+
+    class Options(InvariantOptions):
+        pass
+
+    async def check(self, case: Case) -> Verdict:
+        started = time.perf_counter()
+        if case.metadata.get("crash"):
+            os._exit(3)
+        return verdict_from_score(self.name, 1.0, self.threshold, started=started)

@@ -17,11 +17,11 @@ def test_defaults_validate_and_enable_every_invariant() -> None:
 
 def test_file_then_env_then_flags(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
-    f.write_text("server:\n  port: 7000\n  max_concurrent_checks: 5\n")
+    f.write_text("server:\n  port: 7000\nworkers:\n  count: 5\n")
     env = {"GUARDRAIL_SERVER__PORT": "7001", "GUARDRAIL_SERVER__GRACE_PERIOD_S": "3.5", "OTHER": "x"}
     cfg = load_config(f, environ=env, overrides=[("server.grace_period_s", 1)])
     assert cfg.server.port == 7001
-    assert cfg.server.max_concurrent_checks == 5
+    assert cfg.workers.count == 5
     assert cfg.server.grace_period_s == 1
 
 
@@ -45,8 +45,8 @@ def test_bad_config_names_the_key(tmp_path: Path, yaml_text: str, key: str) -> N
 
 
 def test_env_override_error_names_the_key() -> None:
-    with pytest.raises(ConfigError, match="server.max_concurrent_checks"):
-        load_config(None, environ={"GUARDRAIL_SERVER__MAX_CONCURRENT_CHECKS": "0"})
+    with pytest.raises(ConfigError, match="workers.count"):
+        load_config(None, environ={"GUARDRAIL_WORKERS__COUNT": "0"})
 
 
 def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:

@@ -168,20 +168,22 @@ async def test_invariant_timeout_is_error_and_deadline_honoured() -> None:
     assert reply.decision == pb.BLOCK
 
 
-async def test_excess_concurrency_is_resource_exhausted() -> None:
-    cfg = make_config({"test_sleepy": {"options": {"seconds": 0.5}}}, {"server.max_concurrent_checks": 2})
+async def test_excess_concurrency_is_shed_with_resource_exhausted() -> None:
+    """2 workers, 1 waiting place: 2 run, 1 waits its turn, 3 are refused at once (nothing times out)."""
+    cfg = make_config({"test_sleepy": {"options": {"seconds": 0.5}}},
+                      {"workers.count": 2, "admission.max_queue": 1, "admission.max_queue_wait_s": 2.0})
     async with running_server(cfg) as (_, target):
         async with AsyncGuardrailClient(target) as client:
             results = await asyncio.gather(*(client.check("x") for _ in range(6)), return_exceptions=True)
     refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     served = [r for r in results if isinstance(r, CheckResult)]
-    assert len(served) == 2
-    assert len(refused) == 4
+    assert len(served) == 3 and all(r.results[0].outcome == pb.PASS for r in served)
+    assert len(refused) == 3
     assert all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused)
 
 
 async def test_stream_replies_matched_by_request_id_with_per_request_errors() -> None:
-    cfg = make_config(KEYWORD, {"server.max_concurrent_checks": 4})
+    cfg = make_config(KEYWORD, {"workers.count": 4})
     texts = {f"id-{i}": ("forbidden" if i % 3 == 0 else "fine") + f" {i}" for i in range(25)}
     requests = [build_request(t, request_id=k) for k, t in texts.items()]
     requests.append(build_request("", request_id="bad"))

@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient, wait_until_serving
-from tests.conftest import free_port
 from guardrail_server.config import DEFAULT_INVARIANTS
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,7 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(json.dumps({
         "server": {"port": port, "metrics_port": None, "grace_period_s": 10},
+        "workers": {"mode": "process", "count": 5},  # every call below is in flight (none queued) when SIGTERM lands
         "review": {"enabled": False},
         "invariants": {**{n: {"enabled": False} for n in DEFAULT_INVARIANTS},
                        "test_sleepy": {"timeout_s": 30, "options": {"seconds": 1.5}}},
@@ -51,10 +53,12 @@ async def test_sigterm_drains_in_flight_calls(tmp_path: Path) -> None:
             in_flight = [asyncio.create_task(client.check(f"r{i}", request_id=f"r{i}")) for i in range(5)]
             await asyncio.sleep(0.5)
             proc.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
             replies = await asyncio.gather(*in_flight)
         assert sorted(r.request_id for r in replies) == [f"r{i}" for i in range(5)]
         assert all(r.results[0].outcome == pb.PASS for r in replies)
         assert await asyncio.to_thread(proc.wait, 20) == 0
+        assert time.monotonic() - signalled < 10  # the whole stop, workers included, fits in the grace period
     finally:
         if proc.poll() is None:
             proc.kill()
