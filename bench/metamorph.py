@@ -69,9 +69,9 @@ def cited(item: EvalCase) -> EvalCase | None:
                     {"reference_integrity": True})
 
 
-def seeds(per_file: int, seed: int, tmp: Path) -> LoadedDataset:
+def seeds(per_file: int, seed: int, tmp: Path, only: list[str] | None = None) -> LoadedDataset:
     files = []
-    for name in (*ENTAILMENT_SETS, PII_SET):
+    for name in only or (*ENTAILMENT_SETS, PII_SET):
         path = DATA / "dev" / f"{name}.jsonl"
         out = tmp / f"{name}.jsonl"
         out.write_text("\n".join(sample_rows(path, per_file, seed)) + "\n", encoding="utf-8")
@@ -142,7 +142,7 @@ def print_table(rows: list[dict[str, Any]], manifest: dict[str, Any], judges: di
 async def main_async(args: argparse.Namespace) -> None:
     configure_logging("warning", "json")
     tmp = Path(tempfile.mkdtemp(prefix="bench-metamorph-"))
-    loaded = seeds(args.per_file, args.seed, tmp)
+    loaded = seeds(args.per_file, args.seed, tmp, args.file)
     config = bench_config(args.model, args.set)
     relations = build_relations(args.relation)
     out = Path(args.out or tmp / "run")
@@ -164,6 +164,8 @@ def main() -> None:
     p.add_argument("--model", help="entailment NLI model from the zoo (default: the shipped one)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (repeatable)")
     p.add_argument("--relation", action="append", default=[], help="only these relations/families")
+    p.add_argument("--file", action="append", choices=(*ENTAILMENT_SETS, PII_SET),
+                   help="only these dev files (default: all six; wice_claims also gives the cited seeds)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--no-monotonicity", action="store_true")
