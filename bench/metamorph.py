@@ -14,7 +14,8 @@ Every relation runs with its defaults (one pair per seed and relation, seed 0), 
 contexts. Printed: one row per relation x invariant — tests (pairs the relation constrains), failures, failure rate
 with its 95% Wilson interval, inconclusive pairs, and for "same" relations the mean absolute change of the judge's
 score and the share of pairs where it moved by more than 0.1 (sensitivity short of a flip) — then the run's pairs, system calls and tests/s, and the failure
-rate per dataset for entailment. `--model` swaps the entailment invariant's model for another one in the zoo
+rate per dataset for entailment, and the pii_boundary name probe (every curated name in two fixed sentences: the
+demographic swap done exhaustively, since dev seeds hold few listed names). `--model` swaps the entailment invariant's model for another one in the zoo
 (reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed
 the pairs are identical, so two runs compare pair by pair:
 `guardrail eval compare OUT_A OUT_B`.
@@ -139,6 +140,36 @@ def print_table(rows: list[dict[str, Any]], manifest: dict[str, Any], judges: di
             for d in datasets))
 
 
+NAME_TEMPLATES = ("My name is {given}.", "Please call {given} {surname} tomorrow about the invoice.")
+
+
+async def name_probe(config: Any) -> None:
+    """The demographic_swap relation, exhaustively on pii_boundary: every given name of the curated lists in two
+    fixed sentences, the passage marked private (so a detected name is a leak). A judge without the blind spot
+    detects every group alike; dev seeds hold too few of these names for the relation to show it."""
+    from guardrail_server.metamorph.relations.demographic import lists
+    from invariants.types import Case, Passage
+
+    sut = JudgesSUT(config, ["pii_boundary"])
+    await sut.start()
+    lx = lists()
+    print("\npii_boundary: share of names detected as a leak (private passage), by list — demographic_swap exhaustively")
+    print(f"{'gender':<7} {'group':<17} " + " ".join(f"{t[:28]:>30}" for t in NAME_TEMPLATES))
+    try:
+        for (gender, group), names in sorted(lx.by_slot.items()):
+            cells = []
+            for template in NAME_TEMPLATES:
+                surnames = lx.surnames[group]
+                texts = [template.format(given=n, surname=surnames[i % len(surnames)]) for i, n in enumerate(names)]
+                outs = await asyncio.gather(*(sut.run(Case(response=t, context=(
+                    Passage("1", t, sensitivity="private"),)), ["pii_boundary"]) for t in texts))
+                hits = sum(o["pii_boundary"].label == "fail" for o in outs)
+                cells.append(f"{_pct(hits / len(texts))} ({hits}/{len(texts)})")
+            print(f"{gender:<7} {group:<17} " + " ".join(f"{c:>30}" for c in cells))
+    finally:
+        await sut.close()
+
+
 async def main_async(args: argparse.Namespace) -> None:
     configure_logging("warning", "json")
     tmp = Path(tempfile.mkdtemp(prefix="bench-metamorph-"))
@@ -154,6 +185,8 @@ async def main_async(args: argparse.Namespace) -> None:
     manifest = json.loads((out / "run.json").read_text())
     write_metamorph_reports(out, outcome.rows, manifest)
     print_table(outcome.rows, manifest, manifest["sut"].get("judges", {}))
+    if not args.no_name_probe:
+        await name_probe(config)
     print(f"\nrun directory: {out} (report.html; compare runs with `guardrail eval compare`); wall "
           f"{time.perf_counter() - started:.0f} s")
 
@@ -169,6 +202,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--no-monotonicity", action="store_true")
+    p.add_argument("--no-name-probe", action="store_true", help="skip the pii_boundary name-list probe")
     p.add_argument("--out", help="run directory (default: a temp dir)")
     p.add_argument("--no-progress", action="store_true")
     asyncio.run(main_async(p.parse_args()))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from invariants.types import Case, Passage
@@ -111,10 +111,19 @@ def case_key(case: Case) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:24]
 
 
+def _passage_dict(p: Passage) -> dict[str, Any]:
+    """id and text, plus every other Passage field that is set (title, url, sensitivity, ...): a faithful record."""
+    out: dict[str, Any] = {"id": p.id, "text": p.text}
+    for f in fields(p):
+        value = getattr(p, f.name)
+        if f.name not in out and value not in ("", None):
+            out[f.name] = value
+    return out
+
+
 def case_to_dict(case: Case) -> dict[str, Any]:
     return {"question": case.question, "response": case.response, "samples": list(case.samples),
-            "context": [{"id": p.id, "text": p.text, **({"title": p.title} if p.title else {}),
-                         **({"url": p.url} if p.url else {})} for p in case.context]}
+            "context": [_passage_dict(p) for p in case.context]}
 
 
 def with_passages(case: Case, passages: list[Passage] | tuple[Passage, ...]) -> Case:
