@@ -13,10 +13,10 @@ it is pure id parsing and trivially invariant. self_consistency is not measured 
 Every relation runs with its defaults (one pair per seed and relation, seed 0), plus monotonicity on nested
 contexts. Printed: one row per relation x invariant — tests (pairs the relation constrains), failures, failure rate
 with its 95% Wilson interval, inconclusive pairs, and for "same" relations the mean absolute change of the judge's
-score and the share of pairs where it moved by more than 0.1 (sensitivity short of a flip) — then the run's pairs, system calls and tests/s, and the failure
-rate per dataset for entailment, and the pii_boundary name probe (every curated name in two fixed sentences: the
-demographic swap done exhaustively, since dev seeds hold few listed names). `--model` swaps the entailment invariant's model for another one in the zoo
-(reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed
+score and the share of pairs where it moved by more than 0.1 (sensitivity short of a flip) — then the run's pairs,
+system calls and tests/s, the failure rate per dataset for entailment, and the pii_boundary name probe (every
+curated name in two fixed sentences: the demographic swap done exhaustively, since dev seeds hold few listed
+names). `--model` swaps the entailment invariant's model for another one in the zoo (reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed
 the pairs are identical, so two runs compare pair by pair:
 `guardrail eval compare OUT_A OUT_B`.
 """
@@ -153,7 +153,8 @@ async def name_probe(config: Any) -> None:
     sut = JudgesSUT(config, ["pii_boundary"])
     await sut.start()
     lx = lists()
-    print("\npii_boundary: share of names detected as a leak (private passage), by list — demographic_swap exhaustively")
+    print("\npii_boundary: share of names detected as a leak (private passage), by list (demographic_swap, "
+          "exhaustively)")
     print(f"{'gender':<7} {'group':<17} " + " ".join(f"{t[:28]:>30}" for t in NAME_TEMPLATES))
     try:
         for (gender, group), names in sorted(lx.by_slot.items()):
