@@ -16,9 +16,9 @@ with its 95% Wilson interval, inconclusive pairs, and for "same" relations the m
 score and the share of pairs where it moved by more than 0.1 (sensitivity short of a flip) — then the run's pairs,
 system calls and tests/s, the failure rate per dataset for entailment, and the pii_boundary name probe (every
 curated name in two fixed sentences: the demographic swap done exhaustively, since dev seeds hold few listed
-names). `--model` swaps the entailment invariant's model for another one in the zoo (reference_integrity's support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed
-the pairs are identical, so two runs compare pair by pair:
-`guardrail eval compare OUT_A OUT_B`.
+names). `--model` swaps the entailment invariant's model for another one in the zoo (reference_integrity's
+support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed the pairs are identical,
+so two runs compare pair by pair: `guardrail eval compare OUT_A OUT_B`.
 """
 
 from __future__ import annotations
