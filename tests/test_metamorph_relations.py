@@ -12,7 +12,7 @@ from guardrail_server.metamorph import compare
 from guardrail_server.metamorph.relations import SHIPPED, RelationError, build_relations, load_yaml_relations
 from guardrail_server.metamorph.relations.negation import negate
 from guardrail_server.metamorph.relations.paraphrase import reorder_clause, typo
-from guardrail_server.metamorph.types import Output, rng_for
+from guardrail_server.metamorph.types import Output, case_to_dict, rng_for
 from invariants.types import Case, Passage
 
 CASE = Case(question="Who bought an old car?", response="An engineer bought a big car in 2001.",
@@ -143,6 +143,12 @@ def test_distractor_shares_no_content_word_and_gets_a_fresh_id() -> None:
     positional = Case(response="x", context=(Passage("", "one two"), Passage("", "three four")), request_id="f2")
     at_end = run("distractor_passage", positional, ("context",))
     assert at_end.case.context[-1].id == "" and at_end.case.context[:2] == positional.context
+
+
+def test_pair_records_keep_every_passage_field() -> None:
+    case = Case(response="r", context=(Passage("1", "t", title="T", url="https://x", sensitivity="private"),))
+    assert case_to_dict(case)["context"] == [{"id": "1", "text": "t", "title": "T", "url": "https://x",
+                                              "sensitivity": "private"}]
 
 
 def test_compare_outputs() -> None:

@@ -179,6 +179,10 @@ def test_cli_usage_errors(seeds: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "MODULE:FUNCTION" in err and "unknown relation 'nope'" in err and "not in this run" in err
     assert main(["metamorph", "relations"]) == 0
     assert "negation  (family negation, expect flip" in capsys.readouterr().out
+    assert main(["metamorph", str(seeds), "--sut", "tests.test_metamorph_systems:correct_toy", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("80 pairs from 10 of 10 seed cases") and "  passage_shuffle@sut: 10" in out
+    assert not (tmp_path / "x2").exists()
 
 
 def detail_dropping_toy(case: Case) -> str:
