@@ -106,8 +106,8 @@ class FirstPassageInvariant:
         return verdict_from_score(self.name, 1.0 if hit else 0.0, self.threshold, started=started)
 
 
-async def test_an_order_sensitive_judge_fails_the_shuffle(tmp_path: Path) -> None:
-    registry.REGISTRY["test_first_passage"] = "tests.test_metamorph_judges:FirstPassageInvariant"
+async def test_an_order_sensitive_judge_fails_the_shuffle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.REGISTRY, "test_first_passage", "tests.test_metamorph_judges:FirstPassageInvariant")
     config = make_config({"test_first_passage": {"enabled": True}})
     items = [EvalCase(Case(response=f"apples number {i}", request_id=f"o{i}",
                            context=(Passage("1", f"apples grow here {i}"), Passage("2", "pears grow there"))),
