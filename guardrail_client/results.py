@@ -86,6 +86,7 @@ class InvariantResult:
     error: str = ""
     judges: tuple[JudgeResult, ...] = ()
     judges_disagree: bool = False
+    findings_omitted: int = 0  # findings past the server's limits.max_findings: counted, not listed
 
 
 @dataclass(frozen=True)
@@ -157,4 +158,5 @@ def _result(r: pb.InvariantResult) -> InvariantResult:
             for j in r.judges
         ),
         judges_disagree=r.judges_disagree,
+        findings_omitted=r.findings_omitted,
     )

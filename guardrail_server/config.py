@@ -88,7 +88,16 @@ class LimitsConfig(_Strict):
     max_samples: int = Field(20, ge=0)
     max_sample_chars: int = Field(32_000, ge=1)
     max_metadata_entries: int = Field(32, ge=0)
+    max_metadata_key_chars: int = Field(128, ge=1)
     max_metadata_value_chars: int = Field(1024, ge=1)
+    max_passage_id_chars: int = Field(256, ge=1)
+    max_passage_title_chars: int = Field(1024, ge=1)
+    max_passage_url_chars: int = Field(4096, ge=1)
+    max_request_id_chars: int = Field(128, ge=1)
+    max_app_chars: int = Field(64, ge=1)
+    max_findings: int = Field(
+        100, ge=1, description="findings returned per invariant; more are counted in the verdict (`findings_omitted`) "
+        "but not listed, so a 32 KB request cannot make a multi-MB reply")
 
 
 class InvariantPolicy(_Strict):

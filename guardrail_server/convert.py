@@ -110,6 +110,7 @@ def verdict_to_pb(v: Verdict) -> pb.InvariantResult:
     return pb.InvariantResult(
         judges=judges_to_pb(v.details),
         judges_disagree=bool(v.details.get("judges_disagree")),
+        findings_omitted=int(v.details.get("findings_omitted", 0)),
         invariant=v.invariant,
         outcome=_OUTCOME_TO_PB[v.outcome],
         score=v.score,
@@ -151,7 +152,7 @@ def verdict_from_pb(r: pb.InvariantResult) -> Verdict:
         latency_s=r.duration.ToNanoseconds() / 1e9,
         judge=r.judge,
         error=r.error,
-        details=judges_from_pb(r),
+        details={**judges_from_pb(r), **({"findings_omitted": r.findings_omitted} if r.findings_omitted else {})},
     )
 
 

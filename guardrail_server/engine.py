@@ -125,6 +125,7 @@ class CheckEngine:
             metrics.SHED.labels(kind, shed.reason).inc()
             log.warning("shed", request_id=case.request_id, kind=kind, reason=shed.reason)
             raise
+        verdicts = [_capped(v, self.config.limits.max_findings) for v in verdicts]
         decision = decide(verdicts, policies)
         disagreements = [v.invariant for v in verdicts if v.details.get("judges_disagree")]
         sample_id = None
@@ -170,3 +171,11 @@ class CheckEngine:
             samples=len(case.samples),
             review_sample_id=sample_id,
         )
+
+
+def _capped(verdict: Verdict, limit: int) -> Verdict:
+    """At most `limit` findings per verdict (the first ones, in response order); the rest are counted, not listed."""
+    if len(verdict.findings) <= limit:
+        return verdict
+    return replace(verdict, findings=verdict.findings[:limit],
+                   details={**verdict.details, "findings_omitted": len(verdict.findings) - limit})

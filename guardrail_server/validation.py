@@ -34,6 +34,8 @@ def validate_case(
         raise InputError("INVALID_ARGUMENT", "response", "must not be empty")
     _too_long("response", case.response, limits.max_response_chars)
     _too_long("question", case.question, limits.max_question_chars)
+    _too_long("request_id", case.request_id, limits.max_request_id_chars)
+    _too_long("app", case.app, limits.max_app_chars)
     if len(case.context) > limits.max_passages:
         raise InputError(
             "RESOURCE_EXHAUSTED", "context", f"{len(case.context)} passages exceeds the limit of {limits.max_passages}"
@@ -42,6 +44,9 @@ def validate_case(
     total = 0
     for i, passage in enumerate(case.context):
         _too_long(f"context[{i}].text", passage.text, limits.max_passage_chars)
+        _too_long(f"context[{i}].id", passage.id, limits.max_passage_id_chars)
+        _too_long(f"context[{i}].title", passage.title, limits.max_passage_title_chars)
+        _too_long(f"context[{i}].url", passage.url, limits.max_passage_url_chars)
         total += len(passage.text)
         if passage.id:
             if passage.id in seen:
@@ -64,7 +69,8 @@ def validate_case(
             f"{len(case.metadata)} entries exceeds the limit of {limits.max_metadata_entries}",
         )
     for key, value in case.metadata.items():
-        _too_long(f"metadata[{key[:64]}]", value, limits.max_metadata_value_chars)
+        _too_long("metadata key", key, limits.max_metadata_key_chars)
+        _too_long(f"metadata[{key}]", value, limits.max_metadata_value_chars)
     for i, name in enumerate(requested):
         if name not in known:
             raise InputError("INVALID_ARGUMENT", f"invariants[{i}]", f"unknown invariant {name!r}")

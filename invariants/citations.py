@@ -198,7 +198,10 @@ _RE_SECTION_HEADER = re.compile(
 _RE_ENTRY_PREFIX = re.compile(r"^\s*(?:[-*+>]\s+|\d+[.)]\s+)?$")
 _RE_NUMBERED_ENTRY = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?(\d{1,6})[.)][ \t]+", re.MULTILINE)
 _RE_ENTRY_SEPARATORS = re.compile(r"^[\s,;|]*$")
-_RE_TITLE_TRIM = re.compile(r"^[\s:\-\u2013\u2014*_\"'\u201c\u201d()]+|[\s:\-\u2013\u2014*_\"'\u201c\u201d(),.]+$")
+# stripped with str.lstrip/rstrip, not a regex: `[...]+$` is quadratic on a long run of these characters (a 40 KB title
+# of dashes took 3 s of the event loop)
+_TITLE_LEAD = " \t\n\r\f\v:-\u2013\u2014*_\"'\u201c\u201d()"
+_TITLE_TAIL = _TITLE_LEAD + ",."
 
 _RE_LINE_LEAD = re.compile(r"^[ \t]*(?:(?:[-*+]|\d{1,3}[.)]|#{1,6}|>)[ \t]+)+")
 _RE_CANDIDATE = re.compile(r"([.!?\u2026]+)([\"')\]\u201d\u2019*_]*)\s+(?=\S)")
@@ -304,7 +307,9 @@ class _Context:
             if p.id:
                 ids.setdefault(p.id.strip().lower(), i)
                 loose.setdefault(_loose_id(p.id), i)
-                m = _RE_ID_PREFIX.match(p.id.strip())
+                ident = p.id.strip()
+                # the regex needs a trailing digit; checking it first keeps a hostile id from backtracking for seconds
+                m = _RE_ID_PREFIX.match(ident) if ident[-1:].isdigit() else None
                 if m:
                     labels.add(m.group(1).lower())
             if p.url:
@@ -314,13 +319,19 @@ class _Context:
         return cls(len(passages), ids, loose, urls, titles, frozenset(labels))
 
 
+def _labeled(text: str) -> re.Match[str] | None:
+    """``doc-7`` -> (doc, 7). The trailing-digit check first: the regex backtracks quadratically on a long
+    digit-less run of letters and separators."""
+    return _RE_LABELED.match(text) if text[-1:].isdigit() else None
+
+
 def _loose_id(text: str) -> str:
     """``Doc 1``, ``doc_1`` and ``DOC-1`` name the same passage."""
     return _RE_ID_SEPARATORS.sub("", text.lower())
 
 
 def _norm_title(text: str) -> str:
-    return " ".join(_RE_TITLE_TRIM.sub("", text).lower().split())
+    return " ".join(text.lstrip(_TITLE_LEAD).rstrip(_TITLE_TAIL).lower().split())
 
 
 def _ignored_regions(text: str) -> list[tuple[int, int]]:
@@ -413,7 +424,7 @@ def _bracket_refs(content: str, ctx: _Context) -> list[str] | None:
     for token in tokens:
         if token.lower() in ctx.ids:
             continue
-        m = _RE_LABELED.match(token)
+        m = _labeled(token)
         if m and (m.group(1).lower() in SOURCE_LABELS or m.group(1).lower() in ctx.id_labels):
             continue
         return None
@@ -637,7 +648,7 @@ def _resolve_label(ref: str, ctx: _Context, defs: dict[str, _Target] | None) -> 
         return _Target(k - 1, "index", "") if 1 <= k <= ctx.n else _Target(None, "", _out_of_range(k, ctx))
     if key.startswith(("http://", "https://", "www.")):
         return _resolve_url(ref, ctx)
-    m = _RE_LABELED.match(ref.strip())
+    m = _labeled(ref.strip())
     if m and m.group(1).lower() not in ctx.id_labels:
         k = int(m.group(2))
         return _Target(k - 1, "index", "") if 1 <= k <= ctx.n else _Target(None, "", _out_of_range(k, ctx))

@@ -115,6 +115,10 @@ class PiiBoundaryOptions(InvariantOptions):
     region: str = Field("US", min_length=2, max_length=2, description="default region for phone numbers")
     cache_size: int = Field(4096, ge=0, description="passages (and NER windows) kept analysed, by content hash")
     max_findings: int = Field(50, ge=1)
+    ner_max_tokens: int = Field(
+        8000, ge=100, description="spaCy NER (PERSON, LOCATION, NRP) reads the response's first N tokens — prose of "
+        "32,000 characters is ~6,500; symbol-dense text can reach 30,000, ~7 s of NER. Pattern types (e-mail, phone, "
+        "card, ...) always read all of it")
 
     @field_validator("entities", "contextual_entities", "tie_entities")
     @classmethod
@@ -226,7 +230,8 @@ class PiiBoundaryInvariant:
 
     def _check_sync(self, case: Case) -> tuple[list[Finding], _Tally, float]:
         o = self.options
-        detections = detect(self._analyzer, case.response, self._entities, o.score_thresholds, o.score_threshold)
+        detections = detect(self._analyzer, case.response, self._entities, o.score_thresholds, o.score_threshold,
+                            None if o.pattern_only else o.ner_max_tokens)
         question = TextIndex(case.question)
         passages = [(p.id or str(i), p, self._index(p.text)) for i, p in enumerate(case.context, 1)]
         budget = Budget(o.max_name_windows)

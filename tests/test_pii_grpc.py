@@ -38,7 +38,7 @@ async def test_grpc_check_reports_leaks_without_the_values(capfd: pytest.Capture
     assert all(f.kind == "pii_leak" and f.passage_id == "doc-3" for f in result.findings)
     assert own.decision == pb.ALLOW and own.results[0].outcome == pb.PASS
 
-    wire = str(leak) + str(own) + leak.SerializeToString().decode("utf-8", "replace")
+    wire = str(leak.raw) + str(own.raw) + leak.raw.SerializeToString().decode("utf-8", "replace")
     logs = "".join(capfd.readouterr())
     assert "pii_boundary" in logs, "the request log line should be captured"
     for raw in RAW:

@@ -103,7 +103,7 @@ class Finding(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., passage_id: _Optional[str] = ..., score: _Optional[float] = ..., has_score: _Optional[bool] = ...) -> None: ...
 
 class InvariantResult(_message.Message):
-    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error", "judges", "judges_disagree")
+    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error", "judges", "judges_disagree", "findings_omitted")
     INVARIANT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -114,6 +114,7 @@ class InvariantResult(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     JUDGES_FIELD_NUMBER: _ClassVar[int]
     JUDGES_DISAGREE_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_OMITTED_FIELD_NUMBER: _ClassVar[int]
     invariant: str
     outcome: Outcome
     score: float
@@ -124,7 +125,8 @@ class InvariantResult(_message.Message):
     error: str
     judges: _containers.RepeatedCompositeFieldContainer[JudgeResult]
     judges_disagree: bool
-    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ..., judges: _Optional[_Iterable[_Union[JudgeResult, _Mapping]]] = ..., judges_disagree: _Optional[bool] = ...) -> None: ...
+    findings_omitted: int
+    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ..., judges: _Optional[_Iterable[_Union[JudgeResult, _Mapping]]] = ..., judges_disagree: _Optional[bool] = ..., findings_omitted: _Optional[int] = ...) -> None: ...
 
 class JudgeResult(_message.Message):
     __slots__ = ("judge", "family", "score", "threshold", "passed", "error", "disagreement", "duration")

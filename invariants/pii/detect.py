@@ -7,6 +7,8 @@ for a command that only validates a config file."""
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -45,6 +47,22 @@ class Detection:
     name: Name | None = None  # set for PERSON
 
 
+_SYMBOL_RUN = re.compile(r"[^\w\s]{3,}")
+_LONG_RUN = re.compile(r"\S{65,}")
+
+
+def spacy_view(text: str) -> str:
+    """The text spaCy reads: same length, so every offset still points into the original.
+
+    Runs of 3+ symbols are blanked and whitespace-free runs are cut every 64 characters. Why: spaCy's tokenizer is
+    quadratic on a long run without whitespace (31 KB of backticks held the GIL for 50-110 s) and every symbol is a
+    token NER pays for; no name or place lives inside such runs, and Presidio's pattern recognizers (e-mail, phone,
+    card...) still read the original text.
+    """
+    text = _SYMBOL_RUN.sub(lambda m: " " * len(m.group(0)), text)
+    return _LONG_RUN.sub(lambda m: "".join(" " if i % 64 == 63 else c for i, c in enumerate(m.group(0))), text)
+
+
 def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Keeps one result per overlapping group: precise types first, then higher score, then longer span."""
     ranked = sorted(
@@ -63,6 +81,7 @@ def analyze(
     entities: Collection[str],
     thresholds: Mapping[str, float],
     default_threshold: float,
+    ner_max_tokens: int | None = None,
 ) -> list[RecognizerResult]:
     if not text.strip() or not entities:
         return []
@@ -71,7 +90,7 @@ def analyze(
     if analyzer.nlp_engine.engine_name != "no_op":
         # Presidio's context enhancer walks `tokens` once per result; over a spaCy Doc every step builds a new
         # Token object, which made it cost more than NER itself on long responses. A list walks for free.
-        artifacts = analyzer.nlp_engine.process_text(text, LANGUAGE)
+        artifacts = analyzer.nlp_engine.process_text(text, LANGUAGE, max_tokens=ner_max_tokens)
         artifacts.tokens = list(artifacts.tokens)
     results = analyzer.analyze(
         text, language=LANGUAGE, entities=list(entities), score_threshold=floor, nlp_artifacts=artifacts
@@ -86,9 +105,10 @@ def detect(
     entities: Collection[str],
     thresholds: Mapping[str, float],
     default_threshold: float,
+    ner_max_tokens: int | None = None,
 ) -> list[Detection]:
     detections = []
-    for r in analyze(analyzer, text, entities, thresholds, default_threshold):
+    for r in analyze(analyzer, text, entities, thresholds, default_threshold, ner_max_tokens):
         if r.entity_type == "PERSON":
             name = trim_name(text, r.start, r.end)
             if name is None:

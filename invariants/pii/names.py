@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from invariants.pii.detect import spacy_view
 from invariants.pii.index import LruCache, content_key
 from invariants.pii.normalize import ROLE_WORDS, TITLES, Name
 
@@ -66,7 +67,7 @@ def spacy_person_tagger(nlp: object) -> PersonTagger:
     """Adapts a spaCy pipeline (the one inside the shared analyzer) to a PERSON span tagger."""
 
     def tag(text: str) -> Spans:
-        doc = nlp(text)  # type: ignore[operator]
+        doc = nlp(spacy_view(text))  # type: ignore[operator]
         return tuple((e.start_char, e.end_char) for e in doc.ents if e.label_ in ("PERSON", "PER"))
 
     return tag
