@@ -23,18 +23,18 @@ from pathlib import Path
 
 import numpy as np
 
-from invariants.entailment import EntailmentInvariant, EntailmentOptions
-from invariants.types import Case, Passage
-from models.runtime import NliRuntime
-from models.zoo import ModelZoo, ZooSettings
+from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions
+from guardrail_invariants.types import Case, Passage
+from guardrail_models.runtime import NliRuntime
+from guardrail_models.zoo import ModelZoo, ZooSettings
 
-FP32_DEFAULT = Path("/tmp/gr_train_v2/model.fp32.onnx")  # where models.training.train leaves them
+FP32_DEFAULT = Path("/tmp/gr_train_v2/model.fp32.onnx")  # where guardrail_models.training.train leaves them
 CKPT_DEFAULT = Path("/tmp/gr_train_v2/checkpoint")
 
 
 def make_cases(n: int, context_tokens: int, count_tokens, seed: int = 0) -> list[Case]:
     """Context of ~`context_tokens` from held-out WikiText; response: 5 sentences (3 copied, 2 from elsewhere)."""
-    from models.training.train import split_documents
+    from guardrail_models.training.train import split_documents
 
     _, held = split_documents()
     rng = random.Random(seed)
@@ -175,7 +175,7 @@ def model_variants(variants: dict[str, Path], ckpt: Path, threads: int, quick: b
     """Raw runtimes side by side: window pairs/s in batches of 16 and one at a time, SNLI accuracy, size, and how far
     a pair's P(entailment) moves when it shares a batch with a long pair (dynamic int8 scales activations per batch)."""
     from bench.nli_eval import LABELS, load_dev
-    from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+    from guardrail_models.zoo import DEFAULT_NLI, SHIPPED_DIR
 
     rows = load_dev("snli_test", 300 if quick else None)
     pairs = [(r["context"], r["response"]) for r in rows]
@@ -246,8 +246,8 @@ def main() -> None:
     print(asyncio.run(perf_tables(args.quick, args.threads)))
     print()
     print("== model variants (raw runtime, batches of 16 window pairs)")
-    from models.manifest import load_manifest
-    from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+    from guardrail_models.manifest import load_manifest
+    from guardrail_models.zoo import DEFAULT_NLI, SHIPPED_DIR
 
     shipped = SHIPPED_DIR / DEFAULT_NLI
     variants = {f"onnx shipped ({load_manifest(shipped).quantization})": shipped / "model.onnx", "onnx fp32": args.fp32}

@@ -29,7 +29,7 @@ from guardrail_server.evals.backends import LocalBackend, RemoteBackend
 from guardrail_server.evals.datasets import LoadedDataset, load_datasets
 from guardrail_server.evals.runner import RunOutcome, run_eval
 from guardrail_server.logs import configure_logging
-from invariants.registry import REGISTRY
+from guardrail_invariants.registry import REGISTRY
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "dev"

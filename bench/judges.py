@@ -29,14 +29,14 @@ from typing import Any
 
 import numpy as np
 
-from invariants.entailment import EntailmentInvariant, EntailmentOptions, score_claims
-from invariants.judges.adapter import JudgeAsModel
-from invariants.judges.alignment import AlignmentJudge
-from invariants.judges.nli_model import NliModelJudge
-from invariants.self_consistency import SelfConsistencyInvariant
-from invariants.text import make_windows
-from invariants.types import Case, Outcome, Passage
-from models.zoo import ModelZoo
+from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions, score_claims
+from guardrail_invariants.judges.adapter import JudgeAsModel
+from guardrail_invariants.judges.alignment import AlignmentJudge
+from guardrail_invariants.judges.nli_model import NliModelJudge
+from guardrail_invariants.self_consistency import SelfConsistencyInvariant
+from guardrail_invariants.text import make_windows
+from guardrail_invariants.types import Case, Outcome, Passage
+from guardrail_models.zoo import ModelZoo
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data")) / "dev"
 LABELS = ["entailment", "neutral", "contradiction"]

@@ -17,7 +17,7 @@ score and the share of pairs where it moved by more than 0.1 (sensitivity short 
 system calls and tests/s, the failure rate per dataset for entailment, and the pii_boundary name probe (every
 curated name in two fixed sentences: the demographic swap done exhaustively, since dev seeds hold few listed
 names). `--model` swaps the entailment invariant's model for another one in the zoo (reference_integrity's
-support check keeps the zoo's default model, `models.zoo.DEFAULT_NLI`); with the same seed the pairs are identical,
+support check keeps the zoo's default model, `guardrail_models.zoo.DEFAULT_NLI`); with the same seed the pairs are identical,
 so two runs compare pair by pair: `guardrail eval compare OUT_A OUT_B`.
 """
 
@@ -42,7 +42,7 @@ from guardrail_server.metamorph.relations import build_relations
 from guardrail_server.metamorph.report import write_metamorph_reports
 from guardrail_server.metamorph.runner import RunSettings, run_metamorph
 from guardrail_server.metamorph.sut import JudgesSUT
-from invariants.text import Bm25
+from guardrail_invariants.text import Bm25
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data"))
 ENTAILMENT_SETS = ("halueval_qa", "wice_claims", "climate_fever_pairs", "snli_test", "anli_dev")
@@ -148,7 +148,7 @@ async def name_probe(config: Any) -> None:
     fixed sentences, the passage marked private (so a detected name is a leak). A judge without the blind spot
     detects every group alike; dev seeds hold too few of these names for the relation to show it."""
     from guardrail_server.metamorph.relations.demographic import lists
-    from invariants.types import Case, Passage
+    from guardrail_invariants.types import Case, Passage
 
     sut = JudgesSUT(config, ["pii_boundary"])
     await sut.start()

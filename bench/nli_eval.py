@@ -34,9 +34,9 @@ from guardrail_server.evals.results import read_rows
 from guardrail_server.evals.runner import run_eval
 from guardrail_server.evals.summary import summarize_invariant
 from guardrail_server.logs import configure_logging
-from invariants.citations import claim_sentences
-from invariants.stats import auroc
-from invariants.text import content_words, coverage, is_non_claim
+from guardrail_invariants.citations import claim_sentences
+from guardrail_invariants.stats import auroc
+from guardrail_invariants.text import content_words, coverage, is_non_claim
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data"))
 ENTAILMENT_SETS = ("halueval_qa", "wice_claims", "climate_fever_pairs")
@@ -111,7 +111,7 @@ def load_dev(name: str, limit: int | None = None) -> list[dict[str, Any]]:
 
 async def three_way(model: str | None, models_dir: str | None, name: str, limit: int | None) -> float:
     """3-way accuracy of the raw model (SNLI/ANLI premises are short: one pair each, no windows)."""
-    from models.zoo import ModelZoo, ZooSettings
+    from guardrail_models.zoo import ModelZoo, ZooSettings
 
     zoo = ModelZoo(ZooSettings(models_dir=Path(models_dir) if models_dir else None))
     nli = await zoo.load_nli(model)
@@ -125,8 +125,8 @@ async def three_way(model: str | None, models_dir: str | None, name: str, limit:
 async def latency(model: str | None, models_dir: str | None, judge: str, n: int) -> dict[str, float]:
     from bench.entailment import latency as check_latency
     from bench.entailment import make_cases
-    from invariants.entailment import EntailmentInvariant, EntailmentOptions
-    from models.zoo import ModelZoo, ZooSettings
+    from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions
+    from guardrail_models.zoo import ModelZoo, ZooSettings
 
     zoo = ModelZoo(ZooSettings(models_dir=Path(models_dir) if models_dir else None))
     inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(model=model, judge=judge), zoo)
@@ -222,8 +222,8 @@ def main() -> None:
                                            datasets=tuple(args.dataset), latency_cases=args.latency))
             print(table(model or "default", judge, r), flush=True)
             if args.write_manifest and args.limit is None:
-                from models.manifest import load_manifest
-                from models.zoo import ModelZoo, ZooSettings
+                from guardrail_models.manifest import load_manifest
+                from guardrail_models.zoo import ModelZoo, ZooSettings
 
                 directory = ModelZoo(ZooSettings(models_dir=Path(args.models_dir) if args.models_dir else None)
                                      ).model_dir(model)

@@ -120,7 +120,7 @@ def gold_at(row: Row, start: int, end: int) -> dict | None:
 
 
 def filler_passages(filler: list[str], i: int, k: int = 3) -> list:
-    from invariants.types import Passage
+    from guardrail_invariants.types import Passage
 
     return [Passage(f"kb-{(i + j) % len(filler)}", filler[(i * 7 + j) % len(filler)]) for j in range(k)]
 
@@ -128,7 +128,7 @@ def filler_passages(filler: list[str], i: int, k: int = 3) -> list:
 def record(text: str, marked: bool):
     """The labeled sentence as a context passage: a customer record, marked private when `marked` (and the
     code under test knows the mark)."""
-    from invariants.types import Passage
+    from guardrail_invariants.types import Passage
 
     if marked and "sensitivity" in Passage.__dataclass_fields__:
         return Passage("doc-pii", "Record: " + text, sensitivity="private")
@@ -136,7 +136,7 @@ def record(text: str, marked: bool):
 
 
 def supports_marks() -> bool:
-    from invariants.types import Passage
+    from guardrail_invariants.types import Passage
 
     return "sensitivity" in Passage.__dataclass_fields__
 
@@ -144,7 +144,7 @@ def supports_marks() -> bool:
 async def quality(inv, rows: list[Row], filler: list[str]) -> Counts:
     """Detection quality per type: the record passage is marked private (where supported), so names and places
     count as they did before the mark existed, and the table measures detection, not the policy."""
-    from invariants.types import Case, Passage
+    from guardrail_invariants.types import Case, Passage
 
     c = Counts()
     for i, row in enumerate(rows):
@@ -213,7 +213,7 @@ class Side:
 def grounded_cases(limit: int) -> dict[str, list]:
     """`label == supported` rows as cases, built as `guardrail eval` builds them (context string = one passage;
     WiCE's sentence list = numbered passages, packed into at most 64)."""
-    from invariants.types import Case, Passage
+    from guardrail_invariants.types import Case, Passage
 
     out: dict[str, list] = {"halueval_qa": [], "wice_claims": []}
     for name in out:
@@ -236,7 +236,7 @@ def grounded_cases(limit: int) -> dict[str, list]:
 
 
 async def both_sides(inv, rows: list[Row], filler: list[str], grounded: dict[str, list]) -> Side:
-    from invariants.types import Case
+    from guardrail_invariants.types import Case
 
     side = Side()
     markings = ("unmarked", "marked private") if supports_marks() else ("unmarked",)
@@ -307,7 +307,7 @@ def print_table(table: list[tuple[str, ...]]) -> None:
 
 
 async def run_sides(rows: list[Row], filler: list[str], grounded_limit: int) -> None:
-    from invariants.pii_boundary import PiiBoundaryOptions
+    from guardrail_invariants.pii_boundary import PiiBoundaryOptions
 
     new_code = "unmarked_passages" in PiiBoundaryOptions.model_fields
     configs = ({"old defaults (unmarked = private)": {"unmarked_passages": "private"}, "new defaults": {}}
@@ -316,7 +316,7 @@ async def run_sides(rows: list[Row], filler: list[str], grounded_limit: int) -> 
     sides: dict[str, Side] = {}
     started = time.perf_counter()
     for column, options in configs.items():
-        from invariants.pii_boundary import PiiBoundaryInvariant
+        from guardrail_invariants.pii_boundary import PiiBoundaryInvariant
 
         inv = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(**options), None)
         await inv.load()
@@ -342,7 +342,7 @@ def words_from(texts: list[str], n: int, offset: int) -> str:
 
 def make_context(filler: list[str], rows: list[Row], words: int, salt: str) -> tuple:
     """~`words` words in 5 passages; the PII sentences the responses are built from are spread among them."""
-    from invariants.types import Passage
+    from guardrail_invariants.types import Passage
 
     pii = [r.text for r in rows]
     per = words // 5
@@ -364,7 +364,7 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def latency(inv, rows: list[Row], filler: list[str], n: int, naive: Callable | None = None) -> dict[str, tuple]:
-    from invariants.types import Case
+    from guardrail_invariants.types import Case
 
     out = {}
     for words in (100, 500):
@@ -418,8 +418,8 @@ async def main() -> None:
     ap.add_argument("--sides-only", action="store_true", help="only the both-sides table (old vs new defaults)")
     args = ap.parse_args()
 
-    from invariants.pii import get_analyzer
-    from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
+    from guardrail_invariants.pii import get_analyzer
+    from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
 
     rows = load_rows(args.rows)
     filler = load_filler()

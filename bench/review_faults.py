@@ -43,7 +43,7 @@ from guardrail_server.review.sampler import ReviewSampler
 LAUNCHER = textwrap.dedent(
     """
     import sys
-    from invariants import registry
+    from guardrail_invariants import registry
     from tests.helpers_invariants import TEST_INVARIANTS
     registry.REGISTRY.update(TEST_INVARIANTS)
     from guardrail_server.cli import main

@@ -27,7 +27,7 @@ from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.review.spool import Spool
 from guardrail_server.review.store import ReviewStore
-from invariants.types import Case, Outcome, Passage, Verdict
+from guardrail_invariants.types import Case, Outcome, Passage, Verdict
 
 CASE = Case(
     question="When is the rent due and who do I pay it to?",
@@ -210,7 +210,7 @@ async def main() -> None:
     rows.append(await writer_throughput("SQLite", cfg("w1", queue_size=m), m, no_redact))
     rows.append(await writer_throughput("spool (store down)", cfg("w2", dead_url(), queue_size=m), m, no_redact))
     if not args.no_redact:
-        from invariants.pii import redact
+        from guardrail_invariants.pii import redact
 
         def in_thread(text: str) -> str:  # a closure cannot be pickled, so the sampler redacts in its thread
             return redact(text)

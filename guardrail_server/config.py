@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from guardrail_server.auth import AuthConfig
 from guardrail_server.tls import TLSConfig
-from invariants.base import InvariantOptions
-from invariants.registry import REGISTRY, default_threshold, options_model
+from guardrail_invariants.base import InvariantOptions
+from guardrail_invariants.registry import REGISTRY, default_threshold, options_model
 
 ENV_PREFIX = "GUARDRAIL_"
 
@@ -115,7 +115,7 @@ class LoggingConfig(_Strict):
 
 
 class ModelsConfig(_Strict):
-    """Model runtime settings shared by every NLI invariant (see `models.zoo`)."""
+    """Model runtime settings shared by every NLI invariant (see `guardrail_models.zoo`)."""
 
     dir: str = ""
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime default")

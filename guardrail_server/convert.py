@@ -10,7 +10,7 @@ from google.protobuf.duration_pb2 import Duration
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.engine import CheckResult
 from guardrail_server.policy import Decision
-from invariants.types import Case, Finding, Outcome, Passage, Sensitivity, Verdict, parse_sensitivity
+from guardrail_invariants.types import Case, Finding, Outcome, Passage, Sensitivity, Verdict, parse_sensitivity
 
 _OUTCOME_TO_PB = {
     Outcome.PASS: pb.PASS,
@@ -75,7 +75,7 @@ def finding_to_pb(f: Finding) -> pb.Finding:
 
 
 def judges_to_pb(details: Mapping[str, Any]) -> list[pb.JudgeResult]:
-    """`Verdict.details["judges"]` (see invariants.disagreement.panel_details) on the wire, primary first."""
+    """`Verdict.details["judges"]` (see guardrail_invariants.disagreement.panel_details) on the wire, primary first."""
     reasons = details.get("disagreement") or {}
     return [
         pb.JudgeResult(judge=name, family=j.get("family", ""), score=j.get("score", 0.0),

@@ -17,9 +17,9 @@ from guardrail_server.policy import Decision, decide
 from guardrail_server.validation import validate_case
 from guardrail_server.admission import Admission, Kind, Shed
 from guardrail_server.workers import CheckRunner, InlineRunner, InvariantInfo, ProcessRunner
-from invariants.registry import REGISTRY
-from invariants.types import Case, Outcome, Verdict
-from models.zoo import ModelZoo, ZooSettings
+from guardrail_invariants.registry import REGISTRY
+from guardrail_invariants.types import Case, Outcome, Verdict
+from guardrail_models.zoo import ModelZoo, ZooSettings
 
 log = get_logger("guardrail.engine")
 FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")

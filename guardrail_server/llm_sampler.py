@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from invariants.judges.openai_client import ChatClient, ChatError
-from invariants.types import Case
+from guardrail_invariants.judges.openai_client import ChatClient, ChatError
+from guardrail_invariants.types import Case
 
 SYSTEM_PROMPT = "Answer the user's question. When context passages are given, answer from them."
 
@@ -34,7 +34,7 @@ async def sample_responses(case: Case, endpoint: str, model: str, n: int = 5, te
                            system_prompt: str = SYSTEM_PROMPT) -> tuple[str, ...]:
     """N sampled answers to the case's question (temperature > 0), in request order; empty answers dropped.
 
-    Raises ValueError for bad arguments and `invariants.judges.openai_client.ChatError` when the endpoint fails
+    Raises ValueError for bad arguments and `guardrail_invariants.judges.openai_client.ChatError` when the endpoint fails
     after its retries.
     """
     if n < 1:

@@ -51,7 +51,7 @@ THRESHOLD = Gauge(
     "a calibration change shows here", ["invariant"],
 )
 
-OUTCOMES = ("pass", "fail", "error", "skipped")  # invariants.types.Outcome
+OUTCOMES = ("pass", "fail", "error", "skipped")  # guardrail_invariants.types.Outcome
 DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
 SHED_KINDS = ("unary", "stream")
 SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down")
@@ -105,8 +105,8 @@ def build_identity(config: Config) -> tuple[str, str, str]:
     from importlib.metadata import PackageNotFoundError, version
     from pathlib import Path
 
-    from models.manifest import load_manifest
-    from models.zoo import DEFAULT_NLI, ModelZoo, ZooSettings
+    from guardrail_models.manifest import load_manifest
+    from guardrail_models.zoo import DEFAULT_NLI, ModelZoo, ZooSettings
 
     try:
         pkg = version("guardrail-sidecar")

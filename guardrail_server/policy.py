@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 
-from invariants.types import Outcome, Verdict
+from guardrail_invariants.types import Outcome, Verdict
 
 
 class Decision(str, enum.Enum):

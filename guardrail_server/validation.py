@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from guardrail_server.config import LimitsConfig
-from invariants.types import Case
+from guardrail_invariants.types import Case
 
 Code = Literal["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED"]
 

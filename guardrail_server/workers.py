@@ -37,9 +37,9 @@ from guardrail_server.admission import Admission
 from guardrail_server.childproc import protocol_streams, read_frame, start_child, watch_parent, write_frame
 from guardrail_server.config import Config
 from guardrail_server.logs import get_logger
-from invariants.registry import REGISTRY, build_invariant
-from invariants.runner import ScheduledInvariant, error_verdict, run_checks
-from invariants.types import Case, Verdict
+from guardrail_invariants.registry import REGISTRY, build_invariant
+from guardrail_invariants.runner import ScheduledInvariant, error_verdict, run_checks
+from guardrail_invariants.types import Case, Verdict
 
 log = get_logger("guardrail.workers")
 
@@ -114,7 +114,7 @@ async def _serve(requests: Any, replies: Any) -> None:
     from dataclasses import replace
 
     from guardrail_server.engine import zoo_settings
-    from models.zoo import ModelZoo
+    from guardrail_models.zoo import ModelZoo
 
     loop = asyncio.get_running_loop()
     config_json, registry, intra_op_threads = await loop.run_in_executor(None, read_frame, requests)
@@ -373,7 +373,7 @@ class WorkerMetrics:
             return
         from prometheus_client import REGISTRY as PROM
 
-        from models import batcher
+        from guardrail_models import batcher
 
         for metric in (batcher.BATCH_SIZE, batcher.QUEUE_DEPTH, batcher.INFERENCE_SECONDS):
             with contextlib.suppress(KeyError):

@@ -7,7 +7,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from invariants.types import Case, Finding, Outcome, Verdict
+from guardrail_invariants.types import Case, Finding, Outcome, Verdict
 
 
 class InvariantOptions(BaseModel):

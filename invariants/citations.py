@@ -48,9 +48,9 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from pysbd.lang.english import English
 from pydantic import Field, field_serializer, field_validator
 
-from invariants.base import InvariantOptions
-from invariants.text import Span, segmenter, split_sentences
-from invariants.types import Passage
+from guardrail_invariants.base import InvariantOptions
+from guardrail_invariants.text import Span, segmenter, split_sentences
+from guardrail_invariants.types import Passage
 
 Format = Literal["numeric", "ids", "footnotes", "oai", "cite_tags", "markdown_links", "bare_urls"]
 ALL_FORMATS: frozenset[str] = frozenset(Format.__args__)  # type: ignore[attr-defined]

@@ -10,7 +10,7 @@ sentence score is that entailment probability, or — with `judge: hybrid` — a
 alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
 manifest. The response score is the weakest sentence's.
 
-Non-claims are skipped (documented rule, `invariants.text.is_non_claim`): questions (end with "?"); short (<= 8 words)
+Non-claims are skipped (documented rule, `guardrail_invariants.text.is_non_claim`): questions (end with "?"); short (<= 8 words)
 greetings, thanks and offers of help; abstentions ("I don't know", "I'm not sure", "the context does not mention ..."); short
 lead-ins ending with ":"; sentences without a content word.
 """
@@ -28,13 +28,13 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from invariants.base import skipped, verdict_from_score
-from invariants.citations import claim_sentences
-from invariants.disagreement import JudgeScore
-from invariants.judges.adapter import JudgeAsModel
-from invariants.judges.config import JudgedOptions
-from invariants.judges.panel import SecondaryPanel
-from invariants.text import (
+from guardrail_invariants.base import skipped, verdict_from_score
+from guardrail_invariants.citations import claim_sentences
+from guardrail_invariants.disagreement import JudgeScore
+from guardrail_invariants.judges.adapter import JudgeAsModel
+from guardrail_invariants.judges.config import JudgedOptions
+from guardrail_invariants.judges.panel import SecondaryPanel
+from guardrail_invariants.text import (
     Bm25,
     Span,
     Window,
@@ -43,7 +43,7 @@ from invariants.text import (
     is_non_claim,
     make_windows,
 )
-from invariants.types import Case, Finding, Passage, Verdict
+from guardrail_invariants.types import Case, Finding, Passage, Verdict
 
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z\-]+")
@@ -121,7 +121,7 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
                        embedder: Any = None) -> list[ClaimScore]:
     """Scores each claim against (passage_id, text) passages: windows -> BM25 (+embedding) top-k -> NLI -> judge.
 
-    `model` is a `models.zoo.NliModel`; `embedder` a `models.zoo.EmbeddingModel`, required by the hybrid judge when
+    `model` is a `guardrail_models.zoo.NliModel`; `embedder` a `guardrail_models.zoo.EmbeddingModel`, required by the hybrid judge when
     its rule uses `embed_sim`. This is also the support check other invariants reuse.
     """
     opts = options or EntailmentOptions()

@@ -30,10 +30,10 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 
-from invariants.base import InvariantOptions, verdict_from_score
-from invariants.pii.detect import KNOWN_ENTITIES, NER_TYPES, Detection, analyze, detect
-from invariants.pii.index import LruCache, TextIndex, content_key
-from invariants.pii.names import (
+from guardrail_invariants.base import InvariantOptions, verdict_from_score
+from guardrail_invariants.pii.detect import KNOWN_ENTITIES, NER_TYPES, Detection, analyze, detect
+from guardrail_invariants.pii.index import LruCache, TextIndex, content_key
+from guardrail_invariants.pii.names import (
     Budget,
     Spans,
     attributed_anywhere,
@@ -42,8 +42,8 @@ from invariants.pii.names import (
     partial_name_in,
     spacy_person_tagger,
 )
-from invariants.pii.normalize import Name, fold, normalize, phone_key, trim_name
-from invariants.types import Case, Finding, Passage, Verdict
+from guardrail_invariants.pii.normalize import Name, fold, normalize, phone_key, trim_name
+from guardrail_invariants.types import Case, Finding, Passage, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ class PiiBoundaryInvariant:
         return "pattern" if self.options.pattern_only else "spacy"
 
     async def load(self) -> None:
-        from invariants.pii.engine import get_analyzer, spacy_nlp  # Presidio and spaCy: seconds to import
+        from guardrail_invariants.pii.engine import get_analyzer, spacy_nlp  # Presidio and spaCy: seconds to import
 
         o = self.options
         self._analyzer = await asyncio.to_thread(get_analyzer, o.pattern_only)

@@ -4,7 +4,7 @@ Score = the share of citations that resolve (1.0 when the response cites nothing
 `require_citations`, it is the lower of that share and the share of claim sentences that carry a citation (a
 response with claims and no citation then scores 0.0; one with no claims, e.g. "Hello! How can I help?", 1.0).
 The default threshold 1.0 fails a response on any dangling citation. Parsing and resolution live in
-`invariants.citations` (pure functions).
+`guardrail_invariants.citations` (pure functions).
 
 With `support_check`, each resolved citation must also be *supported*: the cited passage must entail the sentence
 citing it (the entailment judge, through the shared model zoo); the score is then also capped by the share of
@@ -23,9 +23,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from invariants.base import verdict_from_score
-from invariants.citations import Analysis, Citation, CitationOptions, analyze, claim_text, strip_markers
-from invariants.types import Case, Finding, Verdict
+from guardrail_invariants.base import verdict_from_score
+from guardrail_invariants.citations import Analysis, Citation, CitationOptions, analyze, claim_text, strip_markers
+from guardrail_invariants.types import Case, Finding, Verdict
 
 INLINE_MAX_CHARS = 4000
 
@@ -35,7 +35,7 @@ class ReferenceIntegrityInvariant:
     default_threshold: ClassVar[float] = 1.0
 
     class Options(CitationOptions):
-        """`invariants.citations.CitationOptions`, plus the NLI support check of resolved citations."""
+        """`guardrail_invariants.citations.CitationOptions`, plus the NLI support check of resolved citations."""
 
         support_check: bool = Field(
             False, description="also require each cited passage to support (entail) the sentence citing it; "
@@ -50,7 +50,7 @@ class ReferenceIntegrityInvariant:
         self.options = options if options is not None else self.Options()
         self.support: Any = None
         if getattr(self.options, "support_check", False):
-            from invariants.entailment import EntailmentOptions, SupportChecker
+            from guardrail_invariants.entailment import EntailmentOptions, SupportChecker
 
             self.support = SupportChecker(zoo, EntailmentOptions(judge=self.options.support_judge))
 

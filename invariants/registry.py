@@ -8,13 +8,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from invariants.base import Invariant, InvariantOptions
+from guardrail_invariants.base import Invariant, InvariantOptions
 
 REGISTRY: dict[str, str] = {
-    "reference_integrity": "invariants.reference_integrity:ReferenceIntegrityInvariant",
-    "entailment": "invariants.entailment:EntailmentInvariant",
-    "pii_boundary": "invariants.pii_boundary:PiiBoundaryInvariant",
-    "self_consistency": "invariants.self_consistency:SelfConsistencyInvariant",
+    "reference_integrity": "guardrail_invariants.reference_integrity:ReferenceIntegrityInvariant",
+    "entailment": "guardrail_invariants.entailment:EntailmentInvariant",
+    "pii_boundary": "guardrail_invariants.pii_boundary:PiiBoundaryInvariant",
+    "self_consistency": "guardrail_invariants.self_consistency:SelfConsistencyInvariant",
 }
 
 
@@ -40,7 +40,7 @@ def default_threshold(name: str) -> float:
 
 
 def build_invariant(name: str, threshold: float, options: InvariantOptions | dict[str, Any], zoo: Any) -> Invariant:
-    """Instantiates one invariant. `zoo` is the shared `models.zoo.ModelZoo` (models load once per process)."""
+    """Instantiates one invariant. `zoo` is the shared `guardrail_models.zoo.ModelZoo` (models load once per process)."""
     cls = invariant_class(name)
     if isinstance(options, dict):
         options = options_model(name).model_validate(options)

@@ -7,8 +7,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from invariants.base import Invariant
-from invariants.types import Case, Finding, Outcome, Verdict
+from guardrail_invariants.base import Invariant
+from guardrail_invariants.types import Case, Finding, Outcome, Verdict
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,7 @@ inconsistent sentences and name the samples that contradict them.
 Samples come with the request (or the dataset, or offline from `guardrail_server.llm_sampler`); without samples
 the check is SKIPPED, never an error. The scoring runs through judges (`judges: [primary, secondary]`): the primary
 gives the verdict, a secondary of another family runs on `secondary_fraction` of the cases and its disagreement is
-reported for review (see `invariants.disagreement`).
+reported for review (see `guardrail_invariants.disagreement`).
 """
 
 from __future__ import annotations
@@ -24,15 +24,15 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from invariants.base import skipped, verdict_from_score
-from invariants.disagreement import JudgeScore
-from invariants.judges import JudgedOptions, JudgeError, load_judges
-from invariants.judges.base import Judge
-from invariants.judges.panel import SecondaryPanel
-from invariants.runner import error_verdict
-from invariants.citations import claim_sentences, without_markers
-from invariants.text import Bm25, Span, content_words, is_non_claim, make_windows
-from invariants.types import Case, Finding, Verdict
+from guardrail_invariants.base import skipped, verdict_from_score
+from guardrail_invariants.disagreement import JudgeScore
+from guardrail_invariants.judges import JudgedOptions, JudgeError, load_judges
+from guardrail_invariants.judges.base import Judge
+from guardrail_invariants.judges.panel import SecondaryPanel
+from guardrail_invariants.runner import error_verdict
+from guardrail_invariants.citations import claim_sentences, without_markers
+from guardrail_invariants.text import Bm25, Span, content_words, is_non_claim, make_windows
+from guardrail_invariants.types import Case, Finding, Verdict
 
 
 class SelfConsistencyOptions(JudgedOptions):

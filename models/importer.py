@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from models.manifest import ModelManifest, canonical_label, sha256_file
-from models.quantize import quantize_dynamic_int8
+from guardrail_models.manifest import ModelManifest, canonical_label, sha256_file
+from guardrail_models.quantize import quantize_dynamic_int8
 
 
 def _labels_from_config(config: Any) -> list[str]:

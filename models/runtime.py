@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from models.manifest import ModelManifest, load_manifest
+from guardrail_models.manifest import ModelManifest, load_manifest
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

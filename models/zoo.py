@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.batcher import DynamicBatcher
-from models.manifest import ModelManifest, load_manifest
-from models.runtime import EmbeddingRuntime, NliRuntime
+from guardrail_models.batcher import DynamicBatcher
+from guardrail_models.manifest import ModelManifest, load_manifest
+from guardrail_models.runtime import EmbeddingRuntime, NliRuntime
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "zoo"
 DEFAULT_NLI = "minilm-groundedness-v2"

@@ -17,7 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from guardrail_server.config import DEFAULT_INVARIANTS, Config, load_config  # noqa: E402
 from guardrail_server.logs import configure_logging  # noqa: E402
 from guardrail_server.server import GuardrailServer  # noqa: E402
-from invariants import registry  # noqa: E402
+from guardrail_invariants import registry  # noqa: E402
 from tests.helpers_invariants import TEST_INVARIANTS  # noqa: E402
 
 

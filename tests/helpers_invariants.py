@@ -10,8 +10,8 @@ import re
 import time
 from typing import Any, ClassVar
 
-from invariants.base import InvariantOptions, verdict_from_score
-from invariants.types import Case, Finding, Verdict
+from guardrail_invariants.base import InvariantOptions, verdict_from_score
+from guardrail_invariants.types import Case, Finding, Verdict
 
 TEST_INVARIANTS = {
     "test_sleepy": "tests.helpers_invariants:SleepyInvariant",

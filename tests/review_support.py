@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from guardrail_server.review.store import ReviewStore
-from invariants.types import Case, Finding, Outcome, Passage, Verdict
+from guardrail_invariants.types import Case, Finding, Outcome, Passage, Verdict
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -1,6 +1,6 @@
 """Citation markers are provenance, not content: the NLI invariants score a claim exactly as if it had none.
 
-One row per marker format of `invariants.citations` (numeric, ranges and lists, HTML superscripts, passage ids,
+One row per marker format of `guardrail_invariants.citations` (numeric, ranges and lists, HTML superscripts, passage ids,
 footnotes with their definitions, OpenAI's 【n†source】, <cite> tags, markdown links, bare URLs, reference lists).
 Each is checked through the invariants' public `check` on the real model: same score as the unmarked sentence, and
 findings still point at the marked sentence in the original response.
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pytest
 
-from invariants.citations import claim_sentences, strip_markers, without_markers
-from invariants.entailment import EntailmentInvariant, EntailmentOptions
-from invariants.reference_integrity import ReferenceIntegrityInvariant
-from invariants.self_consistency import SelfConsistencyInvariant, SelfConsistencyOptions
-from invariants.types import Case, Outcome, Passage
-from models.zoo import ModelZoo
+from guardrail_invariants.citations import claim_sentences, strip_markers, without_markers
+from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions
+from guardrail_invariants.reference_integrity import ReferenceIntegrityInvariant
+from guardrail_invariants.self_consistency import SelfConsistencyInvariant, SelfConsistencyOptions
+from guardrail_invariants.types import Case, Outcome, Passage
+from guardrail_models.zoo import ModelZoo
 
 CLAIM = "The Pergamon Museum is located on Museum Island in Berlin."
 URL = "https://en.wikipedia.org/wiki/Pergamon_Museum"

@@ -12,8 +12,8 @@ import random
 import pytest
 from pydantic import ValidationError
 
-from invariants.citations import CitationOptions, analyze, extract_citations, normalize_url
-from invariants.types import Passage
+from guardrail_invariants.citations import CitationOptions, analyze, extract_citations, normalize_url
+from guardrail_invariants.types import Passage
 
 WIKI = "https://en.wikipedia.org/wiki/Paris"
 BERLIN = "https://example.com/berlin"

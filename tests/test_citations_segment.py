@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from invariants import citations as C
+from guardrail_invariants import citations as C
 
 TEXTS = [
     "The Eiffel Tower was completed in 1889. It is 330 metres tall. Dr. Gustave Eiffel's company built it.",

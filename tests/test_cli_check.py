@@ -54,7 +54,7 @@ def test_check_cli_unreachable_server_is_clear_error(capsys: pytest.CaptureFixtu
 async def test_request_log_event_has_ids_and_outcomes_but_no_text() -> None:
     async with running_server(make_config(KEYWORD)) as (server, _):
         with structlog.testing.capture_logs() as events:
-            from invariants.types import Case, Passage
+            from guardrail_invariants.types import Case, Passage
 
             await server.engine.check(Case(response=TEXT, question="what is the secret?", request_id="req-9", app="app-x",
                                            context=(Passage(id="d1", text="the vault holds 4111 1111 1111 1111"),)))

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from guardrail_server import metrics
 from guardrail_server.client import GuardrailClient
 from guardrail_server.config import ConfigError, load_config
-from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+from guardrail_models.zoo import DEFAULT_NLI, SHIPPED_DIR
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from invariants.entailment import EntailmentInvariant, EntailmentOptions, SupportChecker, check_support
-from invariants.registry import build_invariant
-from invariants.types import Case, Outcome, Passage
-from models.zoo import ModelZoo, ZooSettings
+from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions, SupportChecker, check_support
+from guardrail_invariants.registry import build_invariant
+from guardrail_invariants.types import Case, Outcome, Passage
+from guardrail_models.zoo import ModelZoo, ZooSettings
 
 MUSEUM = ("The Pergamon Museum is located on Museum Island in Berlin. It was built between 1910 and 1930 to a design "
           "by Alfred Messel. The museum houses the Ishtar Gate of Babylon and the Pergamon Altar. About 800,000 "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from invariants.text import Bm25, coverage, is_non_claim, make_windows, split_sentences
+from guardrail_invariants.text import Bm25, coverage, is_non_claim, make_windows, split_sentences
 
 
 def words(text: str) -> int:
@@ -68,7 +68,7 @@ def test_claims_are_kept(sentence: str) -> None:
 
 
 def test_a_recurring_passage_is_segmented_once_and_callers_cannot_corrupt_the_cache() -> None:
-    from invariants.text import _split_cached
+    from guardrail_invariants.text import _split_cached
 
     text = "Dr. Smith arrived in Paris at 5 p.m. on Monday. He left on Tuesday. The museum was closed."
     first = split_sentences(text)

@@ -12,7 +12,7 @@ from guardrail_server.cli import main
 from guardrail_server.evals.results import read_manifest, read_rows
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
-from invariants.types import Case, Outcome, Verdict
+from guardrail_invariants.types import Case, Outcome, Verdict
 from tests.conftest import only
 
 KEYWORD = only("{test_keyword: {options: {word: forbidden}}}")

@@ -15,9 +15,9 @@ import pytest
 
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
-from invariants.citations import analyze
-from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
-from invariants.types import Case, Passage
+from guardrail_invariants.citations import analyze
+from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
+from guardrail_invariants.types import Case, Passage
 from tests.conftest import make_config, running_server
 
 RUNS = {

@@ -13,13 +13,13 @@ from guardrail_server.config import ConfigError, ReviewConfig
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.review.store import ReviewStore
 from guardrail_server.server import GuardrailServer
-from invariants.disagreement import JudgeScore, in_sample, panel_details
-from invariants.judges import JudgeConfigError
-from invariants.judges.alignment import AlignmentJudge
-from invariants.judges.config import shipped_manifest
-from models.zoo import SHIPPED_DIR
-from invariants.self_consistency import SelfConsistencyInvariant
-from invariants.types import Case
+from guardrail_invariants.disagreement import JudgeScore, in_sample, panel_details
+from guardrail_invariants.judges import JudgeConfigError
+from guardrail_invariants.judges.alignment import AlignmentJudge
+from guardrail_invariants.judges.config import shipped_manifest
+from guardrail_models.zoo import SHIPPED_DIR
+from guardrail_invariants.self_consistency import SelfConsistencyInvariant
+from guardrail_invariants.types import Case
 from tests.conftest import make_config, running_server
 from tests.fake_openai import FakeOpenAI, items_in, judgement
 

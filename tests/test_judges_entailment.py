@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from guardrail_server.config import ConfigError
-from invariants.entailment import EntailmentInvariant
-from invariants.judges.config import shipped_manifest
-from invariants.types import Case, Passage
-from models.zoo import ModelZoo
+from guardrail_invariants.entailment import EntailmentInvariant
+from guardrail_invariants.judges.config import shipped_manifest
+from guardrail_invariants.types import Case, Passage
+from guardrail_models.zoo import ModelZoo
 from tests.conftest import make_config
 
 CONTEXT = (Passage("doc-1", "The Eiffel Tower was completed in 1889 for the World's Fair in Paris. It was designed "

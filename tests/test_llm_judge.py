@@ -9,11 +9,11 @@ import pytest
 
 from guardrail_server.config import ConfigError
 from guardrail_server.llm_sampler import sample_responses
-from invariants.judges.base import JudgeError
-from invariants.judges.llm import LlmJudge, load_anchors, parse_output
-from invariants.runner import ScheduledInvariant, run_checks
-from invariants.self_consistency import SelfConsistencyInvariant
-from invariants.types import Case, Outcome, Passage
+from guardrail_invariants.judges.base import JudgeError
+from guardrail_invariants.judges.llm import LlmJudge, load_anchors, parse_output
+from guardrail_invariants.runner import ScheduledInvariant, run_checks
+from guardrail_invariants.self_consistency import SelfConsistencyInvariant
+from guardrail_invariants.types import Case, Outcome, Passage
 from tests.conftest import make_config
 from tests.fake_openai import FakeOpenAI, items_in, judgement
 
@@ -204,7 +204,7 @@ async def test_api_key_comes_from_the_named_env_variable(monkeypatch: pytest.Mon
 
 
 async def test_sampler_endpoint_down_is_a_clear_error() -> None:
-    from invariants.judges.openai_client import ChatError
+    from guardrail_invariants.judges.openai_client import ChatError
     from tests.conftest import free_port
 
     case = Case(response="", question="Anything?")

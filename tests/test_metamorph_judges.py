@@ -17,9 +17,9 @@ from guardrail_server.metamorph.relations import SHIPPED, build_relations
 from guardrail_server.metamorph.runner import RunSettings, run_metamorph
 from guardrail_server.metamorph.sut import JudgesSUT
 from guardrail_server.metamorph.types import rng_for
-from invariants import registry
-from invariants.base import InvariantOptions, verdict_from_score
-from invariants.types import Case, Passage, Verdict
+from guardrail_invariants import registry
+from guardrail_invariants.base import InvariantOptions, verdict_from_score
+from guardrail_invariants.types import Case, Passage, Verdict
 from tests.conftest import make_config
 
 GROUNDED = [  # clear, entailed claims: the judge passes every source (checked below)

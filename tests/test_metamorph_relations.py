@@ -13,7 +13,7 @@ from guardrail_server.metamorph.relations import SHIPPED, RelationError, build_r
 from guardrail_server.metamorph.relations.negation import negate
 from guardrail_server.metamorph.relations.paraphrase import reorder_clause, typo
 from guardrail_server.metamorph.types import Output, case_to_dict, rng_for
-from invariants.types import Case, Passage
+from guardrail_invariants.types import Case, Passage
 
 CASE = Case(question="Who bought an old car?", response="An engineer bought a big car in 2001.",
             context=(Passage("a", "An engineer bought a big car in 2001. It was an error, she said."),),

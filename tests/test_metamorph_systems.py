@@ -19,7 +19,7 @@ from guardrail_server.evals.results import read_rows
 from guardrail_server.metamorph.relations import build_relations
 from guardrail_server.metamorph.runner import RunSettings, run_metamorph
 from guardrail_server.metamorph.sut import CallableSUT
-from invariants.types import Case
+from guardrail_invariants.types import Case
 from tests.fake_openai import FakeOpenAI
 
 THINGS = [("lamp", "red"), ("door", "open"), ("cup", "warm"), ("box", "full"), ("bell", "loud"), ("kite", "blue"),

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from models.batcher import BatcherClosedError, DynamicBatcher
-from models.zoo import ModelZoo, ZooSettings
+from guardrail_models.batcher import BatcherClosedError, DynamicBatcher
+from guardrail_models.zoo import ModelZoo, ZooSettings
 
 PREMISES = [
     "The Eiffel Tower was completed in 1889 for the World's Fair in Paris.",

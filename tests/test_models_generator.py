@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from models.training.generator import (
+from guardrail_models.training.generator import (
     LABELS,
     Document,
     PairGenerator,

@@ -15,10 +15,10 @@ torch = pytest.importorskip("torch", reason="models import needs torch: pip inst
 transformers = pytest.importorskip("transformers", reason="models import needs transformers: pip install '.[train]'")
 pytest.importorskip("onnx", reason="models import needs onnx: pip install '.[train]'")
 
-from models.importer import import_hf_checkpoint  # noqa: E402
-from models.manifest import load_manifest  # noqa: E402
-from models.runtime import NliRuntime  # noqa: E402
-from models.zoo import DEFAULT_NLI, SHIPPED_DIR, ModelZoo, ZooSettings  # noqa: E402
+from guardrail_models.importer import import_hf_checkpoint  # noqa: E402
+from guardrail_models.manifest import load_manifest  # noqa: E402
+from guardrail_models.runtime import NliRuntime  # noqa: E402
+from guardrail_models.zoo import DEFAULT_NLI, SHIPPED_DIR, ModelZoo, ZooSettings  # noqa: E402
 
 PAIRS = [("A man is playing a guitar on stage.", "A man plays music."),
          ("The Danube flows into the Black Sea.", "The river ends in the North Sea."),

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.manifest import CANONICAL_LABELS, ManifestError, ModelManifest, load_manifest
-from models.runtime import NliRuntime
-from models.zoo import DEFAULT_NLI, SHIPPED_DIR, ModelZoo, UnknownModelError, ZooSettings
+from guardrail_models.manifest import CANONICAL_LABELS, ManifestError, ModelManifest, load_manifest
+from guardrail_models.runtime import NliRuntime
+from guardrail_models.zoo import DEFAULT_NLI, SHIPPED_DIR, ModelZoo, UnknownModelError, ZooSettings
 
 SHIPPED = SHIPPED_DIR / DEFAULT_NLI
 

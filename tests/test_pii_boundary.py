@@ -12,10 +12,10 @@ import time
 import pytest
 import structlog
 
-from invariants.base import InvariantOptions
-from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
-from invariants.registry import build_invariant, default_threshold
-from invariants.types import Case, Outcome, Passage, Verdict
+from guardrail_invariants.base import InvariantOptions
+from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
+from guardrail_invariants.registry import build_invariant, default_threshold
+from guardrail_invariants.types import Case, Outcome, Passage, Verdict
 
 FILLER = Passage("doc-1", "Our refund policy allows returns within thirty days of delivery for unused items.")
 
@@ -178,7 +178,7 @@ async def test_raw_value_is_nowhere_in_the_verdict(spacy_inv: PiiBoundaryInvaria
 async def test_nothing_of_the_value_reaches_logs(
     spacy_inv: PiiBoundaryInvariant, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from invariants.pii import redact
+    from guardrail_invariants.pii import redact
 
     caplog.set_level(logging.DEBUG)
     with structlog.testing.capture_logs() as structured:

@@ -17,9 +17,9 @@ import pytest
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.cli import main
 from guardrail_server.client import AsyncGuardrailClient
-from invariants.pii.detect import KNOWN_ENTITIES
-from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
-from invariants.types import Case, Outcome, Passage, Verdict
+from guardrail_invariants.pii.detect import KNOWN_ENTITIES
+from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
+from guardrail_invariants.types import Case, Outcome, Passage, Verdict
 from tests.conftest import make_config, running_server
 
 HALUEVAL = Path("/work/shared/data/dev/halueval_qa.jsonl")
@@ -107,7 +107,7 @@ async def test_sensitivity_travels_over_grpc() -> None:
 
 
 def test_known_entities_are_what_the_analyzer_produces() -> None:
-    from invariants.pii import get_analyzer
+    from guardrail_invariants.pii import get_analyzer
 
     assert set(get_analyzer(False).get_supported_entities(language="en")) == KNOWN_ENTITIES
 
@@ -139,7 +139,7 @@ async def test_own_names_in_the_question_are_not_leaks_when_ner_joins_them(inv: 
 @pytest.mark.parametrize("address", ["jane.doe@hr.internal", "ops@build.corp", "admin@printer.local",
                                      "j.doe@example.com"])
 async def test_email_on_any_tld_is_a_leak_and_is_redacted(inv: PiiBoundaryInvariant, address: str) -> None:
-    from invariants.pii import redact
+    from guardrail_invariants.pii import redact
 
     case = Case(response=f"Write to {address} about it.", question="Whom do I write to?",
                 context=(Passage("hr-1", f"HR contact: {address}."),))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from invariants.pii.index import LruCache, TextIndex
-from invariants.pii.normalize import normalize, phone_key, trim_name
+from guardrail_invariants.pii.index import LruCache, TextIndex
+from guardrail_invariants.pii.normalize import normalize, phone_key, trim_name
 
 
 @pytest.mark.parametrize(

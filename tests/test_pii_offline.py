@@ -7,8 +7,8 @@ import os
 import pytest
 import spacy.cli
 
-from invariants.pii import SPACY_MODEL, ModelNotInstalledError, get_analyzer
-from invariants.pii.engine import OfflineSpacyNlpEngine
+from guardrail_invariants.pii import SPACY_MODEL, ModelNotInstalledError, get_analyzer
+from guardrail_invariants.pii.engine import OfflineSpacyNlpEngine
 
 
 def test_tldextract_uses_its_bundled_suffix_list() -> None:

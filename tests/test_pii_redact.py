@@ -1,10 +1,10 @@
-"""invariants.pii.redact: what the review store stores instead of raw text."""
+"""guardrail_invariants.pii.redact: what the review store stores instead of raw text."""
 
 from __future__ import annotations
 
 import asyncio
 
-from invariants.pii import get_analyzer, redact
+from guardrail_invariants.pii import get_analyzer, redact
 
 TEXT = (
     "Customer Marta Kowalczyk (marta.kowalczyk@example.org, +1 (212) 555-0187) paid with 4111 1111 1111 1111 "

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from guardrail_server.policy import Decision, decide
-from invariants.types import Outcome, Verdict
+from guardrail_invariants.types import Outcome, Verdict
 
 
 def v(name: str, outcome: Outcome) -> Verdict:

@@ -10,8 +10,8 @@ import random
 
 import pytest
 
-from invariants.registry import build_invariant, default_threshold, options_model
-from invariants.types import Case, Outcome
+from guardrail_invariants.registry import build_invariant, default_threshold, options_model
+from guardrail_invariants.types import Case, Outcome
 from tests.test_citations import _PIECES, BERLIN, KB, NONE, NOID, P3, PY, WIKI
 
 # (id, response, passages, options, outcome, score, findings as (kind, marked text, message))

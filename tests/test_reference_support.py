@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from invariants.registry import build_invariant
-from invariants.types import Case, Outcome, Passage
-from models.zoo import ModelZoo
+from guardrail_invariants.registry import build_invariant
+from guardrail_invariants.types import Case, Outcome, Passage
+from guardrail_models.zoo import ModelZoo
 
 PASSAGES = (
     Passage(id="p1", text="The Eiffel Tower, completed in 1889, is 330 metres tall and stands in Paris."),

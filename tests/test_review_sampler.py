@@ -19,7 +19,7 @@ from guardrail_server.config import ReviewConfig
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.review.spool import Spool, SpoolLockedError
 from guardrail_server.review.store import ReviewStore
-from invariants.types import Case, Finding, Passage
+from guardrail_invariants.types import Case, Finding, Passage
 from tests.review_support import (
     PG_ADMIN,
     TcpProxy,

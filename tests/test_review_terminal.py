@@ -11,7 +11,7 @@ import pytest
 
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
-from invariants.types import Case, Outcome, Passage, Verdict
+from guardrail_invariants.types import Case, Outcome, Passage, Verdict
 from tests.review_support import verdict
 from tests.test_review_calibration import _run
 

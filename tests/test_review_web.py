@@ -15,7 +15,7 @@ from guardrail_server.review.auth import hash_password
 from guardrail_server.review.records import Pending, RecordOptions, to_record
 from guardrail_server.review.store import ReviewStore
 from guardrail_server.review.web import ReviewWebServer
-from invariants.types import Case, Passage
+from guardrail_invariants.types import Case, Passage
 from tests.review_support import make_case, verdict
 
 PASSWORD = "correct horse battery"

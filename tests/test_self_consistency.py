@@ -6,10 +6,10 @@ import pytest
 
 from guardrail_server.client import AsyncGuardrailClient
 from guardrail.v1 import guardrail_pb2 as pb
-from invariants.judges.config import shipped_manifest
-from invariants.self_consistency import SelfConsistencyInvariant
-from invariants.types import Case, Outcome
-from models.zoo import ModelZoo
+from guardrail_invariants.judges.config import shipped_manifest
+from guardrail_invariants.self_consistency import SelfConsistencyInvariant
+from guardrail_invariants.types import Case, Outcome
+from guardrail_models.zoo import ModelZoo
 from tests.conftest import make_config, running_server
 
 RESPONSE = ("The Eiffel Tower stands on the Champ de Mars in Paris. "

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = textwrap.dedent(
     """
     import sys
-    from invariants import registry
+    from guardrail_invariants import registry
     from tests.helpers_invariants import TEST_INVARIANTS
     registry.REGISTRY.update(TEST_INVARIANTS)
     from guardrail_server.cli import main

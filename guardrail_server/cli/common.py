@@ -163,7 +163,7 @@ def describe_startup_error(exc: BaseException, config: Config | None = None, sto
         if kind == marker or f"{marker}: " in text:
             detail = text.split(f"{marker}: ", 1)[1] if f"{marker}: " in text else text
             if marker == "ModelNotInstalledError":
-                return f"invariants.pii_boundary: {detail}"
+                return f"guardrail_invariants.pii_boundary: {detail}"
             key = (_key_quoted_in(detail, config) if config is not None else None) or "models.dir"
             return f"{key}: {detail}"
     if isinstance(exc, OSError):

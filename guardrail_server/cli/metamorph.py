@@ -182,7 +182,7 @@ def run_seeds(args: argparse.Namespace, relations: list[Any], loaded: Any, run_i
     if settings.monotonicity and sut.kind != "judges":
         from guardrail_server.engine import zoo_settings
         from guardrail_server.metamorph.specificity import SpecificityMeter
-        from models.zoo import ModelZoo
+        from guardrail_models.zoo import ModelZoo
 
         meter = SpecificityMeter(ModelZoo(zoo_settings(config)),
                                  model=getattr(config.options("entailment"), "model", None)

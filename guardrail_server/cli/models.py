@@ -8,8 +8,8 @@ from pathlib import Path
 
 from guardrail_server.cli.common import add_config_flags, config_from_args
 from guardrail_server.engine import zoo_settings
-from models.manifest import load_manifest
-from models.zoo import ModelZoo
+from guardrail_models.manifest import load_manifest
+from guardrail_models.zoo import ModelZoo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,7 +42,7 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    from models.importer import import_hf_checkpoint
+    from guardrail_models.importer import import_hf_checkpoint
 
     root = args.out or config_from_args(args).models.dir
     if not root:

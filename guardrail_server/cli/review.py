@@ -388,7 +388,7 @@ def format_results(results: list[Any], target: float) -> str:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from guardrail_server.review import calibration
-    from invariants.registry import REGISTRY
+    from guardrail_invariants.registry import REGISTRY
 
     if not 0.0 < args.test_fraction < 1.0:
         return _err("--test-fraction must be between 0 and 1")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from invariants.types import Case, Passage, parse_sensitivity
+from guardrail_invariants.types import Case, Passage, parse_sensitivity
 
 OnMalformed = Literal["skip", "fail"]
 

@@ -21,7 +21,7 @@ from guardrail_server.config import Config
 from guardrail_server.convert import case_from_dict
 from guardrail_server.evals.backends import Work, input_error
 from guardrail_server.evals.results import CaseResult
-from invariants.types import Case, Finding, Outcome, Verdict
+from guardrail_invariants.types import Case, Finding, Outcome, Verdict
 
 
 def case_to_dict(case: Case) -> dict[str, Any]:

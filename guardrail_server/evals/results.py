@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from guardrail_server.evals.datasets import EvalCase, Malformed
-from invariants.types import Verdict
+from guardrail_invariants.types import Verdict
 
 RESULTS_JSONL = "results.jsonl"
 RESULTS_PARQUET = "results.parquet"

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from invariants.stats import auroc
+from guardrail_invariants.stats import auroc
 
 Z95 = 1.959963984540054
 SWEEP = np.round(np.linspace(0.0, 1.0, 101), 2)

@@ -17,8 +17,8 @@ from typing import Any
 
 from guardrail_server.metamorph.specificity import Specificity, SpecificityMeter
 from guardrail_server.metamorph.types import Output
-from invariants.text import split_sentences
-from invariants.types import Case, Passage
+from guardrail_invariants.text import split_sentences
+from guardrail_invariants.types import Case, Passage
 
 JUDGE_TARGETS = ("entailment", "reference_integrity")
 

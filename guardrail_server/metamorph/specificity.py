@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from invariants.citations import claim_sentences
-from invariants.entailment import EntailmentOptions, score_claims
-from invariants.text import is_non_claim
-from invariants.types import Passage
+from guardrail_invariants.citations import claim_sentences
+from guardrail_invariants.entailment import EntailmentOptions, score_claims
+from guardrail_invariants.text import is_non_claim
+from guardrail_invariants.types import Passage
 
 ENTITY_LABELS = frozenset({"PERSON", "ORG", "GPE", "LOC", "NORP", "FAC", "EVENT", "WORK_OF_ART", "PRODUCT", "LAW",
                            "LANGUAGE"})
@@ -81,7 +81,7 @@ class SpecificityMeter:
         self.nlp: Any = None
 
     async def load(self) -> None:
-        from invariants.pii.engine import SPACY_MODEL
+        from guardrail_invariants.pii.engine import SPACY_MODEL
 
         import spacy
 

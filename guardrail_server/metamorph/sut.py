@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from guardrail_server.metamorph.types import FieldName, Output
-from invariants.types import Case, Outcome
+from guardrail_invariants.types import Case, Outcome
 
 SUT_TARGET = "sut"  # the one output of a generator
 
@@ -187,7 +187,7 @@ class OpenAISUT:
                  seed: int = 0, timeout_s: float = 60.0, retries: int = 2, max_tokens: int | None = 512,
                  system_prompt: str | None = None) -> None:
         from guardrail_server.llm_sampler import SYSTEM_PROMPT
-        from invariants.judges.openai_client import ChatClient
+        from guardrail_invariants.judges.openai_client import ChatClient
 
         if not model:
             raise SutError("an endpoint under test needs --sut-model (the model id it serves)")
@@ -205,7 +205,7 @@ class OpenAISUT:
 
     async def run(self, case: Case, targets: Sequence[str]) -> dict[str, Output]:
         from guardrail_server.llm_sampler import messages_for
-        from invariants.judges.openai_client import ChatError
+        from guardrail_invariants.judges.openai_client import ChatError
 
         started = time.perf_counter()
         try:

@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from invariants.types import Case, Passage
+from guardrail_invariants.types import Case, Passage
 
 FieldName = Literal["question", "context", "response"]
 Expect = Literal["same", "flip"]

@@ -303,7 +303,7 @@ def set_agreement_gauge(store: Any) -> dict[str, float]:
     import logging
 
     from guardrail_server.metrics import JUDGE_AGREEMENT
-    from invariants.registry import REGISTRY
+    from guardrail_invariants.registry import REGISTRY
 
     try:
         values = latest_agreement(store)

@@ -45,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from invariants.types import Case, Finding, Verdict
+from guardrail_invariants.types import Case, Finding, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,10 @@ def new_id() -> str:
 
 
 def default_redactor(entities: Sequence[str] | None = None) -> Redactor:
-    """The PII redactor from `invariants.pii`, imported lazily (Presidio is heavy). If it cannot be loaded the
+    """The PII redactor from `guardrail_invariants.pii`, imported lazily (Presidio is heavy). If it cannot be loaded the
     store withholds text rather than storing it raw: raw text is opt-in only."""
     try:
-        from invariants.pii import redact
+        from guardrail_invariants.pii import redact
     except Exception as exc:  # noqa: BLE001 - any import failure means "no redactor"
         log.error("review: PII redactor unavailable (%s); stored text is withheld", type(exc).__name__)
         return _withhold

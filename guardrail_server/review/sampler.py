@@ -46,7 +46,7 @@ from guardrail_server.review.records import (
 from guardrail_server.review.redaction import RedactionWorker, cached, picklable
 from guardrail_server.review.spool import Spool, SpoolLockedError
 from guardrail_server.review.store import ReviewStore
-from invariants.types import Case, Outcome, Verdict
+from guardrail_invariants.types import Case, Outcome, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class ReviewSampler:
         )
         self._entities = getattr(config, "redact_entities", None)
         if self._entities is not None:
-            from invariants.pii import REDACT_ENTITIES
+            from guardrail_invariants.pii import REDACT_ENTITIES
 
             unknown = sorted(set(self._entities) - set(REDACT_ENTITIES))
             if unknown:  # a typo must not silently keep a kind of PII in the store

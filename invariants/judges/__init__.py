@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from invariants.judges.base import Judge, JudgeError
-from invariants.judges.config import JudgeConfigError, JudgedOptions, JudgeSpec, check_families
+from guardrail_invariants.judges.base import Judge, JudgeError
+from guardrail_invariants.judges.config import JudgeConfigError, JudgedOptions, JudgeSpec, check_families
 
 __all__ = ["Judge", "JudgeConfigError", "JudgeError", "JudgeSpec", "JudgedOptions", "build_judge", "load_judges"]
 
@@ -18,14 +18,14 @@ __all__ = ["Judge", "JudgeConfigError", "JudgeError", "JudgeSpec", "JudgedOption
 def build_judge(spec: JudgeSpec, zoo: Any, invariant: str) -> Judge:
     """A judge for one invariant (the LLM judge's prompt and anchors are per invariant)."""
     if spec.kind == "nli":
-        from invariants.judges.nli_model import NliModelJudge
+        from guardrail_invariants.judges.nli_model import NliModelJudge
 
         return NliModelJudge(zoo, spec.model)
     if spec.kind == "alignment":
-        from invariants.judges.alignment import AlignmentJudge
+        from guardrail_invariants.judges.alignment import AlignmentJudge
 
         return AlignmentJudge()
-    from invariants.judges.llm import LlmJudge
+    from guardrail_invariants.judges.llm import LlmJudge
 
     assert spec.endpoint and spec.model and spec.family
     return LlmJudge(invariant=invariant, endpoint=spec.endpoint, model=spec.model, family=spec.family,

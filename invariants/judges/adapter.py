@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from invariants.judges.base import Judge
+from guardrail_invariants.judges.base import Judge
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Its lineage is entirely different from the neural judges (no pretrained text, no
 passage's topic but a number, name, negation or antonym in it conflicts with the sentence of the passage it aligns
 best with, and *neutral* (unsupported) when it talks about something the passage does not. Hand-made features feed a
 3-way logistic regression whose weights are fitted on train-side data only (SNLI train + synthetic FactCC-style pairs,
-see `invariants.judges.fit_alignment`) and ship as data (`alignment_params.json`), so its probabilities are
+see `guardrail_invariants.judges.fit_alignment`) and ship as data (`alignment_params.json`), so its probabilities are
 calibrated on that mix. Its errors are different from a transformer's - which is what a second judge is for.
 There is deliberately no length feature: answer length separates some datasets (HaluEval) and nothing else.
 """
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from invariants.judges.base import Pair, check_scores, empty_scores
-from invariants.judges.config import ALIGNMENT_FAMILY
+from guardrail_invariants.judges.base import Pair, check_scores, empty_scores
+from guardrail_invariants.judges.config import ALIGNMENT_FAMILY
 
 PARAMS_PATH = Path(__file__).with_name("alignment_params.json")
 
@@ -222,7 +222,7 @@ class AlignmentModel:
     def from_json(cls, data: dict) -> AlignmentModel:
         if list(data.get("features", [])) != list(FEATURES):
             raise ValueError("alignment parameters were fitted on a different feature list; refit them "
-                             "(python -m invariants.judges.fit_alignment)")
+                             "(python -m guardrail_invariants.judges.fit_alignment)")
         return cls(np.asarray(data["mean"]), np.asarray(data["std"]), np.asarray(data["weights"]), data.get("meta", {}))
 
 

@@ -24,7 +24,7 @@ class JudgeError(RuntimeError):
 @runtime_checkable
 class Judge(Protocol):
     """Scores pairs. `family` names the training lineage: two judges of one family share blind spots, so an
-    invariant refuses to pair them (see `invariants.judges.config`)."""
+    invariant refuses to pair them (see `guardrail_invariants.judges.config`)."""
 
     name: str
     family: str

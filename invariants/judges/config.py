@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from invariants.base import InvariantOptions
+from guardrail_invariants.base import InvariantOptions
 
 ALIGNMENT_FAMILY = "lexical-alignment"
 
@@ -70,7 +70,7 @@ class JudgeSpec(BaseModel):
 
 def shipped_manifest(model: str | None) -> dict[str, Any] | None:
     """The shipped manifest for a model name (the default model when None), read without loading the model."""
-    from models.zoo import DEFAULT_NLI, SHIPPED_DIR
+    from guardrail_models.zoo import DEFAULT_NLI, SHIPPED_DIR
 
     path = SHIPPED_DIR / (model or DEFAULT_NLI) / "manifest.json"
     try:

@@ -1,8 +1,8 @@
 """Fits the alignment judge's logistic regression on train-side data only, and writes `alignment_params.json`.
 
 Data: SNLI train (`../shared/data/train/`) + synthetic FactCC-style groundedness pairs made by
-`models.training.generator` from the WikiText-2 training documents (never `dev/`). Reproducible:
-`python -m invariants.judges.fit_alignment [--synthetic 12000] [--seed 13]` (pure numpy, about a minute).
+`guardrail_models.training.generator` from the WikiText-2 training documents (never `dev/`). Reproducible:
+`python -m guardrail_invariants.judges.fit_alignment [--synthetic 12000] [--seed 13]` (pure numpy, about a minute).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import time
 
 import numpy as np
 
-from invariants.judges.alignment import FEATURES, PARAMS_PATH, AlignmentModel, feature_matrix
+from guardrail_invariants.judges.alignment import FEATURES, PARAMS_PATH, AlignmentModel, feature_matrix
 
 LABELS = ("entailment", "neutral", "contradiction")
 
 
 def training_pairs(n_synthetic: int, seed: int) -> list[tuple[str, str, str, str]]:
-    from models.training.generator import PairGenerator
-    from models.training.train import load_snli, split_documents
+    from guardrail_models.training.generator import PairGenerator
+    from guardrail_models.training.train import load_snli, split_documents
 
     train_docs, _ = split_documents()
     synthetic = PairGenerator(train_docs, seed=seed).generate(n_synthetic)
@@ -78,7 +78,7 @@ def main() -> None:
             "snli_accuracy": float((pred == y[cut:])[source[cut:]].mean()),
             "synthetic_accuracy": float((pred == y[cut:])[~source[cut:]].mean()),
             "n": int(len(rows) - cut)}
-    meta = {"fitted_on": "train/snli_dev.jsonl (SNLI train side) + models.training.generator synthetic pairs from "
+    meta = {"fitted_on": "train/snli_dev.jsonl (SNLI train side) + guardrail_models.training.generator synthetic pairs from "
                          "WikiText-2 training documents (data/wikitext-2, CC BY-SA); never dev/",
             "n_train": cut, "n_synthetic": args.synthetic, "seed": args.seed, "held_out_train_side": held,
             "fit_seconds": round(time.time() - started, 1)}

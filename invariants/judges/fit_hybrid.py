@@ -7,7 +7,7 @@ bring new words), which would teach the rule to trust word overlap; the SNLI pai
 it back toward the model and embedding features. Caveat: the NLI model was trained on those SNLI pairs, so its
 feature looks stronger on them than on unseen text. Features come from the real invariant path (windows, BM25 +
 embedding top-k, NLI), so the rule is fitted on exactly what it will combine.
-Run: `python -m invariants.judges.fit_hybrid [--model minilm-groundedness-v2]` (no torch needed).
+Run: `python -m guardrail_invariants.judges.fit_hybrid [--model minilm-groundedness-v2]` (no torch needed).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 
 import numpy as np
 
-from invariants.stats import auroc as shared_auroc
+from guardrail_invariants.stats import auroc as shared_auroc
 
 FEATURES = ["entailment_logit", "contradiction", "coverage", "number_coverage", "name_coverage", "embed_sim"]
 
@@ -45,11 +45,11 @@ def auroc(scores: np.ndarray, labels: np.ndarray) -> float:
 
 async def collect(model_name: str | None, embedder_name: str, n: int, seed: int, snli_n: int = 0
                   ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from invariants.entailment import EntailmentOptions, score_claims
-    from models.training.generator import PairGenerator
-    from models.training.generator import Pair
-    from models.training.train import load_snli, split_documents
-    from models.zoo import ModelZoo
+    from guardrail_invariants.entailment import EntailmentOptions, score_claims
+    from guardrail_models.training.generator import PairGenerator
+    from guardrail_models.training.generator import Pair
+    from guardrail_models.training.train import load_snli, split_documents
+    from guardrail_models.zoo import ModelZoo
 
     _, held = split_documents()
     gen = PairGenerator(held, seed=seed, max_window_sentences=10, max_window_words=320)
@@ -86,8 +86,8 @@ def main() -> None:
     ap.add_argument("--snli", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
-    from models.manifest import load_manifest
-    from models.zoo import ModelZoo
+    from guardrail_models.manifest import load_manifest
+    from guardrail_models.zoo import ModelZoo
 
     x, y, kinds = asyncio.run(collect(args.model, args.embedder, args.n, args.seed, args.snli))
     half = len(y) // 2

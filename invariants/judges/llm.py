@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from invariants.judges.base import Pair, JudgeError, check_scores, empty_scores
-from invariants.judges.openai_client import ChatClient
+from guardrail_invariants.judges.base import Pair, JudgeError, check_scores, empty_scores
+from guardrail_invariants.judges.openai_client import ChatClient
 
 ANCHOR_FORMAT = "guardrail-anchor/v1"
 MAX_TEXT = 700

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from invariants.judges.base import Pair, check_scores, empty_scores
+from guardrail_invariants.judges.base import Pair, check_scores, empty_scores
 
 
 class NliModelJudge:

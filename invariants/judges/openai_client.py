@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from invariants.judges.base import JudgeError
+from guardrail_invariants.judges.base import JudgeError
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 

@@ -12,11 +12,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from invariants.disagreement import JudgeScore, case_key, in_sample, panel_details
-from invariants.judges import load_judges
-from invariants.judges.base import Judge, JudgeError
-from invariants.judges.config import JudgeSpec
-from invariants.types import Case
+from guardrail_invariants.disagreement import JudgeScore, case_key, in_sample, panel_details
+from guardrail_invariants.judges import load_judges
+from guardrail_invariants.judges.base import Judge, JudgeError
+from guardrail_invariants.judges.config import JudgeSpec
+from guardrail_invariants.types import Case
 
 ScoreFn = Callable[[Judge], Awaitable[float]]
 

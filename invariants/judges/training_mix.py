@@ -1,9 +1,9 @@
 """Builds the NLI judge's training groups from train-side data, cut into windows exactly as the invariant cuts them.
 
 Why here and not in `models/training`: the pairs must look like what the model sees at inference — premises cut by
-`invariants.text.make_windows` into 128-token sentence-aligned windows, multi-sentence hypotheses split into claims by
+`guardrail_invariants.text.make_windows` into 128-token sentence-aligned windows, multi-sentence hypotheses split into claims by
 `split_sentences`, each claim paired with its BM25-best windows — and `models` may not import `invariants`. The
-trainer (`models.training.train --groups FILE`) reads the groups this writes and knows nothing of windows.
+trainer (`guardrail_models.training.train --groups FILE`) reads the groups this writes and knows nothing of windows.
 
 A group is what one training example means:
   - `single`: one (premise, hypothesis) pair with a 3-way label (or binary `not_entailment`, trained as
@@ -15,10 +15,10 @@ A group is what one training example means:
 
 Sources: `../shared/data/train/groundedness_mix_v1.jsonl.gz` (human-labelled; HaluEval summaries, whose negatives are
 LLM-written, subsampled and weighted lower), `train/snli_dev.jsonl`, and synthetic WikiText pairs
-(`models.training.generator`). A fixed share of every source is held out as `calib` (never trained on): the
-calibration and the hybrid rule are fitted on it (`invariants.judges.fit_hybrid`). Never reads `dev/`.
+(`guardrail_models.training.generator`). A fixed share of every source is held out as `calib` (never trained on): the
+calibration and the hybrid rule are fitted on it (`guardrail_invariants.judges.fit_hybrid`). Never reads `dev/`.
 
-Run: `python -m invariants.judges.training_mix --out /tmp/gr_v3/groups.jsonl.gz`
+Run: `python -m guardrail_invariants.judges.training_mix --out /tmp/gr_v3/groups.jsonl.gz`
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from invariants.text import Bm25, is_non_claim, make_windows, split_sentences
+from guardrail_invariants.text import Bm25, is_non_claim, make_windows, split_sentences
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data"))
 MIX = DATA / "train/groundedness_mix_v1.jsonl.gz"
@@ -114,8 +114,8 @@ def snli_dev_rows() -> Iterator[dict]:
 
 
 def synthetic_rows(n: int, seed: int) -> Iterator[dict]:
-    from models.training.train import split_documents
-    from models.training.generator import PairGenerator
+    from guardrail_models.training.train import split_documents
+    from guardrail_models.training.generator import PairGenerator
 
     train_docs, _ = split_documents()
     for i, p in enumerate(PairGenerator(train_docs, seed=seed, max_window_words=95).generate(n)):

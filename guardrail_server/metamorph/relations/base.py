@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from guardrail_server.metamorph import compare
 from guardrail_server.metamorph.types import Check, Edit, Expect, FieldName, Output, Pair, Transformed
-from invariants.types import Case, Passage
+from guardrail_invariants.types import Case, Passage
 
 SutKind = str  # "judges" | "generator"
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from guardrail_server.metamorph.relations.base import Relation, RelationOptions, segments, transformed
 from guardrail_server.metamorph.relations.paraphrase import match_case
 from guardrail_server.metamorph.types import Edit, Expect, FieldName, Transformed
-from invariants.types import Case
+from guardrail_invariants.types import Case
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 

@@ -16,7 +16,7 @@ from pydantic import Field
 from guardrail_server.metamorph.relations.base import Relation, RelationOptions, segments, transformed
 from guardrail_server.metamorph.relations.paraphrase import match_case
 from guardrail_server.metamorph.types import Edit, FieldName, Transformed
-from invariants.types import Case
+from guardrail_invariants.types import Case
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 # after "her", these mean it was an object ("gave her the book", "with her.") -> him; otherwise possessive -> his

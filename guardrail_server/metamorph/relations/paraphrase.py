@@ -20,8 +20,8 @@ from pydantic import Field
 
 from guardrail_server.metamorph.relations.base import Relation, RelationOptions, segments, transformed
 from guardrail_server.metamorph.types import Edit, FieldName, Transformed
-from invariants.text import split_sentences
-from invariants.types import Case
+from guardrail_invariants.text import split_sentences
+from guardrail_invariants.types import Case
 
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]|[A-Za-z]")
 NEGATIONS = frozenset({"not", "no", "never", "none", "nothing", "nobody", "neither", "nor", "nowhere", "cannot",

@@ -14,8 +14,8 @@ from pydantic import Field
 
 from guardrail_server.metamorph.relations.base import Relation, RelationOptions, explicit_ids
 from guardrail_server.metamorph.types import Edit, FieldName, Transformed
-from invariants.text import content_words
-from invariants.types import Case, Passage
+from guardrail_invariants.text import content_words
+from guardrail_invariants.types import Case, Passage
 
 
 @cache
