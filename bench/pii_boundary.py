@@ -144,7 +144,7 @@ def supports_marks() -> bool:
 async def quality(inv, rows: list[Row], filler: list[str]) -> Counts:
     """Detection quality per type: the record passage is marked private (where supported), so names and places
     count as they did before the mark existed, and the table measures detection, not the policy."""
-    from guardrail_invariants.types import Case, Passage
+    from guardrail_invariants.types import Case
 
     c = Counts()
     for i, row in enumerate(rows):

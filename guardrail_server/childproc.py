@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
 import struct
 import subprocess
 import sys
@@ -42,16 +43,21 @@ def write_frame(stream: BinaryIO, obj: Any) -> None:
     stream.flush()
 
 
-def read_frame(stream: BinaryIO) -> Any:
-    """Blocks for one frame; EOFError when the other side is gone."""
-    (size,) = HEADER.unpack(_read_exactly(stream, HEADER.size))
-    return pickle.loads(_read_exactly(stream, size))
+def read_frame(stream: BinaryIO, deadline: float | None = None) -> Any:
+    """One frame; EOFError when the other side is gone, TimeoutError past `deadline` (time.monotonic)."""
+    (size,) = HEADER.unpack(_read_exactly(stream, HEADER.size, deadline))
+    return pickle.loads(_read_exactly(stream, size, deadline))
 
 
-def _read_exactly(stream: BinaryIO, n: int) -> bytes:
+def _read_exactly(stream: BinaryIO, n: int, deadline: float | None) -> bytes:
+    fd = stream.fileno()
     chunks, left = [], n
     while left:
-        chunk = stream.read(left)
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError("timed out waiting for the child process")
+        chunk = os.read(fd, min(left, 1 << 20))
         if not chunk:
             raise EOFError("pipe closed")
         chunks.append(chunk)
@@ -60,10 +66,15 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes:
 
 
 def protocol_streams() -> tuple[BinaryIO, BinaryIO]:
-    """In the child: (requests in, replies out); fd 1 now goes to stderr."""
-    out = os.fdopen(os.dup(1), "wb", buffering=0)
+    """In the child: (requests in, replies out). fd 1 now goes to stderr and fd 0 to /dev/null, so no library can
+    write into or read from the protocol."""
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)
-    return sys.stdin.buffer, out  # type: ignore[return-value]
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    return proto_in, proto_out  # type: ignore[return-value]
 
 
 def watch_parent(parent_pid: int) -> None:

@@ -122,3 +122,9 @@ def build_identity(config: Config) -> tuple[str, str, str]:
     except Exception:  # noqa: BLE001 - an unknown model fails at load with a clear error; the label just says so
         sha = "unknown"
     return pkg, name, sha
+
+
+LOOP_LAG = Histogram(
+    "guardrail_event_loop_lag_seconds", "How late the server's event loop ran a 50 ms ticker: anything blocking the loop "
+    "(health, every call, SIGTERM wait behind it) shows here", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                                                                        2.5, 5.0, 10.0))

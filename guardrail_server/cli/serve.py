@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import sys
 
-from guardrail_server import metrics
 from guardrail_server.cli.common import (
     EXIT_USAGE,
     add_config_flags,
@@ -39,7 +38,6 @@ def run(args: argparse.Namespace) -> int:
     web = None
     try:
         check_ports_free(config)
-        metrics.publish_config(config)  # build info, thresholds, every closed-set series at 0
         sampler = ReviewSampler(config.review) if config.review.enabled else None
         web = _start_review_web(config)
         asyncio.run(GuardrailServer(config, sampler=sampler).serve_forever())
@@ -60,6 +58,6 @@ def _start_review_web(config: Config) -> ReviewWebServer | None:
     """The review page beside the sidecar when `review.web_port` is set (0 = off)."""
     if not (config.review.enabled and config.review.web_port):
         return None
-    web = ReviewWebServer(ReviewStore(config.review.url).open(), config.server.host, config.review.web_port)
+    web = ReviewWebServer.from_config(ReviewStore(config.review.url).open(), config.review, config.server.host)
     web.start()
     return web

@@ -5,19 +5,8 @@ of the server process would delay the event loop (and so every Check's p99). One
 records into redacted ones; the writer thread waits on a pipe, without the GIL. Identical texts (retrieved
 passages repeat a lot) are redacted once: an LRU cache in the child.
 
-Why a plain `subprocess` with a pipe and not `multiprocessing`: a spawn-context pool also starts
-multiprocessing's resource_tracker, and its worker holds both ends of its call queue, so after SIGKILL of the
-server neither ever saw EOF — both were found alive (~210 MB) 19 minutes later (issue 13). Here:
-
-* the child reads requests from its stdin, which only the server holds open: the server's death closes it;
-* a watchdog thread in the child polls `getppid()` every 0.2 s and exits the moment the child is re-parented,
-  so the child dies within a fraction of a second of its parent even while it is busy redacting. (Not
-  `prctl(PR_SET_PDEATHSIG)`: that fires when the *thread* that forked the child exits, and the worker is
-  started and restarted from short-lived threads — the child would be killed under a live server.)
-* no other helper process exists.
-
-Protocol on the child's stdin/stdout: 8-byte big-endian length + pickle. The child's fd 1 is pointed at
-stderr right away, so a library printing to stdout cannot corrupt the protocol.
+The child is a `guardrail_server.childproc` helper (plain subprocess, framed pickles on stdin/stdout, a parent
+watchdog): it dies with the server even on SIGKILL, and no multiprocessing resource_tracker is left behind.
 """
 
 from __future__ import annotations
@@ -26,15 +15,14 @@ import functools
 import logging
 import os
 import pickle
-import select
 import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any, BinaryIO
+from typing import Any
 
+from guardrail_server.childproc import protocol_streams, read_frame, start_child, watch_parent, write_frame
 from guardrail_server.review.records import RecordOptions, Redactor, default_redactor, redact_record
 
 log = logging.getLogger(__name__)
@@ -42,8 +30,6 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 2048
 CACHE_MAX_CHARS = 8000
 TIMEOUT_S = 120.0
-WATCHDOG_INTERVAL_S = 0.2
-_HEADER = struct.Struct(">Q")
 
 
 def cached(redact: Redactor) -> Redactor:
@@ -84,10 +70,7 @@ class RedactionWorker:
 
     def start(self) -> None:
         """Starts the child and waits until it has loaded and warmed the redactor."""
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "guardrail_server.review.redaction", str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
-        )
+        self._proc = start_child("guardrail_server.review.redaction")
         try:
             self._call({"redact": self._redact, "entities": self._entities, "options": self._options})
         except Exception:
@@ -109,13 +92,9 @@ class RedactionWorker:
     def _call(self, request: Any) -> Any:
         proc = self._proc
         assert proc is not None and proc.stdin is not None and proc.stdout is not None
-        payload = pickle.dumps(request, protocol=pickle.HIGHEST_PROTOCOL)
         try:
-            proc.stdin.write(_HEADER.pack(len(payload)) + payload)
-            proc.stdin.flush()
-            deadline = time.monotonic() + TIMEOUT_S
-            (size,) = _HEADER.unpack(_read(proc.stdout, _HEADER.size, deadline))
-            reply = pickle.loads(_read(proc.stdout, size, deadline))
+            write_frame(proc.stdin, request)
+            reply = read_frame(proc.stdout, deadline=time.monotonic() + TIMEOUT_S)
         except (OSError, ValueError, EOFError, pickle.UnpicklingError, struct.error) as exc:
             raise WorkerError(f"redaction worker failed ({type(exc).__name__})") from None
         if isinstance(reply, dict) and reply.get("error"):
@@ -138,40 +117,12 @@ class RedactionWorker:
                 proc.stdout.close()
 
 
-def _read(stream: BinaryIO, n: int, deadline: float) -> bytes:
-    fd = stream.fileno()
-    chunks, got = [], 0
-    while got < n:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise OSError("timed out waiting for the redaction worker")
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
-            raise EOFError("redaction worker closed its pipe")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
 # -- the child ---------------------------------------------------------------------------------------------
 
 
-def _watchdog(parent: int) -> None:
-    while True:
-        if os.getppid() != parent:
-            os._exit(0)
-        time.sleep(WATCHDOG_INTERVAL_S)
-
-
 def _child(parent: int) -> int:
-    if os.getppid() != parent:  # the parent died before we got here
-        return 0
-    threading.Thread(target=_watchdog, args=(parent,), name="parent-watchdog", daemon=True).start()
-    proto_out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # stray prints go to stderr, never into the protocol
-    proto_in = os.fdopen(os.dup(0), "rb")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
+    watch_parent(parent)
+    proto_in, proto_out = protocol_streams()
     try:
         os.nice(19)  # background work: yield the cores to the server's checks
     except OSError:
@@ -180,16 +131,13 @@ def _child(parent: int) -> int:
     options = RecordOptions()
 
     def reply(obj: Any) -> None:
-        data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        proto_out.write(_HEADER.pack(len(data)) + data)
-        proto_out.flush()
+        write_frame(proto_out, obj)
 
     while True:
-        header = proto_in.read(_HEADER.size)
-        if len(header) < _HEADER.size:
-            return 0  # EOF: the server closed the pipe (stopped or died)
-        (size,) = _HEADER.unpack(header)
-        request = pickle.loads(proto_in.read(size))
+        try:
+            request = read_frame(proto_in)
+        except EOFError:
+            return 0  # the server closed the pipe (stopped or died)
         if isinstance(request, dict):  # init
             try:
                 options = request["options"]
