@@ -98,6 +98,9 @@ class EntailmentOptions(JudgedOptions):
     window_tokens: int = Field(128, ge=16, le=480)
     stride_tokens: int = Field(64, ge=8, le=480)
     merge_top2: bool = Field(True, description="also score the two best windows joined (support split across them)")
+    merge_min_relevance: float = Field(
+        0.0, ge=0.0, le=1.0, description="join the second window only when its BM25 score is at least this share of "
+        "the best window's (an irrelevant passage joined to the premise must not lend support)")
     embed_top_k: int = Field(1, ge=0, le=8, description="hybrid judge: extra windows chosen by embedding similarity")
     early_exit: float | None = Field(
         0.9, gt=0, le=1, description="a claim its best BM25 window entails with P >= this is decided by that window "
@@ -160,7 +163,8 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
         if ci in sims:
             top += [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in top]
         wanted += [(ci, wi, windows[wi].text) for wi in top[1:]]
-        if opts.merge_top2 and len(top) >= 2:
+        if opts.merge_top2 and len(top) >= 2 and _relevant_enough(bm25, claims[ci], top[0], top[1],
+                                                                   opts.merge_min_relevance):
             a, b = sorted(top[:2], key=lambda i: (windows[i].passage_index, windows[i].start))
             if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
                 wanted.append((ci, None, windows[a].text + " " + windows[b].text))
@@ -174,6 +178,13 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
         f = features(ent, con, claim, context_lower, vocab, float(sims[ci].max()) if ci in sims else None)
         out.append(ClaimScore(judge_score(f, rule), ent, con, windows[wi], f, len(scored[ci])))
     return out
+
+
+def _relevant_enough(bm25: Bm25, claim: str, best: int, second: int, share: float) -> bool:
+    if share <= 0:
+        return True
+    scores = bm25.scores(claim)
+    return scores[best] > 0 and scores[second] >= share * scores[best]
 
 
 async def _similarities(embedder: Any, claims: Sequence[str], windows: Sequence[Window], tops: list[list[int]],
