@@ -59,7 +59,8 @@ class SetResult:
     slice_balanced_accuracy: float | None = None
 
 
-def eval_config(invariant: str, model: str | None, judge: str, models_dir: str | None) -> Config:
+def eval_config(invariant: str, model: str | None, judge: str, models_dir: str | None,
+                threshold: float | None = None) -> Config:
     """Only `invariant` enabled, on `model`, with the service's defaults for everything else — except the timeout:
     accuracy is measured here, so a check slowed by a busy machine must not turn into an `error` row (latency is
     measured on its own, `--latency`)."""
@@ -68,6 +69,8 @@ def eval_config(invariant: str, model: str | None, judge: str, models_dir: str |
     invariants: dict[str, dict[str, Any]] = {name: {**policy, "enabled": name == invariant}
                                              for name, policy in DEFAULT_INVARIANTS.items()}
     invariants[invariant].update(options=options, timeout_s=600.0)
+    if threshold is not None and invariant == "entailment":
+        invariants[invariant]["threshold"] = threshold
     overrides: list[tuple[str, Any]] = [("invariants", invariants), ("review.enabled", False)]
     if models_dir:
         overrides.append(("models.dir", models_dir))
@@ -82,11 +85,12 @@ def word_overlap(item: EvalCase) -> float:
 
 
 async def evaluate_set(path: Path, invariant: str, model: str | None, judge: str, *, models_dir: str | None = None,
-                       limit: int | None = None, out_dir: Path | None = None) -> SetResult:
+                       limit: int | None = None, out_dir: Path | None = None,
+                       threshold: float | None = None) -> SetResult:
     """`guardrail eval` on one file (in process, the servicer's engine), summarized as the eval report does."""
     loaded = load_datasets([path], limit=limit)
     out = Path(out_dir or tempfile.mkdtemp(prefix="nli_eval_"))
-    await run_eval(LocalBackend(eval_config(invariant, model, judge, models_dir)), loaded, out,
+    await run_eval(LocalBackend(eval_config(invariant, model, judge, models_dir, threshold)), loaded, out,
                    requested=[invariant], progress=False)
     rows = [r for r in read_rows(out) if r["invariant"] == invariant]
     summary = summarize_invariant(rows)
@@ -141,11 +145,13 @@ async def latency(model: str | None, models_dir: str | None, judge: str, n: int)
 
 
 async def evaluate_model(model: str | None, judge: str, *, models_dir: str | None = None, limit: int | None = None,
-                         datasets: tuple[str, ...] = (), latency_cases: int = 0) -> dict[str, Any]:
+                         datasets: tuple[str, ...] = (), latency_cases: int = 0,
+                         threshold: float | None = None) -> dict[str, Any]:
     files = [DATA / "dev" / f"{s}.jsonl" for s in ENTAILMENT_SETS] + [Path(p) for p in datasets]
     sets = []
     for f in files:
-        sets.append(await evaluate_set(f, "entailment", model, judge, models_dir=models_dir, limit=limit))
+        sets.append(await evaluate_set(f, "entailment", model, judge, models_dir=models_dir, limit=limit,
+                                       threshold=threshold))
         print(f"  {model or 'default'} / {judge} / {sets[-1].dataset}: AUROC {_f(sets[-1].auroc)}", flush=True)
     chat = await evaluate_set(DATA / "dev" / f"{CONSISTENCY_SET}.jsonl", "self_consistency", model, judge,
                               models_dir=models_dir, limit=limit)
@@ -212,6 +218,7 @@ def main() -> None:
     ap.add_argument("--models-dir", default=None)
     ap.add_argument("--dataset", action="append", default=[], help="extra entailment-labelled file (any eval format)")
     ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--threshold", type=float, default=None, help="entailment threshold (default: the invariant's)")
     ap.add_argument("--latency", type=int, default=0, metavar="N", help="also time N checks per context size")
     ap.add_argument("--write-manifest", action="store_true", help="store the figures in the model's manifest")
     args = ap.parse_args()
@@ -219,7 +226,8 @@ def main() -> None:
     for model in args.model or [None]:
         for judge in args.judge or ["hybrid"]:
             r = asyncio.run(evaluate_model(model, judge, models_dir=args.models_dir, limit=args.limit,
-                                           datasets=tuple(args.dataset), latency_cases=args.latency))
+                                           datasets=tuple(args.dataset), latency_cases=args.latency,
+                                           threshold=args.threshold))
             print(table(model or "default", judge, r), flush=True)
             if args.write_manifest and args.limit is None:
                 from guardrail_models.manifest import load_manifest

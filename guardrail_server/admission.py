@@ -93,7 +93,9 @@ class Admission:
     async def _acquire(self, kind: Kind, budget_s: float | None) -> float:
         if self.closed:
             raise Shed("shutting_down", "server is shutting down; retry on another instance")
-        if not self._waiters and self._may_start(kind):
+        # waiters are only ever those that cannot start (every release and resize grants what it can), so a call
+        # that can start now does not queue behind them: a unary call takes a slot a stream may not
+        if self._may_start(kind):
             self.in_use[kind] += 1
             metrics.ADMISSION_WAIT.observe(0.0)
             return 0.0
