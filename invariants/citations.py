@@ -641,9 +641,10 @@ def _resolve_label(ref: str, ctx: _Context, defs: dict[str, _Target] | None) -> 
         return defs[key]
     if key in ctx.ids:
         return _Target(ctx.ids[key], "id", "")
-    if not key.isdigit() and _loose_id(key) in ctx.loose_ids:
+    # isdecimal, not isdigit: superscripts and circled digits (², ①) are digits that int() refuses
+    if not key.isdecimal() and _loose_id(key) in ctx.loose_ids:
         return _Target(ctx.loose_ids[_loose_id(key)], "id", "")
-    if key.isdigit():
+    if key.isdecimal():
         k = int(key)
         return _Target(k - 1, "index", "") if 1 <= k <= ctx.n else _Target(None, "", _out_of_range(k, ctx))
     if key.startswith(("http://", "https://", "www.")):

@@ -394,3 +394,11 @@ def test_pathological_input_stays_fast(text: str) -> None:
     assert time.perf_counter() - started < 5.0
     for s in analysis.sentences:
         assert text[s.start : s.end].strip()
+
+
+@pytest.mark.parametrize("text", ["See [source: \u00b2].", "See [source: \u2460].", "x [^\u00b2] y", "See [source: \u2075]."])
+def test_non_decimal_digits_in_a_marker_are_a_dangling_citation_not_an_exception(text: str) -> None:
+    """Superscript and circled digits pass str.isdigit() but int() refuses them: reference_integrity raised on them,
+    erred and failed open on any response carrying one (found by bench.fuzz)."""
+    (citation,) = analyze(text, P3).citations
+    assert citation.passage_index is None
