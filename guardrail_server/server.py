@@ -29,6 +29,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GuardrailService"].full_name
 
 
 _LOOPBACK = ("127.", "::1", "localhost", "[::1]")
+STOP_RESERVE_S = 0.5  # of the grace period, kept for stopping the check workers after the review writer
 
 
 @dataclass
@@ -157,7 +158,9 @@ class GuardrailServer:
             await self._health_server.stop(0)
             self._health_server = None
         if self.sampler is not None:
-            await self.sampler.stop()
+            # what the review writer cannot redact and store in what is left stays in the intake journal for the
+            # next start; its own 30 s default would let a slow redaction (hostile text) overrun the grace period
+            await self.sampler.stop(max(0.1, deadline - time.monotonic() - STOP_RESERVE_S))
         await self.engine.close(max(0.1, deadline - time.monotonic()))
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()  # type: ignore[attr-defined]

@@ -78,3 +78,39 @@ def test_bad_config_exits_non_zero_naming_the_key(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "server.port" in proc.stderr
     assert "invariants.reference_integrity.on_fail" in proc.stderr
+
+
+def slow_redact(text: str) -> str:
+    """A redactor that takes 2.5 s a text (Presidio on hostile text on a busy machine); picklable, so it runs in the
+    redaction worker process like the real one."""
+    time.sleep(2.5)
+    return text.upper()
+
+
+async def test_a_slow_review_writer_does_not_stretch_the_stop_past_the_grace_period(tmp_path: Path) -> None:
+    """The review writer gets what is left of the grace, not its own 30 s: a sample still being redacted stays in
+    the intake journal (or is finished by the writer) — it is not lost, and the stop does not wait for it."""
+    from guardrail_server.review.sampler import ReviewSampler
+    from guardrail_server.review.store import ReviewStore
+    from tests.conftest import make_config, running_server
+
+    cfg = make_config({"test_keyword": {}}, {"review.enabled": True, "review.random_rate": 1.0,
+                                             "review.url": f"sqlite:///{tmp_path / 'review.db'}",
+                                             "review.spool_dir": str(tmp_path / "spool")})
+    sampler = ReviewSampler(cfg.review, redactor=slow_redact)
+    async with running_server(cfg, sampler=sampler) as (server, target):
+        async with AsyncGuardrailClient(target, timeout=10) as client:
+            reply = await client.check("a forbidden word", request_id="slow-1")
+        assert reply.review_sample_id
+        writer = sampler._thread
+        await asyncio.sleep(0.2)  # the writer is now inside the 2.5 s redaction
+        started = time.monotonic()
+        await server.stop(grace=0.8)
+        assert time.monotonic() - started < 1.3  # was 2.5+ s: the sampler's own 30 s budget
+    assert writer is not None
+    await asyncio.to_thread(writer.join, 30)
+    again = ReviewSampler(cfg.review, redactor=str.upper)  # the next start stores whatever the first one left
+    await again.start()
+    await again.stop()
+    with ReviewStore(cfg.review.url) as store:
+        assert store.sample_ids() == [reply.review_sample_id]
