@@ -156,10 +156,6 @@ def _model_metrics() -> list[tuple[str, str, str, list[tuple[str, dict[str, str]
 # ------------------------------------------------------------------------------------------------ the pool
 
 
-class WorkerLost(Exception):
-    """The worker died or was killed before every verdict arrived."""
-
-
 class _Worker:
     """One worker process and the thread that reads its replies into the event loop."""
 
@@ -213,6 +209,8 @@ class ProcessRunner:
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="check-worker-start")
         self._metrics = WorkerMetrics()
         self._replacing: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._draining = 0
         self._procs: set[subprocess.Popen[bytes]] = set()
         self._closing = False
         self._job = 0
@@ -221,6 +219,11 @@ class ProcessRunner:
     @property
     def live(self) -> int:
         return len(self._all)
+
+    @property
+    def capacity(self) -> int:
+        """Workers that can take a case now: live ones not still busy with a case whose caller gave up."""
+        return self.live - self._draining
 
     async def start(self) -> None:
         self._metrics.install()
@@ -252,51 +255,82 @@ class ProcessRunner:
         self._metrics.update(slot, snapshot)
         self._all[slot] = worker
         self._idle.append(worker)
-        self.admission.resize(self.live)
+        self.admission.resize(self.capacity)
 
     async def run(self, case: Case, names: Sequence[str], timeouts: dict[str, float],
                   deadline_s: float | None) -> list[Verdict]:
-        if not self._idle:  # admission sized to live workers; only a race with a dying worker lands here
-            raise WorkerLost("no check worker available")
+        started = time.perf_counter()
+        if not self._idle:  # admission is sized to live workers; only a race with a dying worker lands here
+            return [self._lost_verdict(n, "worker_lost", 0.0, started) for n in names]
         worker = self._idle.pop()
         self._job += 1
         job = self._job
-        started = time.perf_counter()
         limits = {n: timeouts[n] if deadline_s is None else min(timeouts[n], deadline_s) for n in names}
         grace = self.config.workers.kill_grace_s
         verdicts: dict[str, Verdict] = {}
-        lost = ""
         try:
             worker.send(("check", job, case, list(names), timeouts, deadline_s))
-            while True:
-                # the worker times each invariant out itself; if an invariant's verdict is still missing `grace`
-                # after its limit, the worker's loop is stuck (GIL held, hung in C) and only killing it helps
-                pending = [limits[n] for n in names if n not in verdicts]
-                hard_stop = started + min(pending, default=0.0) + grace
-                msg = await asyncio.wait_for(worker.inbox.get(), timeout=max(0.0, hard_stop - time.perf_counter()))
-                if msg[0] == "eof":
-                    lost = "worker_lost"
-                    break
-                if msg[1] != job:
-                    continue  # a late reply of a job this worker was killed for cannot happen; ignore defensively
-                if msg[0] == "verdict":
-                    verdicts[msg[2].invariant] = msg[2]
-                elif msg[0] == "done":
-                    self._metrics.update(worker.slot, msg[2])
-                    break
-        except TimeoutError:
-            lost = "timeout"
-        except (OSError, ValueError, BrokenPipeError):
+            lost = await self._collect(worker, job, names, limits, started, verdicts)
+        except asyncio.CancelledError:
+            self._finish_in_background(worker, job, names, limits, started)
+            raise
+        except (OSError, ValueError):
             lost = "worker_lost"
-        finally:
-            if lost or not worker.alive:
-                self._retire(worker, lost or "worker_lost")
-            else:
-                worker.jobs += 1
-                self._idle.append(worker)
+        self._release(worker, lost)
         overdue = {n for n in names if n not in verdicts and started + limits[n] + grace <= time.perf_counter()}
         return [verdicts.get(n) or self._lost_verdict(n, lost if n in overdue else "worker_lost", limits[n], started)
                 for n in names]
+
+    async def _collect(self, worker: _Worker, job: int, names: Sequence[str], limits: dict[str, float],
+                       started: float, verdicts: dict[str, Verdict]) -> str:
+        """Gathers the job's verdicts into `verdicts`; returns "" when done, else why the worker must go."""
+        grace = self.config.workers.kill_grace_s
+        while True:
+            # the worker times each invariant out itself; if an invariant's verdict is still missing `grace` after
+            # its limit, the worker's loop is stuck (GIL held, hung in C) and only killing it helps
+            pending = [limits[n] for n in names if n not in verdicts]
+            # every verdict in: `done` follows at once (it carries only the model metrics)
+            hard_stop = started + min(pending) + grace if pending else time.perf_counter() + grace
+            try:
+                msg = await asyncio.wait_for(worker.inbox.get(), timeout=max(0.0, hard_stop - time.perf_counter()))
+            except TimeoutError:
+                return "timeout"
+            if msg[0] == "eof":
+                return "worker_lost"
+            if msg[1] != job:
+                continue  # defensive: a job's replies all arrive before the next job is sent
+            if msg[0] == "verdict":
+                verdicts[msg[2].invariant] = msg[2]
+            elif msg[0] == "done":
+                self._metrics.update(worker.slot, msg[2])
+                return ""
+
+    def _release(self, worker: _Worker, lost: str) -> None:
+        if lost or not worker.alive:
+            self._retire(worker, lost or "worker_lost")
+        else:
+            worker.jobs += 1
+            self._idle.append(worker)
+            self.admission.resize(self.capacity)
+
+    def _finish_in_background(self, worker: _Worker, job: int, names: Sequence[str], limits: dict[str, float],
+                              started: float) -> None:
+        """The caller gave up (deadline passed, stream cancelled) but the worker is still on its case: it stays out
+        of the pool — and out of admission's capacity — until the case finishes or is stopped at its deadline."""
+        self._draining += 1
+        self.admission.resize(self.capacity)
+
+        async def finish() -> None:
+            lost = "worker_lost"
+            try:
+                lost = await self._collect(worker, job, names, limits, started, {})
+            finally:
+                self._draining -= 1
+                self._release(worker, lost)
+
+        task = asyncio.ensure_future(finish())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _lost_verdict(self, name: str, reason: str, limit: float, started: float) -> Verdict:
         threshold = self.infos[name].threshold if name in self.infos else 0.0
@@ -316,7 +350,7 @@ class ProcessRunner:
         with contextlib.suppress(ValueError):
             self._idle.remove(worker)
         self._metrics.retire(worker.slot)
-        self.admission.resize(self.live)
+        self.admission.resize(self.capacity)
         self.restarts += 1
         log.warning("check_worker_replaced", slot=worker.slot, reason=reason, pid=worker.process.pid)
         if not self._closing:
@@ -339,7 +373,7 @@ class ProcessRunner:
         """Stops every worker at once. Workers hold nothing worth a graceful exit (models are read-only, results
         already went back), and tearing down their interpreters would cost seconds of the shutdown grace period."""
         self._closing = True
-        for task in list(self._replacing):
+        for task in [*self._replacing, *self._background]:
             task.cancel()
         processes = list(self._procs)  # every worker started, ready or still loading
         for process in processes:

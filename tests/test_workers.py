@@ -194,3 +194,23 @@ def test_worker_metrics_never_go_backwards_when_a_worker_is_replaced() -> None:
     m.update(0, snapshot(1, 0))  # the replacement starts from zero
     assert values(m) == {"guardrail_model_batch_size_count": 9, "guardrail_model_batch_size_sum": 9,
                          "guardrail_model_queue_depth": 1}
+
+
+async def test_a_worker_whose_caller_gave_up_is_not_handed_another_case_until_it_is_free() -> None:
+    """The caller's deadline passes while its case runs: the worker finishes that case first, and the next call waits
+    for it (admission sees one worker fewer) instead of being queued behind an invisible job or lost."""
+    cfg = make_config({"test_sleepy": {"timeout_s": 5.0, "options": {"seconds": 1.0}}},
+                      {"workers.mode": "process", "workers.count": 1, "admission.max_queue_wait_s": 5.0})
+    async with running_server(cfg) as (server, target):
+        async with AsyncGuardrailClient(target, timeout=10) as impatient:
+            with pytest.raises(TimeoutError):  # the caller cancels its call after 0.3 s
+                await asyncio.wait_for(impatient.check("x"), 0.3)
+        await asyncio.sleep(0.1)
+        assert server.engine.admission.capacity == 0  # the worker is still on the abandoned case
+        async with AsyncGuardrailClient(target, timeout=10) as client:
+            started = time.perf_counter()
+            reply = await client.check("y")
+            waited = time.perf_counter() - started
+    assert reply.results[0].outcome == pb.PASS
+    assert waited >= 1.4  # ~0.6 s left of the abandoned case, then its own 1.0 s
+    assert server.engine.runner.restarts == 0
