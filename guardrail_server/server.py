@@ -29,7 +29,8 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["GuardrailService"].full_name
 
 
 _LOOPBACK = ("127.", "::1", "localhost", "[::1]")
-STOP_RESERVE_S = 0.5  # of the grace period, kept for stopping the check workers after the review writer
+STOP_RESERVE_S = 1.5  # of the grace, kept after the review writer: check workers, the metrics endpoint (its
+# shutdown polls every 0.5 s) and the process exit
 
 
 @dataclass
