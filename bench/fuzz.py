@@ -234,7 +234,8 @@ def g_bad_utf8(rng: random.Random) -> Message:
     ok_passage = _ld(4, _ld(1, b"1") + _ld(2, b"The tower is 330 m tall."))
     if where < 5:
         field_no = (1, 2, 3, 5, 6)[where]
-        return Message("bytes.bad_utf8", inv + ok_passage + (b"" if field_no == 5 else ok_response) + _ld(field_no, bad))
+        rest = b"" if field_no == 5 else ok_response
+        return Message("bytes.bad_utf8", inv + ok_passage + rest + _ld(field_no, bad))
     if where == 5:
         return Message("bytes.bad_utf8", inv + ok_response + _ld(7, bad))
     if where == 6:
@@ -772,9 +773,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in args.sets:
             if s.startswith("server.grace_period_s="):
                 grace = float(s.split("=", 1)[1])
+        flags = " + " + " ".join(args.sets) if args.sets else ""
         print(f"\nbench.fuzz seed {plan.seed}: {plan.fast} fast-lane + {plan.mib4} ~4 MiB + {plan.heavy} heavy "
-              f"unary messages, {plan.streams} streams; server default config{' + ' + ' '.join(args.sets) if args.sets else ''}"
-              f"; {machine_line()}\n")
+              f"unary messages, {plan.streams} streams; server default config{flags}; {machine_line()}\n")
         print(category_table(result.tally))
         print()
         print(summary(result, grace))
