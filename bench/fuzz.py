@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import random
 import sys
 import time
@@ -420,11 +421,12 @@ class Plan:
 
     @classmethod
     def scaled(cls, messages: int, seed: int = 13, heavy: int | None = None) -> Plan:
-        """About `messages` in all (streams average ~62 messages each, ~5.5% of the total)."""
+        """At least `messages` unary messages, plus ~3% more in streams (how many a stream writes depends on how it
+        ends: cancelled mid-send or blocked by flow control, it writes fewer than it planned)."""
         streams = max(1, round(messages * 0.055 / 62))
         heavy = max(1, round(messages * 0.005)) if heavy is None else heavy
         mib4 = max(2, min(40, messages // 2500))
-        return cls(seed, max(0, messages - streams * 62 - heavy - mib4), heavy, mib4, streams)
+        return cls(seed, max(0, messages - heavy - mib4), heavy, mib4, streams)
 
 
 def _pick(rng: random.Random, table_: Mapping[str, tuple[float, Callable[[random.Random], Message]]]
@@ -632,6 +634,10 @@ class FuzzResult:
     def stalls(self) -> float:
         return loop_stalls_over(self.after) - loop_stalls_over(self.before)
 
+    def checks_by_invariant(self) -> dict[str, int]:
+        names = sorted({dict(ls).get("invariant", "") for (n, ls) in self.after if n == "guardrail_checks_total"})
+        return {n: int(delta(self.before, self.after, "guardrail_checks_total", invariant=n)) for n in names if n}
+
     def fail_opens(self) -> dict[str, float]:
         out = {}
         for (name, labels), v in self.after.items():
@@ -644,7 +650,7 @@ class FuzzResult:
 
 async def fuzz(server: ServerProcess, plan: Plan, *, fast_concurrency: int = 16, heavy_concurrency: int = 1,
                stream_concurrency: int = 2, max_seconds: float = 40 * 60,
-               progress: Callable[[Tally], None] | None = None) -> FuzzResult:
+               progress: Callable[[str], None] | None = None) -> FuzzResult:
     """Runs the plan against a started server with the health prober on; stops sending at `max_seconds`."""
     tally = Tally()
     before, rss_before = server.metrics(), server.rss()
@@ -660,8 +666,14 @@ async def fuzz(server: ServerProcess, plan: Plan, *, fast_concurrency: int = 16,
             job = asyncio.gather(*tasks)
             while not job.done():
                 await asyncio.wait([job], timeout=30)
-                if progress is not None:
-                    progress(tally)
+                if progress is not None and server.alive:  # where in the run a stall or a restart happened
+                    now = await asyncio.to_thread(server.metrics)
+                    replaced = server.count_events("check_worker_replaced")["check_worker_replaced"] - restarts0
+                    progress(f"{tally.messages} messages, {tally.status('OK')} checked, loop stalls > 100 ms "
+                             f"{loop_stalls_over(now) - loop_stalls_over(before):.0f}, worker restarts {replaced}, "
+                             f"fail-opens {delta(before, now, 'guardrail_fail_open_total'):.0f}")
+                elif progress is not None:
+                    progress(f"{tally.messages} messages: SERVER DOWN")
             await job
         probe = prober.stop()
     seconds = time.monotonic() - started
@@ -718,7 +730,8 @@ def summary(r: FuzzResult, grace: float) -> str:
     lines = [
         f"messages sent                 {r.tally.messages} in {r.seconds:.0f} s ({r.tally.messages / r.seconds:.0f}/s)",
         f"reached the checks (OK)       {r.reached_checks} (server: "
-        f"{delta(r.before, r.after, 'guardrail_request_duration_seconds_count'):.0f} checked requests)",
+        f"{delta(r.before, r.after, 'guardrail_request_duration_seconds_count'):.0f} checked requests; by invariant "
+        f"{r.checks_by_invariant()})",
         f"server crashes                {0 if r.alive else 1}  (process {'up' if r.alive else 'DIED'} at the end)",
         f"unexpected statuses           {r.tally.unexpected() or 0}",
         f"findings outside the response {r.tally.bad_spans}  {'; '.join(r.tally.bad_examples)}",
@@ -759,9 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with server:
         print(f"server SERVING after {server.started_s:.1f} s; {server.rss()}; {machine_line()}", flush=True)
 
-        def progress(t: Tally) -> None:
-            print(f"  {time.strftime('%H:%M:%S')} {t.messages} messages, {t.status('OK')} checked, "
-                  f"server {'up' if server.alive else 'DOWN'}, {machine_line()}", flush=True)
+        def progress(line: str) -> None:
+            print(f"  {time.strftime('%H:%M:%S')} {line}; load average {os.getloadavg()[0]:.2f}", flush=True)
 
         result = asyncio.run(fuzz(server, plan, fast_concurrency=args.fast_concurrency,
                                   heavy_concurrency=args.heavy_concurrency,

@@ -387,6 +387,8 @@ def report(results: Sequence[VariantResult], ref_rate: float) -> str:
         goal.append([r.name, ms(base), ms(worst), worst / base, fo, f"{unary_ok:.0%}", "MET" if ok else "not met"])
     out.append(table(["variant", "unloaded p50 ms", "worst 4x p99 ms", "ratio", "fail-opens (all steps)",
                       "mixed: unary admitted", "goal"], goal))
+    out.append("(a single call's own spread bounds what admission can do: unloaded p99/p50 = "
+               + ", ".join(f"{r.name} {r.unloaded.p(0.99) / r.unloaded.p(0.5):.1f}" for r in results) + ")")
     return "\n".join(out)
 
 
