@@ -9,6 +9,8 @@ or never read, then SIGTERM with calls still in flight. Process workers, review 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from bench.fuzz import Plan, fuzz, stop_under_load
@@ -18,7 +20,7 @@ PLAN = Plan(seed=1313, fast=3000, heavy=8, mib4=2, streams=4)
 
 
 @pytest.fixture(scope="module")
-def server() -> ServerProcess:
+def server() -> Iterator[ServerProcess]:
     config = {"invariants": only_invariants({"reference_integrity": {}, "pii_boundary": {}}),
               "workers": {"mode": "process", "count": 2}}
     with ServerProcess(config=config, start_timeout_s=180) as srv:

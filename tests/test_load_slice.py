@@ -9,6 +9,7 @@ settings: a call waits at most 1 s for a worker, so an admitted call takes at mo
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,7 +21,7 @@ CAPACITY = 2.0  # checks/s: 2 workers x 1 check/s
 
 
 @pytest.fixture(scope="module")
-def server() -> ServerProcess:
+def server() -> Iterator[ServerProcess]:
     config = {"invariants": only_invariants({"test_sleepy": {"timeout_s": 5.0, "options": {"seconds": 1.0}}}),
               "workers": {"mode": "process", "count": 2}, "review": {"enabled": False}}
     with ServerProcess(config=config, start_timeout_s=120) as srv:
