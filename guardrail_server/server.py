@@ -143,8 +143,9 @@ class GuardrailServer:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving")
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Stops taking calls, drains in-flight ones within the grace period, then flushes the sampler."""
+    async def stop(self, grace: float | None = None, *, flush_s: float | None = None) -> None:
+        """Stops taking calls, drains in-flight ones within the grace period, then flushes the sampler for `flush_s`
+        seconds — by default what is left of the grace less STOP_RESERVE_S, so the whole stop fits in the grace."""
         if self._server is None:
             return
         grace = self.config.server.grace_period_s if grace is None else grace
@@ -159,9 +160,10 @@ class GuardrailServer:
             await self._health_server.stop(0)
             self._health_server = None
         if self.sampler is not None:
-            # what the review writer cannot redact and store in what is left stays in the intake journal for the
-            # next start; its own 30 s default would let a slow redaction (hostile text) overrun the grace period
-            await self.sampler.stop(max(0.1, deadline - time.monotonic() - STOP_RESERVE_S))
+            # what the review writer cannot redact and store in time stays in the intake journal for the next start;
+            # its own 30 s default would let a slow redaction (hostile text) overrun the grace period
+            await self.sampler.stop(flush_s if flush_s is not None else
+                                    max(0.1, deadline - time.monotonic() - STOP_RESERVE_S))
         await self.engine.close(max(0.1, deadline - time.monotonic()))
         if self._metrics_httpd is not None:
             self._metrics_httpd.shutdown()  # type: ignore[attr-defined]

@@ -73,7 +73,7 @@ async def running_server(config: Config, **kwargs: Any) -> AsyncIterator[tuple[G
     try:
         yield server, f"127.0.0.1:{ports.grpc}"
     finally:
-        await server.stop(0)
+        await server.stop(0, flush_s=30.0)  # calls stop at once; tests read the review store right after
 
 
 def free_port() -> int:
