@@ -393,7 +393,7 @@ def rss_after_load(pattern_only: bool, without_torch: bool = False) -> float:
     block = "import sys\nsys.modules['torch'] = sys.modules['transformers'] = None\n" if without_torch else ""
     code = block + (
         "import asyncio\n"
-        "from invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions\n"
+        "from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions\n"
         f"inv = PiiBoundaryInvariant(1.0, PiiBoundaryOptions(pattern_only={pattern_only}), None)\n"
         "asyncio.run(inv.load())\n"
         "print([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"

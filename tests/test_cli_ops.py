@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "guardrail_server.cli"]
 KEYWORD = only("{test_keyword: {options: {word: forbidden}}}")
 LAUNCHER = (
-    "import sys; from invariants import registry; from tests.helpers_invariants import TEST_INVARIANTS; "
+    "import sys; from guardrail_invariants import registry; from tests.helpers_invariants import TEST_INVARIANTS; "
     "registry.REGISTRY.update(TEST_INVARIANTS); from guardrail_server.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -95,7 +95,7 @@ async def test_refuses_to_mix_runs_and_unknown_invariants(tmp_path: Path) -> Non
 
 
 SUBPROCESS_MAIN = (
-    "import sys; from invariants import registry; from tests.helpers_invariants import TEST_INVARIANTS; "
+    "import sys; from guardrail_invariants import registry; from tests.helpers_invariants import TEST_INVARIANTS; "
     "registry.REGISTRY.update(TEST_INVARIANTS); from guardrail_server.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 ONLY_FORBIDDEN = only("{test_keyword: {options: {word: forbidden}}}")
