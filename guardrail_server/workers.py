@@ -388,6 +388,7 @@ class ProcessRunner:
         self._all.clear()
         self._idle.clear()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._metrics.uninstall()
 
 
 class WorkerMetrics:
@@ -414,6 +415,21 @@ class WorkerMetrics:
                 PROM.unregister(metric)
         PROM.register(self)
         self._installed = True
+
+    def uninstall(self) -> None:
+        """Gives the default registry back its in-process model metrics (a later in-process model reports again)."""
+        if not self._installed:
+            return
+        from prometheus_client import REGISTRY as PROM
+
+        from guardrail_models import batcher
+
+        with contextlib.suppress(KeyError):
+            PROM.unregister(self)
+        for metric in (batcher.BATCH_SIZE, batcher.QUEUE_DEPTH, batcher.INFERENCE_SECONDS):
+            with contextlib.suppress(ValueError):
+                PROM.register(metric)
+        self._installed = False
 
     def update(self, slot: int, snapshot: list[Any]) -> None:
         with self._lock:

@@ -2,7 +2,9 @@
 ids, urls, titles and metadata keys. Through a real server; every stderr line is checked.
 
 request_id and app are logged (cut and stripped), not fingerprinted: they are the keys operators correlate on, and the
-README asks callers to keep personal data out of them."""
+README asks callers to keep personal data out of them. By default the server refuses a request_id over 128 characters
+(and an app over 64) before anything is logged; the log cut is the second line of defence for a deployment that raises
+those limits, so the hostile test raises them."""
 
 from __future__ import annotations
 
@@ -50,7 +52,9 @@ async def test_hostile_fields_give_bounded_json_lines_without_raw_values(capfd: 
         {"id": f"ssn-{PII[4]}", "text": "It opened in 1889.", "url": f"tel:{PII[3]}"},
     ]
     metadata = {f"patient:{PII[2]}": "1", f"phone {PII[3]}": "2"}
-    async with running_server(make_config(KEYWORD, {"server.max_message_bytes": 8 * 1024 * 1024})) as (_, target):
+    raised = {"server.max_message_bytes": 8 * 1024 * 1024, "limits.max_request_id_chars": 4_000_000,
+              "limits.max_app_chars": 1_000_000}
+    async with running_server(make_config(KEYWORD, raised)) as (_, target):
         async with AsyncGuardrailClient(target, timeout=30) as client:
             for _ in range(2):
                 reply = await client.check("This is forbidden [1].", question=f"mail {PII[0]}?", context=context,
@@ -77,6 +81,19 @@ async def test_hostile_fields_give_bounded_json_lines_without_raw_values(capfd: 
     assert len(first["request_id"]) <= 128 and len(first["app"]) <= 64
     assert first["request_id"] == second["request_id"] and first["app"] == second["app"]  # still correlates
     assert (streamed["request_id"], streamed["app"]) == ("stream-1", "chat")  # short ones kept, minus controls
+
+
+async def test_oversize_request_id_is_refused_by_default_and_not_logged(capfd: pytest.CaptureFixture[str]) -> None:
+    configure_logging("debug", "json")
+    async with running_server(make_config(KEYWORD)) as (_, target):
+        async with AsyncGuardrailClient(target, timeout=30) as client:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await client.check("This is forbidden.", request_id=f"rid-{PII[0]}-" + "R" * 200)
+            assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "request_id" in info.value.details() and PII[0] not in info.value.details()
+    err = capfd.readouterr().err
+    _lines(err)
+    _assert_clean(err)
 
 
 def test_stdlib_records_are_sanitized_json_too(capfd: pytest.CaptureFixture[str]) -> None:

@@ -44,12 +44,12 @@ import shutil, sys, tomllib
 from pathlib import Path
 dest = Path(sys.argv[1])
 pyproject = tomllib.load(open("pyproject.toml", "rb"))
-patterns = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
-tops = {p.split(".")[0].rstrip("*") for p in patterns}
+setuptools_cfg = pyproject["tool"]["setuptools"]
+package_dir = setuptools_cfg.get("package-dir", {})
+tops = {package_dir.get(p.split(".")[0], p.split(".")[0]) for p in setuptools_cfg["packages"]}
 ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-for d in Path(".").iterdir():
-    if d.is_dir() and any(d.name.startswith(t) for t in tops) and (d / "__init__.py").exists():
-        shutil.copytree(d, dest / d.name, ignore=ignore)
+for top in sorted(tops):
+    shutil.copytree(top, dest / top, ignore=ignore)
 for f in ("pyproject.toml", "README.md"):
     shutil.copy2(f, dest / f)
 PY
