@@ -603,6 +603,12 @@ async def run_stream(channel: grpc.aio.Channel, sc: StreamScenario, tally: Tally
         # the call's status covers the messages left without a reply: CANCELLED by us (unanswered, expected),
         # DEADLINE_EXCEEDED; OK with replies missing would be replies lost by the server
         label = {grpc.StatusCode.CANCELLED: "unanswered", grpc.StatusCode.OK: "LOST"}.get(final, final.name)
+        if label == "INTERNAL" and sc.timeout is not None and sc.timeout <= 0.01 and \
+                await call.details() == "Internal error from Core":
+            # a 1 ms stream deadline expiring inside the client's own grpc core while it writes: the status is best
+            # effort over HTTP/2 (grpc/grpc#2685): a bare grpc echo server gets it on 21 of 60 such streams, so it is
+            # the deadline, not a handler's exception
+            label = "DEADLINE_EXCEEDED"
         tally.counts[(sc.category, label)] += rest
 
 

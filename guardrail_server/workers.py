@@ -269,7 +269,8 @@ class ProcessRunner:
         grace = self.config.workers.kill_grace_s
         verdicts: dict[str, Verdict] = {}
         try:
-            worker.send(("check", job, case, list(names), timeouts, deadline_s))
+            # in a thread: a case of a few MB fills the 64 KiB pipe many times over, and the loop must not wait on it
+            await asyncio.to_thread(worker.send, ("check", job, case, list(names), timeouts, deadline_s))
             lost = await self._collect(worker, job, names, limits, started, verdicts)
         except asyncio.CancelledError:
             self._finish_in_background(worker, job, names, limits, started)
