@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -300,7 +301,12 @@ class ServerProcess:
                 self.proc.wait(10)
 
     def close(self) -> None:
+        """Stops the server and removes its directory; GUARDRAIL_BENCH_KEEP_LOG=FILE keeps its log for a post-mortem
+        (e.g. with PYTHONASYNCIODEBUG=1, asyncio names every callback that held the loop over 100 ms)."""
         self.kill()
+        keep = os.environ.get("GUARDRAIL_BENCH_KEEP_LOG")
+        if keep and self.workdir is not None and self.log_path.exists():
+            shutil.copyfile(self.log_path, keep)
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
