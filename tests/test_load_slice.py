@@ -1,9 +1,10 @@
 """A slice of `bench.load` against a real `guardrail serve`: at 4x capacity the server sheds instead of slowing down,
 fails nothing open, and a flooding CheckStream client does not starve unary callers.
 
-`test_sleepy` (1.0 s a check, in process workers) makes capacity exact: 2 workers = 2 checks/s. Default admission
-settings: a call waits at most 1 s for a worker, so an admitted call takes at most ~1 + 1 s — within 3x the unloaded
-1 s — and the rest is shed with RESOURCE_EXHAUSTED at once or after that 1 s. The same drivers as the bench.
+`test_sleepy` (1.0 s a check, in process workers) makes capacity exact: 2 workers = 2 checks/s. Admission is scaled
+to that 1 s check (a real one takes ~75 ms, for which the defaults wait 0.25 s): a call waits at most 1 s for a worker,
+so an admitted call takes at most ~1 + 1 s — within 3x the unloaded 1 s — and the rest is shed with
+RESOURCE_EXHAUSTED at once or after that 1 s. The same drivers as the bench.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ CAPACITY = 2.0  # checks/s: 2 workers x 1 check/s
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     config = {"invariants": only_invariants({"test_sleepy": {"timeout_s": 5.0, "options": {"seconds": 1.0}}}),
-              "workers": {"mode": "process", "count": 2}, "review": {"enabled": False}}
+              "workers": {"mode": "process", "count": 2}, "review": {"enabled": False},
+              "admission": {"max_queue": 8, "max_queue_wait_s": 1.0}}
     with ServerProcess(config=config, start_timeout_s=120) as srv:
         yield srv
 
