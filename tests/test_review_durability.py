@@ -96,6 +96,8 @@ def start_server(tmp_path: Path, review: dict) -> tuple[subprocess.Popen[str], s
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(json.dumps({
         "server": {"port": port, "metrics_port": None, "grace_period_s": 2},
+        # room for check_many's 8 concurrent callers: these tests are about the store, not about shedding
+        "admission": {"max_queue": 16, "max_queue_wait_s": 5.0},
         "review": review,
         "invariants": {"test_keyword": {"options": {"word": "forbidden"}}},
     }))
