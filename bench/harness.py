@@ -145,6 +145,15 @@ def children(pid: int) -> list[int]:
     return out
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie is dead, waiting only to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 @dataclass
 class Rss:
     server_mb: float

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+from bench.harness import pid_alive
 from guardrail_server.client import AsyncGuardrailClient, wait_until_serving
 from guardrail_server.config import ReviewConfig
 from guardrail_server.review.sampler import ReviewSampler
@@ -74,14 +75,6 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def review_section(tmp_path: Path, **kw: object) -> dict:
@@ -160,9 +153,9 @@ async def test_sigkill_loses_and_doubles_no_acknowledged_sample_and_the_worker_d
     # the redaction worker outlives the server by at most a moment (its watchdog polls every 0.2 s; the margin is
     # for a loaded machine, where the worker runs at nice 19). No multiprocessing helper exists to outlive it.
     deadline = time.monotonic() + 10
-    while any(alive(c) for c in children) and time.monotonic() < deadline:
+    while any(pid_alive(c) for c in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not [c for c in children if alive(c)], "worker processes survived the server"
+    assert not [c for c in children if pid_alive(c)], "worker processes survived the server"
 
     recovered_before = metric("guardrail_review_recovered_total")
     s = ReviewSampler(ReviewConfig(**review))

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from bench import harness
 from guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
 from guardrail_server.workers import WorkerMetrics
@@ -136,42 +137,17 @@ async def test_workers_die_with_the_server_process(tmp_path) -> None:
                             env={**os.environ, "PYTHONPATH": str(root)}, stderr=subprocess.DEVNULL)
     try:
         await wait_until_serving(f"127.0.0.1:{port}", timeout_s=120)
-        children = _children(proc.pid)
+        children = harness.children(proc.pid)
         assert len(children) == 2
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline and any(_alive(pid) for pid in children):
+        while time.monotonic() < deadline and any(harness.pid_alive(pid) for pid in children):
             await asyncio.sleep(0.1)
-        assert not [pid for pid in children if _alive(pid)]
+        assert not [pid for pid in children if harness.pid_alive(pid)]
     finally:
         if proc.poll() is None:
             proc.kill()
-
-
-def _children(pid: int) -> list[int]:
-    from pathlib import Path
-
-    out = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(pid):
-            out.append(int(status.parent.name))
-    return out
-
-
-def _alive(pid: int) -> bool:
-    from pathlib import Path
-
-    try:
-        state = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                     if line.startswith("State:"))
-    except (OSError, StopIteration):
-        return False
-    return "Z" not in state  # a zombie is dead, waiting only to be reaped
 
 
 def test_worker_metrics_never_go_backwards_when_a_worker_is_replaced() -> None:
