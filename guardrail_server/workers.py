@@ -392,6 +392,13 @@ class ProcessRunner:
         self._metrics.uninstall()
 
 
+def _in_process_model_metrics() -> tuple[Any, ...]:
+    """This process's own model metrics, which WorkerMetrics stands in for while process workers run."""
+    from guardrail_models import batcher
+
+    return batcher.BATCH_SIZE, batcher.QUEUE_DEPTH, batcher.INFERENCE_SECONDS
+
+
 class WorkerMetrics:
     """Re-exposes the workers' `guardrail_model_*` metrics on the server's /metrics: the latest snapshot of each live
     worker, plus the counters of retired workers, so totals never go backwards when a worker is replaced."""
@@ -409,9 +416,7 @@ class WorkerMetrics:
             return
         from prometheus_client import REGISTRY as PROM
 
-        from guardrail_models import batcher
-
-        for metric in (batcher.BATCH_SIZE, batcher.QUEUE_DEPTH, batcher.INFERENCE_SECONDS):
+        for metric in _in_process_model_metrics():
             with contextlib.suppress(KeyError):
                 PROM.unregister(metric)
         PROM.register(self)
@@ -423,11 +428,9 @@ class WorkerMetrics:
             return
         from prometheus_client import REGISTRY as PROM
 
-        from guardrail_models import batcher
-
         with contextlib.suppress(KeyError):
             PROM.unregister(self)
-        for metric in (batcher.BATCH_SIZE, batcher.QUEUE_DEPTH, batcher.INFERENCE_SECONDS):
+        for metric in _in_process_model_metrics():
             with contextlib.suppress(ValueError):
                 PROM.register(metric)
         self._installed = False
