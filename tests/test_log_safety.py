@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from typing import Any
 
 import grpc
@@ -117,3 +120,44 @@ def test_stdlib_records_are_sanitized_json_too(capfd: pytest.CaptureFixture[str]
     assert structured["authorization"] == "[redacted]"
     assert structured["passage_id"].startswith("fp:") and structured["url"].startswith("fp:")
     assert all(k.startswith("fp:") for k in structured["metadata"])
+
+
+# A peer shutting down mid-call makes gRPC core print a plain-text INFO "Got goaway" line on stderr about half the time
+# (it broke the hostile-fields test above once in CI). Importing the server package must keep core's lines to errors.
+_GOAWAY = """
+import asyncio, os, sys
+import guardrail_server
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+async def once():
+    server = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+        await call.read()
+        await server.stop(0)
+        try:
+            await call.read()
+        except grpc.aio.AioRpcError:
+            pass
+        await asyncio.sleep(0.2)
+
+for _ in range(6):
+    asyncio.run(once())
+print(os.environ["GRPC_VERBOSITY"])
+"""
+
+
+@pytest.mark.parametrize("preset", [None, "INFO"])
+def test_grpc_core_lines_are_limited_to_errors_unless_the_operator_asks(preset: str | None) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
+    if preset:
+        env["GRPC_VERBOSITY"] = preset
+    done = subprocess.run([sys.executable, "-c", _GOAWAY], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == (preset or "ERROR")
+    if preset is None:
+        assert done.stderr == ""
