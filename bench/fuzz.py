@@ -765,6 +765,16 @@ def summary(r: FuzzResult, grace: float) -> str:
     return "\n".join(lines)
 
 
+def stall_report(events: Sequence[dict[str, Any]], frames: int = 8) -> str:
+    """The server's own attribution of each loop stall (`event_loop_stall`: the loop thread's stack while overdue)."""
+    stalls = [e for e in events if e.get("event") == "event_loop_stall"]
+    lines = [f"event_loop_stall events        {len(stalls)}"]
+    for e in stalls:
+        lines.append(f"  {e.get('timestamp', '?')} late {e.get('late_ms')} ms, innermost first:")
+        lines += [f"      {frame}" for frame in e.get("stack", [])[:frames]]
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="bench.fuzz", description=__doc__.split("\n\n")[0])
     ap.add_argument("--messages", type=int, default=100_000, help="about this many in all (default %(default)s)")
@@ -804,6 +814,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(category_table(result.tally))
         print()
         print(summary(result, grace))
+        print(stall_report(server.events()))
         crashed = not result.alive or (result.stop is not None and result.stop.exit_code != 0)
     return 1 if crashed or result.tally.unexpected() else 0
 

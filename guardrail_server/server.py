@@ -18,6 +18,7 @@ from guardrail_server.auth import AuthInterceptor
 from guardrail_server.config import Config, ServerConfig
 from guardrail_server.engine import CheckEngine
 from guardrail_server.logs import get_logger
+from guardrail_server.loop_watch import LoopWatch
 from guardrail_server.review.calibration import set_agreement_gauge
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.servicer import GuardrailServicer, add_to_server
@@ -71,7 +72,7 @@ class GuardrailServer:
         self._metrics_httpd: object | None = None
         self.ports = Ports(grpc=0, metrics=None)
         self._stopped = asyncio.Event()
-        self._loop_watch: asyncio.Future[None] | None = None
+        self._loop_watch: LoopWatch | None = None
 
     async def start(self) -> Ports:
         s = self.config.server
@@ -101,7 +102,8 @@ class GuardrailServer:
         await server.start()
         self._server = server
         metrics.publish_config(self.config)  # build info, thresholds, every closed-set series at 0
-        self._loop_watch = asyncio.ensure_future(self._watch_loop())
+        self._loop_watch = LoopWatch()
+        self._loop_watch.start()
         if self._health_server is not None:
             await self._health_server.start()
         self._metrics_httpd, metrics_port = start_metrics_endpoint(s.metrics_port, s.metrics_host or s.host)
@@ -123,15 +125,6 @@ class GuardrailServer:
         if port == 0:
             raise OSError(f"could not bind {address} (server.health_port)")
         return health_server, port
-
-    async def _watch_loop(self, interval: float = 0.05) -> None:
-        """Measures event-loop lag continuously (`guardrail_event_loop_lag_seconds`): the promise that no request can
-        block the loop is checked in production, not only in tests."""
-        loop = asyncio.get_running_loop()
-        while True:
-            expected = loop.time() + interval
-            await asyncio.sleep(interval)
-            metrics.LOOP_LAG.observe(max(0.0, loop.time() - expected))
 
     async def warm(self) -> None:
         """Loads invariants (and starts the sampler), then reports SERVING."""
@@ -170,7 +163,7 @@ class GuardrailServer:
             self._metrics_httpd.server_close()  # type: ignore[attr-defined]
         self._server = None
         if self._loop_watch is not None:
-            self._loop_watch.cancel()
+            self._loop_watch.stop()
         self._stopped.set()
         log.info("stopped")
 
