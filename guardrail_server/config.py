@@ -63,6 +63,8 @@ class WorkersConfig(_Strict):
     kill_grace_s: float = Field(0.25, ge=0, le=10, description="a worker that overruns a check's timeout by this "
                                 "much is killed and replaced")
     restart_delay_s: float = Field(0.5, gt=0, le=60, description="first back-off when a replacement fails to start")
+    nice: int = Field(5, ge=0, le=19, description="process mode: workers run this much below the server's priority, "
+                      "so on busy cores the server's event loop (health, admission, replies) is scheduled first")
 
 
 class AdmissionConfig(_Strict):

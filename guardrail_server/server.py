@@ -159,7 +159,8 @@ class GuardrailServer:
                                     max(0.1, deadline - time.monotonic() - STOP_RESERVE_S))
         await self.engine.close(max(0.1, deadline - time.monotonic()))
         if self._metrics_httpd is not None:
-            self._metrics_httpd.shutdown()  # type: ignore[attr-defined]
+            # shutdown() waits for serve_forever's 0.5 s poll: off the loop, or health stalls while we stop
+            await asyncio.to_thread(self._metrics_httpd.shutdown)  # type: ignore[attr-defined]
             self._metrics_httpd.server_close()  # type: ignore[attr-defined]
         self._server = None
         if self._loop_watch is not None:

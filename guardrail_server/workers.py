@@ -120,6 +120,7 @@ async def _serve(requests: Any, replies: Any) -> None:
     config_json, registry, intra_op_threads = await loop.run_in_executor(None, read_frame, requests)
     REGISTRY.update(registry)
     config = Config.model_validate_json(config_json)
+    os.nice(config.workers.nice)
     try:
         zoo = ModelZoo(replace(zoo_settings(config), intra_op_threads=intra_op_threads))
         runner = InlineRunner(config, zoo)

@@ -1,7 +1,8 @@
 """End to end on real parts: Debian's Prometheus scrapes a real `guardrail serve` every second and evaluates the
 chart's alert rules (rendered from the same template with short windows and `for:` durations); traffic through the
-public client makes an invariant fail, errors and shed calls happen, the alerts go pending then firing (read over
-Prometheus's HTTP API), and every panel query of the committed Grafana dashboard returns data."""
+public client makes an invariant fail, errors, fail-opens, shed and slow calls happen, a second server's review store
+cannot be written (spool and drops), every alert goes pending then firing (read over Prometheus's HTTP API), and every
+panel query of the committed Grafana dashboard returns data."""
 
 from __future__ import annotations
 
@@ -39,13 +40,29 @@ pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing (
 
 # Production windows and `for:` durations are minutes; the same rules with seconds, through the chart's values.
 SHORT = {"alerts": {"window": "20s", "minRate": 0.01, **{k: {"for": "4s"} for k in (
-    "violation", "errors", "failOpen", "shed", "latency", "judgeAgreement", "reviewSpool")}}}
+    "violation", "errors", "failOpen", "shed", "judgeAgreement")},
+    "latency": {"for": "4s", "p99Seconds": 0.02},  # below what a check with entailment takes: fires on any traffic
+    "reviewSpool": {"for": "4s", "depth": 3}}}
 DASHBOARD_VARS = {"$__rate_interval": "20s", "$namespace": ".*", "$app": ".*"}
 CONTEXT = [{"id": "1", "text": "The Eiffel Tower is 330 metres tall. It opened in 1889 for the World's Fair in Paris. "
                                "Gustave Eiffel's company designed and built it."}]
 BAD = "The Eiffel Tower is 330 metres tall [4]."  # entailed, but [4] cites no passage: reference_integrity fails
 GOOD = "The Eiffel Tower is 330 metres tall [1]."  # passes both
 SAMPLES = ["The tower is 330 metres tall.", "It is 300 m tall and opened in 1889."]
+
+
+def store_down(server: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """The second server: its review store cannot be written (the database's directory is a file), so every sample
+    goes to the spool; a review queue of one drops samples under a burst."""
+    (tmp / "not-a-directory").write_text("")
+    return {
+        "server": server,
+        "review": {"enabled": True, "url": f"sqlite:///{tmp / 'not-a-directory' / 'review.db'}",
+                   "spool_dir": str(tmp / "spool-down"), "random_rate": 1.0, "queue_size": 1},
+        "workers": {"mode": "inline", "count": 1},
+        "invariants": {"reference_integrity": {}, "entailment": {"enabled": False},
+                       "self_consistency": {"enabled": False}, "pii_boundary": {"enabled": False}},
+    }
 
 
 def capacity(config: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +82,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     scraping it every second with the chart's rules."""
     tmp = tmp_path_factory.mktemp("e2e")
     port, metrics_port, prom_port = free_port(), free_port(), free_port()
+    down_port, down_metrics_port = free_port(), free_port()
     store_url = f"sqlite:///{tmp / 'review.db'}"
     from guardrail_server.review.store import ReviewStore
 
@@ -86,12 +104,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         },
     })
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
+    (tmp / "down.yaml").write_text(yaml.safe_dump(store_down(
+        {"host": "127.0.0.1", "port": down_port, "metrics_port": down_metrics_port, "grace_period_s": 2}, tmp)))
     (tmp / "short.yaml").write_text(yaml.safe_dump(SHORT))  # a values file: `--set` would turn 0.01 into a string
     (tmp / "rules.yaml").write_text(dump(render_rules([tmp / "short.yaml"])))
     (tmp / "prometheus.yml").write_text(yaml.safe_dump({
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(tmp / "rules.yaml")],
-        "scrape_configs": [{"job_name": "guardrail", "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}],
+        "scrape_configs": [{"job_name": "guardrail", "static_configs": [
+            {"targets": [f"127.0.0.1:{metrics_port}", f"127.0.0.1:{down_metrics_port}"]}]}],
     }))
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
     procs: list[subprocess.Popen[bytes]] = []
@@ -100,17 +121,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
             [sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(tmp / "config.yaml")],
             cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
         procs.append(server)
+        down = subprocess.Popen(
+            [sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(tmp / "down.yaml")],
+            cwd=tmp, env=env, stdout=subprocess.DEVNULL, stderr=open(tmp / "down.log", "wb"))
+        procs.append(down)
         prom = subprocess.Popen([str(PROMETHEUS), f"--config.file={tmp / 'prometheus.yml'}",
                                  f"--storage.tsdb.path={tmp / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"],
                                 stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "wb"))
         procs.append(prom)
         wait_serving(f"127.0.0.1:{port}", server, timeout=300)
+        wait_serving(f"127.0.0.1:{down_port}", down, timeout=300)
         api = f"http://127.0.0.1:{prom_port}"
         deadline = time.monotonic() + 60
         while httpx.get(f"{api}/-/ready").status_code != 200:
             assert prom.poll() is None and time.monotonic() < deadline, (tmp / "prometheus.log").read_text()[-2000:]
             time.sleep(0.5)
-        yield {"target": f"127.0.0.1:{port}", "api": api, "tmp": tmp}
+        yield {"target": f"127.0.0.1:{port}", "down_target": f"127.0.0.1:{down_port}",
+               "down_instance": f"127.0.0.1:{down_metrics_port}", "api": api, "tmp": tmp}
     finally:
         for proc in procs:
             proc.terminate()
@@ -219,9 +246,48 @@ def test_violation_alert_goes_pending_then_firing(stack: dict[str, Any], traffic
                 and a["labels"].get("invariant") == "entailment"]
 
 
-def test_error_and_judge_agreement_alerts_fire(stack: dict[str, Any], traffic: Traffic) -> None:
+def test_error_fail_open_shed_latency_and_judge_agreement_alerts_fire(stack: dict[str, Any], traffic: Traffic) -> None:
     wait_for_alert(stack["api"], "GuardrailCheckErrors", invariant="self_consistency")
+    wait_for_alert(stack["api"], "GuardrailFailOpen", invariant="self_consistency")
+    wait_for_alert(stack["api"], "GuardrailShedding")
+    wait_for_alert(stack["api"], "GuardrailLatencyHigh")
     wait_for_alert(stack["api"], "GuardrailJudgeAgreementLow", invariant="entailment")
+    # the invariants that neither error nor fail open stay quiet
+    quiet = [a for a in alerts(stack["api"]) if a["labels"]["alertname"] in ("GuardrailFailOpen", "GuardrailCheckErrors")
+             and a["labels"].get("invariant") != "self_consistency"]
+    assert quiet == []
+
+
+def test_review_store_down_spool_and_drop_alerts_fire(stack: dict[str, Any]) -> None:
+    """Bursts of sampled calls at the server whose store cannot be written: the spool grows past its depth and the
+    one-slot review queue overflows; both alerts fire for that server only."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def bursts() -> None:
+        async def burst() -> None:
+            async with AsyncGuardrailClient(stack["down_target"], timeout=30) as client:
+                await asyncio.gather(*(client.check(BAD if i % 2 else GOOD, context=CONTEXT) for i in range(20)))
+        try:
+            while not stop.is_set():
+                asyncio.run(burst())
+                time.sleep(0.3)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    thread = threading.Thread(target=bursts, daemon=True)
+    thread.start()
+    try:
+        wait_for_alert(stack["api"], "GuardrailReviewSpoolGrowing", instance=stack["down_instance"])
+        wait_for_alert(stack["api"], "GuardrailReviewSamplesDropped", cause="queue_full")
+    finally:
+        stop.set()
+        thread.join(60)
+    assert failures == []
+    spooled = query(stack["api"], "guardrail_review_spool_depth")
+    by_instance = {r["metric"]["instance"]: float(r["value"][1]) for r in spooled}
+    assert by_instance[stack["down_instance"]] > 3
+    assert [v for i, v in by_instance.items() if i != stack["down_instance"]] == [0.0]  # the healthy store spools nothing
 
 
 def test_every_dashboard_panel_query_returns_data(stack: dict[str, Any], traffic: Traffic) -> None:

@@ -190,3 +190,20 @@ async def test_a_worker_whose_caller_gave_up_is_not_handed_another_case_until_it
     assert reply.results[0].outcome == pb.PASS
     assert waited >= 1.4  # ~0.6 s left of the abandoned case, then its own 1.0 s
     assert server.engine.runner.restarts == 0
+
+
+def _nice(pid: int) -> int:
+    stat = open(f"/proc/{pid}/stat").read()
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of proc(5), counted after the command name
+
+
+async def test_workers_run_below_the_server_priority() -> None:
+    """On busy cores the server's loop (health, admission, replies) must be scheduled before the checks."""
+    import os
+
+    cfg = make_config({"test_keyword": {}}, {"workers.mode": "process", "workers.count": 1, "workers.nice": 7})
+    async with running_server(cfg):
+        workers = [pid for pid in harness.children(os.getpid())
+                   if b"guardrail_server.workers" in open(f"/proc/{pid}/cmdline", "rb").read()]
+        assert len(workers) == 1
+        assert _nice(workers[0]) == min(19, _nice(os.getpid()) + 7)
