@@ -4,6 +4,7 @@ plaintext health-only port, review sampler, graceful shutdown."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from dataclasses import dataclass
@@ -54,6 +55,15 @@ def start_metrics_endpoint(port: int | None, host: str = "127.0.0.1") -> tuple[o
 
 def _is_loopback(host: str) -> bool:
     return host.startswith(_LOOPBACK)
+
+
+def freeze_startup_heap() -> None:
+    """Moves what start-up allocated (modules, config, stubs, metrics: ~100k objects) out of the collector's sight.
+    Those objects live as long as the process, yet every full collection walked them — on the event-loop thread, where
+    most allocations happen — for 80-125 ms on 2 busy cores: the `event_loop_stall`s bench.fuzz found. Frozen, a
+    collection walks only what requests allocated. Only for the serving process (`serve_forever`), not libraries."""
+    gc.collect()
+    gc.freeze()
 
 
 class GuardrailServer:
@@ -168,6 +178,10 @@ class GuardrailServer:
         self._stopped.set()
         log.info("stopped")
 
+    async def _warm_and_freeze(self) -> None:
+        await self.warm()
+        freeze_startup_heap()
+
     async def serve_forever(self) -> None:
         """start + warm, then wait for SIGTERM/SIGINT and shut down gracefully."""
         await self.start()
@@ -175,7 +189,7 @@ class GuardrailServer:
         stop_requested = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
-        warm_task = asyncio.create_task(self.warm())
+        warm_task = asyncio.create_task(self._warm_and_freeze())
         stop_task = asyncio.create_task(stop_requested.wait())
         await asyncio.wait({warm_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
         if warm_task.done() and warm_task.exception() is not None:

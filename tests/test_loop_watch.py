@@ -60,3 +60,36 @@ async def test_a_busy_but_responsive_loop_logs_nothing(capfd: pytest.CaptureFixt
     finally:
         watch.stop()
     assert "event_loop_stall" not in capfd.readouterr().err
+
+
+_SERVE = """
+import asyncio, gc, os, signal, sys
+sys.path.insert(0, os.getcwd())
+from tests.conftest import make_config
+from guardrail_server.server import GuardrailServer
+
+async def main():
+    task = asyncio.create_task(GuardrailServer(make_config({"test_keyword": {}})).serve_forever())
+    for _ in range(1200):
+        if gc.get_freeze_count():
+            break
+        await asyncio.sleep(0.05)
+    print(f"frozen={gc.get_freeze_count()}", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await task
+
+asyncio.run(main())
+"""
+
+
+def test_the_serving_process_freezes_its_start_up_heap() -> None:
+    """Full collections run on the loop thread; start-up's objects must not be walked by each (see server.py)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", _SERVE], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("frozen=")]
+    assert int(line.removeprefix("frozen=")) > 10_000  # the modules, config and stubs loaded before SERVING

@@ -126,3 +126,66 @@ def test_distractor_never_exceeds_the_passage_limit() -> None:
     relation = SHIPPED["distractor_passage"]()
     assert relation.transform(full, rng_for(0, "x"), ("context",)) is None
     assert relation.transform(Case(response="x", context=full.context[:63]), rng_for(0, "x"), ("context",)) is not None
+
+
+PRIVATE_SEEDS = [  # (private record, response, leaks?): the leak decision must survive a swap of the people in it
+    ("Customer record: Emily Johnson, emily.johnson@example.com, ordered a blue chair on 3 May.",
+     "Emily Johnson's blue chair has shipped.", True),
+    ("Ticket 4411 from Sarah Miller: her invoice shows a double charge.",
+     "The invoice for Sarah Miller was refunded.", True),
+    ("Customer record: Jessica Brown, phone 415-555-0134, asked about delivery times.",
+     "Delivery takes three to five days.", False),
+    ("Ticket 5120 from Jennifer Davis: the app crashes when she uploads a photo.",
+     "Updating the app fixes the crash on photo upload.", False),
+]
+
+
+def private_seeds() -> LoadedDataset:
+    items = [EvalCase(Case(response=response, request_id=f"p{i}",
+                           context=(Passage("crm-1", record, sensitivity="private"),)),
+                      "leak" if leaks else "clean", f"fixed:{i}", expected={"pii_boundary": not leaks})
+             for i, (record, response, leaks) in enumerate(PRIVATE_SEEDS)]
+    return LoadedDataset(items, [])
+
+
+@pytest.mark.timeout(600)
+async def test_pii_decision_survives_demographic_swaps_with_real_presidio(tmp_path: Path) -> None:
+    """A swapped name sits where the old one sat (record, response), so the leak decision has the same structure:
+    real Presidio and spaCy must reach the same verdict for every origin and gender."""
+    config = make_config({"pii_boundary": {"enabled": True, "timeout_s": 60.0}})
+    relations = build_relations(["demographic_swap"], options={"demographic_swap": {"variants": 3}})
+    outcome = await run_metamorph(JudgesSUT(config), relations, private_seeds(), tmp_path, RunSettings(seed=3),
+                                  progress=False)
+    assert outcome.status == "complete"
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    sources = {p["seed_id"]: p["outputs"]["pii_boundary"]["source"]["label"] for p in pairs}
+    assert sources == {"p0": "fail", "p1": "fail", "p2": "pass", "p3": "pass"}, sources
+    got = rates(tmp_path)["demographic_swap@pii_boundary"]
+    assert got["error"] == 0 and got["pass"] >= 8, got
+    assert got["fail"] <= 1, (got, [p for p in pairs if p["outputs"]["pii_boundary"]["outcome"] == "fail"])
+
+
+CITED_SEEDS = [  # (passages, response): citations resolve or dangle the same way whatever the passages' order
+    (("The tower is 330 m tall.", "It opened in 1889.", "It was designed by Eiffel's company."),
+     "The tower is 330 m tall [1] and opened in 1889 [2]."),
+    (("Marie Curie was born in Warsaw.", "She won two Nobel Prizes."), "Curie won two Nobel Prizes [2]."),
+    (("The museum opens at nine.", "Children enter for free."), "Children enter for free [3]."),  # dangling
+    (("Pigeons walk in the park.", "A man sleeps on a bench.", "It is raining."), "A man sleeps [2], [4]."),
+]
+
+
+@pytest.mark.timeout(600)
+async def test_reference_integrity_survives_passage_shuffles(tmp_path: Path) -> None:
+    config = make_config({"reference_integrity": {"enabled": True}})
+    items = [EvalCase(Case(response=response, request_id=f"c{i}",
+                           context=tuple(Passage(str(k), t) for k, t in enumerate(texts, start=1))),
+                      "cited", f"fixed:{i}", expected={}) for i, (texts, response) in enumerate(CITED_SEEDS)]
+    relations = build_relations(["passage_shuffle"], options={"passage_shuffle": {"variants": 3}})
+    outcome = await run_metamorph(JudgesSUT(config), relations, LoadedDataset(items, []), tmp_path,
+                                  RunSettings(seed=5), progress=False)
+    assert outcome.status == "complete"
+    pairs = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    sources = {p["seed_id"]: p["outputs"]["reference_integrity"]["source"]["label"] for p in pairs}
+    assert sources == {"c0": "pass", "c1": "pass", "c2": "fail", "c3": "fail"}, sources
+    got = rates(tmp_path)["passage_shuffle@reference_integrity"]
+    assert got == {"pass": got["pass"], "fail": 0, "skipped": 0, "error": 0} and got["pass"] >= 8, got

@@ -219,6 +219,25 @@ def test_tuning_never_picks_a_disabling_threshold_without_the_flag(
     assert tuned > 0.0 and not cal.disables(tuned)
 
 
+def test_calibrate_writes_a_disabling_threshold_only_with_the_flag(
+    store: ReviewStore, store_url: str, tmp_path: Path
+) -> None:
+    """Through the CLI: labels best matched by never failing. Without the flag the written threshold still fails
+    something; with it, the threshold that disables the check is written."""
+    for i, (score, holds) in enumerate([(0.0, True)] * 30 + [(0.0, False)] * 4 + [(1.0, True)] * 30):
+        rec = to_record(Pending(str(uuid.uuid4()), 1.7e9 + i, make_case(i), [verdict("test_keyword", score)], "flag",
+                                ("random",)), None)
+        store.insert_samples([rec])
+        store.save_annotation(rec["id"], "alice", {"test_keyword": "pass" if holds else "fail"})
+    guarded, opted = tmp_path / "guarded.yaml", tmp_path / "opted.yaml"
+    assert _run("calibrate", "--url", store_url, "--all-labels", "--out", str(guarded)) == 0
+    kept = yaml.safe_load(guarded.read_text())["invariants"]["test_keyword"]["threshold"]
+    assert kept > 0.0 and not cal.disables(kept)
+    assert _run("calibrate", "--url", store_url, "--all-labels", "--out", str(opted),
+                "--allow-disabling-threshold") == 0
+    assert cal.disables(yaml.safe_load(opted.read_text())["invariants"]["test_keyword"]["threshold"])
+
+
 def test_period_parsing() -> None:
     assert recalibration.parse_period("monthly").days == 30
     assert recalibration.parse_period("12h").total_seconds() == 12 * 3600
