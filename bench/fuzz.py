@@ -768,7 +768,10 @@ def summary(r: FuzzResult, grace: float) -> str:
 def stall_report(events: Sequence[dict[str, Any]], frames: int = 8) -> str:
     """The server's own attribution of each loop stall (`event_loop_stall`: the loop thread's stack while overdue)."""
     stalls = [e for e in events if e.get("event") == "event_loop_stall"]
-    lines = [f"event_loop_stall events        {len(stalls)}"]
+    pauses = [e for e in events if e.get("event") == "gc_pause"]
+    each = ", ".join(f"gen {e.get('generation')} {e.get('ms')} ms" for e in pauses)
+    lines = [f"gc_pause events (> 100 ms)     {len(pauses)}{': ' + each if pauses else ''}",
+             f"event_loop_stall events        {len(stalls)}"]
     for e in stalls:
         lines.append(f"  {e.get('timestamp', '?')} late {e.get('late_ms')} ms, innermost first:")
         lines += [f"      {frame}" for frame in e.get("stack", [])[:frames]]

@@ -4,11 +4,14 @@ A 50 ms ticker on the loop measures how late it runs (`guardrail_event_loop_lag_
 blocks the loop is checked where it matters, not only in tests. A histogram says *that* the loop stalled, not *why*,
 so a watchdog thread also snapshots the loop thread's stack while a tick is overdue by more than `stall_s` and logs it
 as an `event_loop_stall` event — code locations only (file, line, function; never locals), so no caller data.
+A garbage collection holds the GIL, watchdog included, so collections are timed on their own
+(`guardrail_gc_pause_seconds`, and a `gc_pause` event past `stall_s`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sys
 import threading
 import time
@@ -35,6 +38,35 @@ def code_locations(frame: FrameType | None, depth: int = STACK_DEPTH) -> list[st
     return out
 
 
+class GcPauses:
+    """Times every collection (`guardrail_gc_pause_seconds{generation}`); one longer than `stall_s` is logged as
+    `gc_pause`. A collection holds the GIL, so the watchdog below cannot see it: this is how such a stall is named."""
+
+    def __init__(self, stall_s: float = 0.1) -> None:
+        self.stall_s = stall_s
+        self._started = 0.0
+        for generation in ("0", "1", "2"):
+            metrics.GC_PAUSE.labels(generation)
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._started
+        metrics.GC_PAUSE.labels(str(info.get("generation", 2))).observe(took)
+        if took > self.stall_s:
+            log.warning("gc_pause", generation=info.get("generation"), ms=round(took * 1000),
+                        collected=info.get("collected"))
+
+    def install(self) -> None:
+        if self not in gc.callbacks:
+            gc.callbacks.append(self)
+
+    def uninstall(self) -> None:
+        if self in gc.callbacks:
+            gc.callbacks.remove(self)
+
+
 class LoopWatch:
     def __init__(self, interval_s: float = 0.05, stall_s: float = 0.1) -> None:
         self.interval_s = interval_s
@@ -44,6 +76,7 @@ class LoopWatch:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Future[None] | None = None
+        self.gc_pauses = GcPauses(stall_s)
 
     def start(self) -> None:
         """On the running loop: starts the ticker task and the watchdog thread."""
@@ -52,9 +85,11 @@ class LoopWatch:
         self._task = asyncio.ensure_future(self._tick())
         self._thread = threading.Thread(target=self._watchdog, name="loop-watchdog", daemon=True)
         self._thread.start()
+        self.gc_pauses.install()
 
     def stop(self) -> None:
         self._stop.set()
+        self.gc_pauses.uninstall()
         if self._task is not None:
             self._task.cancel()
 

@@ -124,6 +124,10 @@ def build_identity(config: Config) -> tuple[str, str, str]:
     return pkg, name, sha
 
 
+GC_PAUSE = Histogram(
+    "guardrail_gc_pause_seconds", "Python garbage-collection pauses in the server process by generation: a collection "
+    "holds the GIL, so a long one stalls the event loop (compare guardrail_event_loop_lag_seconds)", ["generation"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0))
 LOOP_LAG = Histogram(
     "guardrail_event_loop_lag_seconds", "How late the server's event loop ran a 50 ms ticker: anything blocking the loop "
     "(health, every call, SIGTERM wait behind it) shows here", buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 
@@ -93,3 +94,28 @@ def test_the_serving_process_freezes_its_start_up_heap() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     (line,) = [x for x in done.stdout.splitlines() if x.startswith("frozen=")]
     assert int(line.removeprefix("frozen=")) > 10_000  # the modules, config and stubs loaded before SERVING
+
+
+def _gc_pauses(generation: str) -> float:
+    for m in metrics.GC_PAUSE.collect():
+        for s in m.samples:
+            if s.name.endswith("_count") and s.labels["generation"] == generation:
+                return s.value
+    return 0.0
+
+
+def test_collections_are_timed_and_a_long_one_is_logged(capfd: pytest.CaptureFixture[str]) -> None:
+    from guardrail_server.loop_watch import GcPauses
+
+    configure_logging("info", "json")
+    pauses = GcPauses(stall_s=0.0)  # every collection counts as long here
+    before = _gc_pauses("2")
+    pauses.install()
+    try:
+        gc.collect()
+    finally:
+        pauses.uninstall()
+    assert _gc_pauses("2") == before + 1
+    (event,) = [json.loads(line) for line in capfd.readouterr().err.splitlines() if "gc_pause" in line]
+    assert event["generation"] == 2 and event["ms"] >= 0 and event["level"] == "warning"
+    assert pauses not in gc.callbacks
