@@ -24,16 +24,19 @@ log = get_logger(__name__)
 STACK_DEPTH = 16
 
 
+def _import_relative(path: str) -> str:
+    """`asyncio/events.py`, `guardrail_server/servicer.py`: the path below the longest sys.path entry holding it."""
+    for root in sorted((p.rstrip("/") + "/" for p in sys.path if p), key=len, reverse=True):
+        if path.startswith(root):
+            return path[len(root):]
+    return path
+
+
 def code_locations(frame: FrameType | None, depth: int = STACK_DEPTH) -> list[str]:
-    """The innermost `depth` frames as `path:line function`, innermost first; paths from the package or stdlib root."""
+    """The innermost `depth` frames as `path:line function`, innermost first."""
     out: list[str] = []
     while frame is not None and len(out) < depth:
-        path = frame.f_code.co_filename
-        for marker in ("site-packages/", "/lib/python"):
-            if marker in path:
-                path = path.split(marker, 1)[1]
-                break
-        out.append(f"{path.rsplit('/work/', 1)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        out.append(f"{_import_relative(frame.f_code.co_filename)}:{frame.f_lineno} {frame.f_code.co_name}")
         frame = frame.f_back
     return out
 
