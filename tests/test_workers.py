@@ -22,7 +22,7 @@ from tests.conftest import free_port, make_config, running_server
 HOG = {"test_gil_hog": {"timeout_s": 1.0}, "test_keyword": {"timeout_s": 2.0}}
 
 
-class LoopWatch:
+class LongestLoopGap:
     """The longest the event loop went without running a 10 ms ticker: how long it was blocked."""
 
     def __init__(self) -> None:
@@ -37,7 +37,7 @@ class LoopWatch:
             self.longest = max(self.longest, now - last - 0.01)
             last = now
 
-    def __enter__(self) -> LoopWatch:
+    def __enter__(self) -> LongestLoopGap:
         self._task = asyncio.ensure_future(self._tick())
         return self
 
@@ -59,7 +59,7 @@ async def test_a_check_holding_the_gil_neither_freezes_the_server_nor_outlives_i
     async with grpc.aio.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
         async with AsyncGuardrailClient(target, timeout=20) as client:
-            with LoopWatch() as watch:
+            with LongestLoopGap() as watch:
                 started = time.perf_counter()
                 hog = asyncio.ensure_future(client.check("x", metadata={"hog": "40"}))  # ~forever in one C call
                 await asyncio.sleep(0.3)
