@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from guardrail_models.runtime import int8_kernels
 from guardrail_server.config import DEFAULT_INVARIANTS, Config, load_config
 from guardrail_server.evals.backends import LocalBackend
 from guardrail_server.evals.datasets import EvalCase, load_datasets
@@ -194,6 +195,7 @@ def manifest_metrics(judge: str, r: dict[str, Any], command: str) -> dict[str, A
     halu = sets.get(SLICE[0])
     return {
         "measured_by": command + " (guardrail eval in process; dev/ only measured, never trained on)",
+        "int8_kernels": int8_kernels(),
         "judge": judge,
         "threshold": next((s.threshold for s in r["sets"] if s.threshold is not None), None),
         "dev": {name: {"n": s.n, "auroc": _round(s.auroc), "balanced_accuracy": _round(s.balanced_accuracy),
@@ -202,9 +204,18 @@ def manifest_metrics(judge: str, r: dict[str, Any], command: str) -> dict[str, A
         "chatprotect_self_consistency_auroc": _round(r["chatprotect"].auroc),
         "snli_test_acc3": _round(r["snli_test_acc3"]), "anli_dev_acc3": _round(r["anli_dev_acc3"]),
         **({"latency": r["latency"]} if "latency" in r else {}),
-        "slice": {"dataset": SLICE[0], "first_cases": SLICE[1], "auroc": halu.slice_auroc if halu else None,
-                  "balanced_accuracy": halu.slice_balanced_accuracy if halu else None},
+        "slice": {"dataset": SLICE[0], "first_cases": SLICE[1], "by_int8_kernels": {int8_kernels(): {
+            "auroc": halu.slice_auroc if halu else None,
+            "balanced_accuracy": halu.slice_balanced_accuracy if halu else None}}},
     }
+
+
+def keep_other_kernels(new: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    """The slice measured on the other int8 kernel family stays in the manifest beside this machine's."""
+    before = (old or {}).get("slice") or {}
+    if (before.get("dataset"), before.get("first_cases")) == (new["slice"]["dataset"], new["slice"]["first_cases"]):
+        new["slice"]["by_int8_kernels"] = {**before.get("by_int8_kernels", {}), **new["slice"]["by_int8_kernels"]}
+    return new
 
 
 def _round(x: float | None) -> float | None:
@@ -237,7 +248,7 @@ def main() -> None:
                                      ).model_dir(model)
                 manifest = load_manifest(directory)
                 command = "python -m bench.nli_eval" + (f" --model {model}" if model else "") + f" --judge {judge}"
-                manifest.metrics = manifest_metrics(judge, r, command)
+                manifest.metrics = keep_other_kernels(manifest_metrics(judge, r, command), manifest.metrics)
                 manifest.write(directory)
                 print(f"wrote metrics to {directory / 'manifest.json'}")
 

@@ -169,3 +169,13 @@ def test_bf16_autocast_is_on_only_where_the_cpu_has_bf16(tmp_path) -> None:
     assert not cpu_has_bf16(str(avx2))
     assert cpu_has_bf16(str(sapphire))
     assert not cpu_has_bf16(str(tmp_path / "missing"))
+
+
+def test_int8_kernel_family_follows_the_cpu(tmp_path) -> None:
+    from guardrail_models.runtime import int8_kernels
+
+    zen3 = tmp_path / "zen3"
+    zen3.write_text("flags\t\t: fpu sse2 avx avx2 fma\n")
+    icelake = tmp_path / "icx"
+    icelake.write_text("flags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert int8_kernels(str(zen3)) == "no-vnni" and int8_kernels(str(icelake)) == "vnni"
