@@ -193,9 +193,10 @@ def table(model: str, judge: str, r: dict[str, Any]) -> str:
 def manifest_metrics(judge: str, r: dict[str, Any], command: str) -> dict[str, Any]:
     sets = {s.dataset: s for s in r["sets"]}
     halu = sets.get(SLICE[0])
+    kernels = int8_kernels()
     return {
         "measured_by": command + " (guardrail eval in process; dev/ only measured, never trained on)",
-        "int8_kernels": int8_kernels(),
+        "int8_kernels": kernels,
         "judge": judge,
         "threshold": next((s.threshold for s in r["sets"] if s.threshold is not None), None),
         "dev": {name: {"n": s.n, "auroc": _round(s.auroc), "balanced_accuracy": _round(s.balanced_accuracy),
@@ -204,7 +205,7 @@ def manifest_metrics(judge: str, r: dict[str, Any], command: str) -> dict[str, A
         "chatprotect_self_consistency_auroc": _round(r["chatprotect"].auroc),
         "snli_test_acc3": _round(r["snli_test_acc3"]), "anli_dev_acc3": _round(r["anli_dev_acc3"]),
         **({"latency": r["latency"]} if "latency" in r else {}),
-        "slice": {"dataset": SLICE[0], "first_cases": SLICE[1], "by_int8_kernels": {int8_kernels(): {
+        "slice": {"dataset": SLICE[0], "first_cases": SLICE[1], "by_int8_kernels": {kernels: {
             "auroc": halu.slice_auroc if halu else None,
             "balanced_accuracy": halu.slice_balanced_accuracy if halu else None}}},
     }

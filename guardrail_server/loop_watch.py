@@ -24,19 +24,20 @@ log = get_logger(__name__)
 STACK_DEPTH = 16
 
 
-def _import_relative(path: str) -> str:
-    """`asyncio/events.py`, `guardrail_server/servicer.py`: the path below the longest sys.path entry holding it."""
-    for root in sorted((p.rstrip("/") + "/" for p in sys.path if p), key=len, reverse=True):
+def _import_relative(path: str, roots: list[str]) -> str:
+    """`asyncio/events.py`, `guardrail_server/servicer.py`: the path below the longest root holding it."""
+    for root in roots:
         if path.startswith(root):
             return path[len(root):]
     return path
 
 
 def code_locations(frame: FrameType | None, depth: int = STACK_DEPTH) -> list[str]:
-    """The innermost `depth` frames as `path:line function`, innermost first."""
+    """The innermost `depth` frames as `path:line function`, innermost first; paths relative to sys.path."""
+    roots = sorted((p.rstrip("/") + "/" for p in sys.path if p), key=len, reverse=True)
     out: list[str] = []
     while frame is not None and len(out) < depth:
-        out.append(f"{_import_relative(frame.f_code.co_filename)}:{frame.f_lineno} {frame.f_code.co_name}")
+        out.append(f"{_import_relative(frame.f_code.co_filename, roots)}:{frame.f_lineno} {frame.f_code.co_name}")
         frame = frame.f_back
     return out
 

@@ -15,15 +15,19 @@ import numpy as np
 from guardrail_models.manifest import ModelManifest, load_manifest
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The CPU's instruction-set flags (empty where /proc/cpuinfo is not readable)."""
+    try:
+        return set(Path(cpuinfo).read_text().split())
+    except OSError:
+        return set()
+
+
 def int8_kernels(cpuinfo: str = "/proc/cpuinfo") -> str:
     """Which family of int8 kernels onnxruntime runs here: `vnni` (AVX512-VNNI, AVX-VNNI or AMX dot products) or
     `no-vnni` (AVX2: u8 x s8 products summed through VPMADDUBSW, which saturates int16). The same int8 model gives
     slightly different scores on the two, so measured figures say which one they were measured on."""
-    try:
-        flags = set(Path(cpuinfo).read_text().split())
-    except OSError:
-        return "no-vnni"
-    return "vnni" if flags & {"avx512_vnni", "avx_vnni", "amx_int8"} else "no-vnni"
+    return "vnni" if cpu_flags(cpuinfo) & {"avx512_vnni", "avx_vnni", "amx_int8"} else "no-vnni"
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
