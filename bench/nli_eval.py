@@ -8,7 +8,8 @@
     min over claims of the share of content words found in the context — and the margin over it;
   - chatprotect self-consistency AUROC (the self_consistency invariant with the same model);
   - SNLI test / ANLI dev 3-way accuracy of the raw model (eval only);
-  - with `--latency`: p50/p99 of one entailment check over ~500 and ~2,000-token contexts (bench.entailment's cases).
+  - with `--latency`: p50/p99 of one entailment check over ~500 and ~2,000-token contexts (bench.check_latency, the
+    cases and measurement of bench.entailment).
 Every dev number comes from `run_eval` + `summarize_invariant` on `LocalBackend` (the servicer's `CheckEngine`), the
 rows in `--out`; nothing here windows or scores on its own. `--write-manifest` stores the figures in the model's
 manifest, with a 40-case slice that `tests/test_nli_eval_manifest.py` recomputes. dev/ is measured, never trained on.
@@ -128,8 +129,8 @@ async def three_way(model: str | None, models_dir: str | None, name: str, limit:
 
 
 async def latency(model: str | None, models_dir: str | None, judge: str, n: int) -> dict[str, float]:
-    from bench.entailment import latency as check_latency
-    from bench.entailment import make_cases
+    from bench.check_latency import latency as check_latency
+    from bench.check_latency import make_cases
     from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions
     from guardrail_models.zoo import ModelZoo, ZooSettings
 

@@ -1,4 +1,5 @@
-"""Authentication of gRPC calls: the `server.auth` config section and the interceptor that enforces it.
+"""Authentication of gRPC calls: the interceptor that enforces the `server.auth` config section (its models,
+`AuthConfig` and `Secret`, are data in `guardrail_server.config`).
 
 Callers send `authorization: Bearer <credential>` metadata. A credential is either
 - a **token** (`server.auth.tokens`): admits the call for any `app`; the request's `app` stays what the caller says, or
@@ -29,125 +30,19 @@ import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import grpc
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from guardrail_server import metrics
+from guardrail_server.config import AuthConfig, Secret  # noqa: F401 - re-exported: the models live with the config
 from guardrail_server.logs import get_logger
 
 log = get_logger("guardrail.auth")
 
-MIN_SECRET_CHARS = 16
 MAX_CREDENTIAL_BYTES = 4096
 OPEN_SERVICES = ("/grpc.health.v1.Health/",)
 PINNED_SERVICE = "/guardrail.v1.GuardrailService/"  # its requests carry `app`
-_APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class Secret(BaseModel):
-    """One secret: `value` inline, or `env` (variable name) or `file` (path, one trailing newline stripped).
-    A plain string in YAML is the inline form."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    value: SecretStr | None = None
-    env: str | None = None
-    file: str | None = None
-    _resolved: bytes = PrivateAttr(default=b"")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _plain_string(cls, data: Any) -> Any:
-        return {"value": data} if isinstance(data, str) else data
-
-    @model_validator(mode="after")
-    def _resolve(self) -> "Secret":
-        given = [name for name in ("value", "env", "file") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError("give exactly one of value, env, file")
-        if self.value is not None:
-            raw = self.value.get_secret_value()
-        elif self.env is not None:
-            if self.env not in os.environ:
-                raise ValueError(f"environment variable {self.env} is not set")
-            raw = os.environ[self.env]
-        else:
-            assert self.file is not None
-            try:
-                raw = Path(self.file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ValueError(f"cannot read secret file {self.file!r}: {type(exc).__name__}") from None
-            raw = raw[:-1] if raw.endswith("\n") else raw
-        if len(raw) < MIN_SECRET_CHARS:
-            raise ValueError(f"secret is shorter than {MIN_SECRET_CHARS} characters (use e.g. `openssl rand -hex 32`)")
-        if any(c.isspace() for c in raw) or not raw.isascii() or not raw.isprintable():
-            raise ValueError("secret must be printable ASCII without spaces (it travels in gRPC metadata)")
-        self._resolved = raw.encode("ascii")
-        return self
-
-    def reveal(self) -> bytes:
-        return self._resolved
-
-
-def _as_list(value: Any) -> Any:
-    return [value] if isinstance(value, (str, dict)) else value
-
-
-class AuthConfig(BaseModel):
-    """`server.auth`. Empty (the default) = no authentication. Each entry may be a list, for rotation without downtime:
-    add the new secret, roll the clients, remove the old one."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tokens: list[Secret] = Field(default_factory=list, description="bearer tokens valid for every app")
-    api_keys: dict[str, list[Secret]] = Field(
-        default_factory=dict, description="app name -> its API key(s); a key pins the call's `app`"
-    )
-
-    @field_validator("tokens", mode="before")
-    @classmethod
-    def _tokens_list(cls, value: Any) -> Any:
-        return _as_list(value)
-
-    @field_validator("api_keys", mode="before")
-    @classmethod
-    def _keys_lists(cls, value: Any) -> Any:
-        return {k: _as_list(v) for k, v in value.items()} if isinstance(value, dict) else value
-
-    @field_validator("api_keys")
-    @classmethod
-    def _app_names(cls, value: dict[str, list[Secret]]) -> dict[str, list[Secret]]:
-        for app, keys in value.items():
-            if not _APP_NAME.match(app):
-                raise ValueError(f"app name {app[:64]!r} must be 1-64 of A-Z a-z 0-9 . _ - (it becomes a label)")
-            if not keys:
-                raise ValueError(f"app {app!r} has no keys")
-        return value
-
-    @model_validator(mode="after")
-    def _distinct(self) -> "AuthConfig":
-        seen: dict[bytes, str] = {}
-        entries = [("tokens", s) for s in self.tokens] + [
-            (f"api_keys.{app}", s) for app, keys in self.api_keys.items() for s in keys
-        ]
-        for where, secret in entries:
-            digest = hashlib.sha256(secret.reveal()).digest()
-            if digest in seen and seen[digest] != where:
-                raise ValueError(f"the same secret is configured under {seen[digest]} and {where}")
-            seen[digest] = where
-        return self
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.tokens or self.api_keys)
-
-    def mode(self) -> str:
-        """For the start-up log line: which kinds of credential are configured (never the secrets)."""
-        kinds = [k for k, on in (("tokens", self.tokens), ("api_keys", self.api_keys)) if on]
-        return "+".join(kinds) or "off"
 
 
 Reason = Literal["missing", "malformed", "invalid", "app_mismatch"]

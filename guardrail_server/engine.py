@@ -7,11 +7,10 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Protocol
 
 from guardrail_server import metrics
-from guardrail_server.config import Config
+from guardrail_server.config import Config, zoo_settings  # noqa: F401 - zoo_settings re-exported
 from guardrail_server.logs import get_logger
 from guardrail_server.policy import Decision, decide
 from guardrail_server.validation import validate_case
@@ -19,7 +18,7 @@ from guardrail_server.admission import Admission, Kind, Shed
 from guardrail_server.workers import CheckRunner, InlineRunner, InvariantInfo, ProcessRunner
 from guardrail_invariants.registry import REGISTRY
 from guardrail_invariants.types import Case, Outcome, Verdict
-from guardrail_models.zoo import ModelZoo, ZooSettings
+from guardrail_models.zoo import ModelZoo
 
 log = get_logger("guardrail.engine")
 FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")
@@ -39,17 +38,6 @@ class CheckResult:
     duration_s: float
     review_sample_id: str | None = None
     disagreements: list[str] = field(default_factory=list)
-
-
-def zoo_settings(config: Config) -> ZooSettings:
-    m = config.models
-    return ZooSettings(
-        models_dir=Path(m.dir) if m.dir else None,
-        intra_op_threads=m.intra_op_threads,
-        max_batch_size=m.max_batch_size,
-        max_wait_ms=m.max_wait_ms,
-        max_queue=m.max_queue,
-    )
 
 
 class CheckEngine:

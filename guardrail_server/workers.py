@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from guardrail_server.admission import Admission
 from guardrail_server.childproc import protocol_streams, read_frame, start_child, watch_parent, write_frame
-from guardrail_server.config import Config
+from guardrail_server.config import Config, zoo_settings
 from guardrail_server.logs import get_logger
 from guardrail_invariants.registry import REGISTRY, build_invariant
 from guardrail_invariants.runner import ScheduledInvariant, error_verdict, run_checks
@@ -113,7 +113,6 @@ def worker_main(parent_pid: int) -> None:
 async def _serve(requests: Any, replies: Any) -> None:
     from dataclasses import replace
 
-    from guardrail_server.engine import zoo_settings
     from guardrail_models.zoo import ModelZoo
 
     loop = asyncio.get_running_loop()

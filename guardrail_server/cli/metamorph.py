@@ -180,7 +180,7 @@ def run_seeds(args: argparse.Namespace, relations: list[Any], loaded: Any, run_i
     logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
     meter = None
     if settings.monotonicity and sut.kind != "judges":
-        from guardrail_server.engine import zoo_settings
+        from guardrail_server.config import zoo_settings
         from guardrail_server.metamorph.specificity import SpecificityMeter
         from guardrail_models.zoo import ModelZoo
 

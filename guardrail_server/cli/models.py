@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from guardrail_server.cli.common import add_config_flags, config_from_args
-from guardrail_server.engine import zoo_settings
+from guardrail_server.config import zoo_settings
 from guardrail_models.manifest import load_manifest
 from guardrail_models.zoo import ModelZoo
 
