@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PROTO := proto/guardrail/v1/guardrail.proto
+PROTO_ROOT := guardrail_client/_proto
 
 .PHONY: run test install proto bench browser-deps deploy-deps helm-bin crd-validator image monitoring clean
 
@@ -55,8 +55,11 @@ monitoring: $(STAMP) helm-bin
 	$(BIN)/python deploy/grafana/dashboard.py
 	$(BIN)/python deploy/prometheus/render.py --out deploy/prometheus/alerts.yaml
 
+# The stubs go to guardrail_client/_proto/guardrail/v1/ (never a top-level `guardrail` package an application could
+# shadow): protoc sees proto/ as guardrail_client/_proto/, so the generated imports name that path.
 proto: $(STAMP)
-	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTO)
+	$(BIN)/python -m grpc_tools.protoc -I$(PROTO_ROOT)=proto --python_out=. --grpc_python_out=. --pyi_out=. \
+		$(PROTO_ROOT)/guardrail/v1/guardrail.proto
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.transport

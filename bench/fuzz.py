@@ -49,7 +49,7 @@ from bench.harness import (
     pct,
     table,
 )
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 
 CHECK = "/guardrail.v1.GuardrailService/Check"
 STREAM = "/guardrail.v1.GuardrailService/CheckStream"

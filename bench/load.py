@@ -35,8 +35,8 @@ from typing import Any
 import grpc
 
 from bench.harness import Rss, Samples, ServerProcess, delta, machine_line, pct, table
-from guardrail.v1 import guardrail_pb2 as pb
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_client.client import build_request
 
 DATA = Path("/work/shared/data/dev")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server.client import build_request, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,8 +15,8 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
-from guardrail.v1 import guardrail_pb2 as pb
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_client.results import CheckResult
 from guardrail_client.transport import (
     HEALTH_CHECK,

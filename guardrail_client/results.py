@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 
 
 class _NamedIntEnum(enum.IntEnum):

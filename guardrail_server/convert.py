@@ -7,7 +7,7 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.engine import CheckResult
 from guardrail_server.policy import Decision
 from guardrail_invariants.types import Case, Finding, Outcome, Passage, Sensitivity, Verdict, parse_sensitivity

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 
-from guardrail.v1 import guardrail_pb2 as pb
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server import metrics
 from guardrail_server.admission import Shed
 from guardrail_server.convert import case_from_request, result_to_pb

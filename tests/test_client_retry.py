@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import grpc
 import pytest
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_client import AsyncGuardrailClient, Decision, GuardrailClient, RetryPolicy
 
 UNAVAILABLE = (grpc.StatusCode.UNAVAILABLE, "connection refused", ())

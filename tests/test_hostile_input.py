@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
 from guardrail_invariants.citations import analyze
 from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions

@@ -16,7 +16,7 @@ import pytest
 
 from bench.harness import ServerProcess, only_invariants
 from bench.load import Target, measured, mixed, open_loop_unary, sequential
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 
 CAPACITY = 2.0  # checks/s: 2 workers x 1 check/s
 

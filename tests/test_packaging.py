@@ -1,5 +1,6 @@
 """The server's own packages cannot be shadowed by an application's modules: `invariants/` and `models/` install as
-`guardrail_invariants` and `guardrail_models`, and the packaging lists exactly the packages on disk."""
+`guardrail_invariants` and `guardrail_models`, the generated stubs live inside `guardrail_client` (no top-level
+`guardrail`), and the packaging lists exactly the packages on disk."""
 
 from __future__ import annotations
 
@@ -41,3 +42,22 @@ def test_the_server_imports_from_an_application_folder_with_its_own_models_and_i
     out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "minilm-l6-embed" in out.stdout
+
+
+def test_the_client_and_server_import_beside_an_applications_own_guardrail_package(tmp_path: Path) -> None:
+    """Issue 23: an application with its own `guardrail/` package (first on sys.path, as an app folder is) imported
+    `guardrail_client` and got `No module named 'guardrail.v1'`. The stubs live inside `guardrail_client` now."""
+    (tmp_path / "guardrail").mkdir()
+    (tmp_path / "guardrail" / "__init__.py").write_text("WHO = 'the application'\n")
+    script = (
+        "import sys; sys.path.insert(0, '.')\n"
+        "import guardrail\n"
+        "from guardrail_client import Decision, GuardrailClient, build_request\n"
+        "from guardrail_server.client import GuardrailClient as ServerSideClient\n"
+        "from guardrail_server.servicer import GuardrailServicer\n"
+        "request = build_request('It opened in 1887 [1].', context=['The tower opened in 1889.'], app='shop')\n"
+        "print(guardrail.WHO, '|', type(request).DESCRIPTOR.full_name, '|', Decision.BLOCK,\n"
+        "      '|', sorted(m for m in sys.modules if m == 'guardrail' or m.startswith('guardrail.')))\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "the application | guardrail.v1.CheckRequest | BLOCK | ['guardrail']"

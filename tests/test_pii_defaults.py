@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.cli import main
 from guardrail_server.client import AsyncGuardrailClient
 from guardrail_invariants.pii.detect import KNOWN_ENTITIES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
 from guardrail_server.logs import configure_logging
 from tests.conftest import make_config, running_server

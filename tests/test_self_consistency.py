@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from guardrail_server.client import AsyncGuardrailClient
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_invariants.judges.config import shipped_manifest
 from guardrail_invariants.self_consistency import SelfConsistencyInvariant
 from guardrail_invariants.types import Case, Outcome

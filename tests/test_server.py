@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient, CheckResult, GuardrailClient, build_request
 from guardrail_server.server import GuardrailServer
 from tests.conftest import make_config, running_server

@@ -12,7 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient, wait_until_serving
 from guardrail_server.config import DEFAULT_INVARIANTS
 from tests.conftest import free_port

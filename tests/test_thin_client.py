@@ -1,6 +1,7 @@
 """The thin client distribution (clients/python, `guardrail-sidecar-client`): built as a wheel, installed into a fresh
 venv with only grpcio + protobuf, and used from an application folder that has its own `models.py` and
-`invariants.py` — against a real server over TLS with a token. Also: its stubs are the server's, byte for byte.
+`invariants.py` and its own `guardrail/` package — against a real server over TLS with a token. Also: its stubs are
+the server's, byte for byte, inside `guardrail_client` (no top-level `guardrail` package to collide with an app's).
 
 Fast and offline-friendly: the grpcio/protobuf wheels are fetched once into pytest's cache (`pip download`, from the
 configured indexes) and installed with `--no-index`; the venv is made without pip (`pip --python` installs into it).
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from guardrail_client import Decision, Outcome
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from tests.certs import CA
 from tests.conftest import make_config, running_server
 
@@ -30,10 +31,12 @@ DEPS = ["grpcio==1.85.3", "protobuf==7.36.2"]
 SERVER_ONLY = ("onnxruntime", "spacy", "presidio_analyzer", "presidio_anonymizer", "numpy", "guardrail_server",
                "invariants", "models", "tokenizers", "sqlalchemy", "pydantic", "structlog")
 TOKEN = "thin-client-token-" + "7" * 20
+STUBS = "guardrail_client/_proto/guardrail/v1"
 
 APP_SCRIPT = r'''
 import json, sys
 import models, invariants                      # the application's own modules, as in any app folder
+import guardrail                               # and its own `guardrail` package (issue 23: it hid our stubs)
 from guardrail_client import TLS, GuardrailClient, Decision
 
 target, ca, token = sys.argv[1:4]
@@ -45,7 +48,7 @@ with GuardrailClient(target, tls=TLS(ca_file=ca), token=token, timeout=10) as gu
 print(json.dumps({
     "decision": str(reply.decision), "formatted": f"{reply.decision}", "fine": str(fine.decision),
     "blocked": reply.blocked, "outcome": str(reply.results[0].outcome), "streamed": [str(d) for d in streamed],
-    "serving": serving, "user_models": models.WHO, "user_invariants": invariants.WHO,
+    "serving": serving, "user_models": models.WHO, "user_invariants": invariants.WHO, "user_guardrail": guardrail.WHO,
     "client_file": sys.modules["guardrail_client"].__file__, "modules": sorted(sys.modules),
 }))
 '''
@@ -58,12 +61,11 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
 
 
 def build_wheel(out: Path) -> Path:
-    """Builds from a copy holding only what the client's pyproject names (clients/python, guardrail/, guardrail_client/):
-    proves the wheel needs nothing else of the repository, and leaves no build/ or egg-info in the checkout."""
+    """Builds from a copy holding only what the client's pyproject names (clients/python, guardrail_client/): proves
+    the wheel needs nothing else of the repository, and leaves no build/ or egg-info in the checkout."""
     src = out / "src"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info")
     shutil.copytree(ROOT / "clients/python", src / "clients/python", ignore=ignore)
-    shutil.copytree(ROOT / "guardrail", src / "guardrail", ignore=ignore)
     shutil.copytree(ROOT / "guardrail_client", src / "guardrail_client", ignore=ignore)
     _run([*PIP, "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src / "clients/python")])
     (wheel,) = out.glob("guardrail_sidecar_client-*.whl")
@@ -78,13 +80,13 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_carries_the_servers_stubs_byte_for_byte_and_only_grpc_deps(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-        stubs = {n for n in names if n.startswith("guardrail/v1/") and n.endswith((".py", ".pyi"))}
-        committed = {f"guardrail/v1/{p.name}" for p in (ROOT / "guardrail/v1").iterdir() if p.suffix in (".py", ".pyi")}
+        stubs = {n for n in names if n.startswith(f"{STUBS}/") and n.endswith((".py", ".pyi"))}
+        committed = {f"{STUBS}/{p.name}" for p in (ROOT / STUBS).iterdir() if p.suffix in (".py", ".pyi")}
         assert stubs == committed
         for name in stubs:
             assert zf.read(name) == (ROOT / name).read_bytes(), f"{name} in the client wheel drifted from the server's"
         top = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
-        assert top == {"guardrail", "guardrail_client"}
+        assert top == {"guardrail_client"}  # no top-level `guardrail`: an application's own would shadow it
         meta = zf.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
     requires = sorted(line.split(":", 1)[1].strip() for line in meta.splitlines() if line.startswith("Requires-Dist:"))
     assert [r.split(">")[0].split("<")[0].split("=")[0] for r in requires] == ["grpcio", "protobuf"]
@@ -126,6 +128,8 @@ async def test_thin_client_from_an_app_folder_with_models_py(
     app.mkdir()
     (app / "models.py").write_text("WHO = 'the app'\n")
     (app / "invariants.py").write_text("WHO = 'the app'\n")
+    (app / "guardrail").mkdir()
+    (app / "guardrail" / "__init__.py").write_text("WHO = 'the app'\n")
     (app / "main.py").write_text(APP_SCRIPT)
     ca = CA(tmp_path, "thin")
     server_pair = ca.issue("guardrail", stem="server")
@@ -139,17 +143,17 @@ async def test_thin_client_from_an_app_folder_with_models_py(
     assert out["decision"] == "BLOCK" and out["formatted"] == "BLOCK" and out["blocked"] is True
     assert out["fine"] == "ALLOW" and out["outcome"] == "FAIL" and out["streamed"] == ["BLOCK"]
     assert out["serving"] is True
-    assert out["user_models"] == "the app" and out["user_invariants"] == "the app"
+    assert out["user_models"] == out["user_invariants"] == out["user_guardrail"] == "the app"
     assert out["client_file"].startswith(str(venv))
     loaded = {m.split(".")[0] for m in out["modules"]}
     assert not loaded & {"onnxruntime", "spacy", "presidio_analyzer", "numpy", "guardrail_server"}
 
 
 def test_client_package_imports_only_grpc_protobuf_and_the_stubs() -> None:
-    """The layer rule that keeps the client thin: stdlib, grpc, google.protobuf, guardrail.v1 — nothing else."""
+    """The layer rule that keeps the client thin: stdlib, grpc, google.protobuf, its own stubs — nothing else."""
     import ast
 
-    allowed = set(sys.stdlib_module_names) | {"grpc", "google", "guardrail", "guardrail_client"}
+    allowed = set(sys.stdlib_module_names) | {"grpc", "google", "guardrail_client"}
     offenders: dict[str, list[str]] = {}
     for path in (ROOT / "guardrail_client").rglob("*.py"):
         names: set[str] = set()

@@ -19,8 +19,8 @@ from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from guardrail.v1 import guardrail_pb2 as pb
-from guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_client import TLS, AsyncGuardrailClient, Decision, GuardrailClient
 from guardrail_server.config import ConfigError, load_config
 from guardrail_server.logs import configure_logging

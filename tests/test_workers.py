@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench import harness
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
 from guardrail_server.workers import WorkerMetrics
 from tests.conftest import free_port, make_config, running_server

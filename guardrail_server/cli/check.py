@@ -17,7 +17,7 @@ from pathlib import Path
 
 import grpc
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.cli.common import EXIT_USAGE
 from guardrail_server.cli.common import add_config_flags, config_from_args
 from guardrail_server.convert import (

@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from guardrail.v1 import guardrail_pb2 as pb
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.config import Config
 from guardrail_server.convert import decision_from_pb, request_from_case, verdict_from_pb
 from guardrail_server.engine import CheckEngine

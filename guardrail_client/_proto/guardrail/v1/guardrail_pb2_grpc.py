@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from guardrail.v1 import guardrail_pb2 as guardrail_dot_v1_dot_guardrail__pb2
+from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in guardrail/v1/guardrail_pb2_grpc.py depends on'
+        + ' but the generated code in guardrail_client/_proto/guardrail/v1/guardrail_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,18 +37,18 @@ class GuardrailServiceStub:
         """
         self.Check = channel.unary_unary(
                 '/guardrail.v1.GuardrailService/Check',
-                request_serializer=guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
-                response_deserializer=guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
+                request_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
+                response_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
                 _registered_method=True)
         self.CheckStream = channel.stream_stream(
                 '/guardrail.v1.GuardrailService/CheckStream',
-                request_serializer=guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
-                response_deserializer=guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
+                request_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
+                response_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
                 _registered_method=True)
         self.ListInvariants = channel.unary_unary(
                 '/guardrail.v1.GuardrailService/ListInvariants',
-                request_serializer=guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.SerializeToString,
-                response_deserializer=guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.FromString,
+                request_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.SerializeToString,
+                response_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.FromString,
                 _registered_method=True)
 
 
@@ -82,18 +82,18 @@ def add_GuardrailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Check': grpc.unary_unary_rpc_method_handler(
                     servicer.Check,
-                    request_deserializer=guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.FromString,
-                    response_serializer=guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.SerializeToString,
+                    request_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.FromString,
+                    response_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.SerializeToString,
             ),
             'CheckStream': grpc.stream_stream_rpc_method_handler(
                     servicer.CheckStream,
-                    request_deserializer=guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.FromString,
-                    response_serializer=guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.SerializeToString,
+                    request_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.FromString,
+                    response_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.SerializeToString,
             ),
             'ListInvariants': grpc.unary_unary_rpc_method_handler(
                     servicer.ListInvariants,
-                    request_deserializer=guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.FromString,
-                    response_serializer=guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.SerializeToString,
+                    request_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.FromString,
+                    response_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -122,8 +122,8 @@ class GuardrailService:
             request,
             target,
             '/guardrail.v1.GuardrailService/Check',
-            guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
-            guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -149,8 +149,8 @@ class GuardrailService:
             request_iterator,
             target,
             '/guardrail.v1.GuardrailService/CheckStream',
-            guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
-            guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckRequest.SerializeToString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.CheckResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -176,8 +176,8 @@ class GuardrailService:
             request,
             target,
             '/guardrail.v1.GuardrailService/ListInvariants',
-            guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.SerializeToString,
-            guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.FromString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.SerializeToString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.FromString,
             options,
             channel_credentials,
             insecure,
