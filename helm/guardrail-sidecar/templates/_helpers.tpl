@@ -51,12 +51,102 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- add (int (ceil $grace)) (int .Values.terminationGraceMarginSeconds) -}}
 {{- end -}}
 
-{{/* The config file: .Values.config with the server's bind settings from .Values.ports and data under the volume. */}}
+{{/* The config's server section as the chart has it (empty when config.server is unset). */}}
+{{- define "guardrail-sidecar.serverConfig" -}}
+{{- toYaml (get (.Values.config | default dict) "server" | default dict) -}}
+{{- end -}}
+
+{{/*
+gRPC's bind address: config.server.host when set, else 0.0.0.0 standalone (the Service reaches the pod IP) and
+127.0.0.1 sidecar (only the containers of the app's pod can call it).
+*/}}
+{{- define "guardrail-sidecar.host" -}}
+{{- $server := include "guardrail-sidecar.serverConfig" . | fromYaml -}}
+{{- get $server "host" | default (ternary "0.0.0.0" "127.0.0.1" (eq .Values.mode "standalone")) -}}
+{{- end -}}
+
+{{/*
+The plaintext health-only port, or nothing. ports.health when set; else 8086 when the kubelet's gRPC probes (plaintext,
+to the pod IP) cannot reach the gRPC port: TLS on (tls.enabled or config.server.tls), or gRPC bound to an address other
+than a wildcard (127.0.0.1, the sidecar default).
+*/}}
+{{- define "guardrail-sidecar.healthPort" -}}
+{{- $server := include "guardrail-sidecar.serverConfig" . | fromYaml -}}
+{{- $wildcard := has (include "guardrail-sidecar.host" .) (list "0.0.0.0" "::" "[::]") -}}
+{{- if .Values.ports.health -}}
+{{- .Values.ports.health | int -}}
+{{- else if or .Values.tls.enabled (get $server "tls") (not $wildcard) -}}
+8086
+{{- end -}}
+{{- end -}}
+
+{{- define "guardrail-sidecar.tlsDir" -}}/etc/guardrail-tls{{- end -}}
+{{- define "guardrail-sidecar.clientCADir" -}}/etc/guardrail-client-ca{{- end -}}
+{{- define "guardrail-sidecar.authDir" -}}/etc/guardrail-auth{{- end -}}
+
+{{/* The Secret with the client CA (mTLS): tls.clientCASecretName, default the server certificate's Secret. */}}
+{{- define "guardrail-sidecar.clientCASecret" -}}
+{{- if .Values.tls.clientCAKey -}}
+{{- .Values.tls.clientCASecretName | default .Values.tls.secretName -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the client CA comes from a Secret of its own (a second volume), else nothing. */}}
+{{- define "guardrail-sidecar.separateClientCA" -}}
+{{- $ca := include "guardrail-sidecar.clientCASecret" . -}}
+{{- if and $ca (ne $ca .Values.tls.secretName) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The config file: .Values.config with the server's bind settings from .Values.ports, TLS and auth pointing at the
+mounted Secrets' files, and data under the volume.
+*/}}
 {{- define "guardrail-sidecar.config" -}}
 {{- $cfg := deepCopy (.Values.config | default dict) -}}
-{{- $server := dict "host" "0.0.0.0" "port" (int .Values.ports.grpc) "metrics_port" (int .Values.ports.metrics) -}}
-{{- if .Values.ports.health }}{{ $_ := set $server "health_port" (int .Values.ports.health) }}{{ end -}}
-{{- $_ := set $cfg "server" (mergeOverwrite (deepCopy (get $cfg "server" | default dict)) $server) -}}
+{{- $given := deepCopy (get $cfg "server" | default dict) -}}
+{{- $server := dict "host" (include "guardrail-sidecar.host" .) "port" (int .Values.ports.grpc) "metrics_port" (int .Values.ports.metrics) -}}
+{{- /* Prometheus and the kubelet reach the pod IP, whatever gRPC binds */ -}}
+{{- $_ := set $server "metrics_host" (get $given "metrics_host" | default "0.0.0.0") -}}
+{{- with (include "guardrail-sidecar.healthPort" .) }}
+{{- $_ := set $server "health_port" (int .) -}}
+{{- $_ := set $server "health_host" (get $given "health_host" | default "0.0.0.0") -}}
+{{- end -}}
+{{- if .Values.tls.enabled -}}
+{{- if not .Values.tls.secretName -}}
+{{- fail "tls.enabled: set tls.secretName, the Secret holding the server certificate and key (cert-manager's kubernetes.io/tls Secret fits)" -}}
+{{- end -}}
+{{- $tls := deepCopy (get $given "tls" | default dict) -}}
+{{- $_ := set $tls "cert_file" (printf "%s/%s" (include "guardrail-sidecar.tlsDir" .) .Values.tls.certKey) -}}
+{{- $_ := set $tls "key_file" (printf "%s/%s" (include "guardrail-sidecar.tlsDir" .) .Values.tls.keyKey) -}}
+{{- if .Values.tls.clientCAKey -}}
+{{- $dir := ternary (include "guardrail-sidecar.clientCADir" .) (include "guardrail-sidecar.tlsDir" .) (eq (include "guardrail-sidecar.separateClientCA" .) "true") -}}
+{{- $_ := set $tls "client_ca_file" (printf "%s/%s" $dir .Values.tls.clientCAKey) -}}
+{{- end -}}
+{{- $_ := set $server "tls" $tls -}}
+{{- else if or .Values.tls.secretName .Values.tls.clientCAKey -}}
+{{- fail "tls.secretName / tls.clientCAKey are set but tls.enabled is false: set tls.enabled=true (or remove them)" -}}
+{{- end -}}
+{{- if .Values.auth.existingSecret -}}
+{{- if not (or .Values.auth.tokenKeys .Values.auth.apiKeys) -}}
+{{- fail "auth.existingSecret: list the Secret's keys to use, auth.tokenKeys (tokens for every app) and/or auth.apiKeys (app: key or [keys])" -}}
+{{- end -}}
+{{- $dir := include "guardrail-sidecar.authDir" . -}}
+{{- $auth := deepCopy (get $given "auth" | default dict) -}}
+{{- $tokens := list -}}
+{{- range .Values.auth.tokenKeys }}{{ $tokens = append $tokens (dict "file" (printf "%s/%s" $dir .)) }}{{ end -}}
+{{- if $tokens }}{{ $_ := set $auth "tokens" $tokens }}{{ end -}}
+{{- $keys := dict -}}
+{{- range $app, $names := .Values.auth.apiKeys -}}
+{{- $files := list -}}
+{{- range (kindIs "string" $names | ternary (list $names) $names) }}{{ $files = append $files (dict "file" (printf "%s/%s" $dir .)) }}{{ end -}}
+{{- $_ := set $keys $app $files -}}
+{{- end -}}
+{{- if $keys }}{{ $_ := set $auth "api_keys" $keys }}{{ end -}}
+{{- $_ := set $server "auth" $auth -}}
+{{- else if or .Values.auth.tokenKeys .Values.auth.apiKeys -}}
+{{- fail "auth.tokenKeys / auth.apiKeys name keys of a Secret: set auth.existingSecret" -}}
+{{- end -}}
+{{- $_ := set $cfg "server" (mergeOverwrite $given $server) -}}
 {{- $review := deepCopy (get $cfg "review" | default dict) -}}
 {{- $_ := set $review "url" (get $review "url" | default "sqlite:////var/lib/guardrail/review.db") -}}
 {{- $_ := set $review "spool_dir" (get $review "spool_dir" | default "/var/lib/guardrail/spool") -}}
@@ -65,7 +155,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{- define "guardrail-sidecar.probePort" -}}
-{{- .Values.ports.health | default .Values.ports.grpc | int -}}
+{{- include "guardrail-sidecar.healthPort" . | default .Values.ports.grpc | int -}}
 {{- end -}}
 
 {{/*
@@ -100,9 +190,9 @@ sidecar.native it carries restartPolicy: Always and belongs under the pod's init
     - name: guard-metrics
       containerPort: {{ .Values.ports.metrics }}
       protocol: TCP
-    {{- if .Values.ports.health }}
+    {{- with (include "guardrail-sidecar.healthPort" .) }}
     - name: guard-health
-      containerPort: {{ .Values.ports.health }}
+      containerPort: {{ . }}
       protocol: TCP
     {{- end }}
   startupProbe:
@@ -129,6 +219,24 @@ sidecar.native it carries restartPolicy: Always and belongs under the pod's init
       mountPath: /var/lib/guardrail
     - name: guardrail-tmp
       mountPath: /tmp
+    {{- if .Values.tls.enabled }}
+    - name: guardrail-tls
+      mountPath: {{ include "guardrail-sidecar.tlsDir" . }}
+      readOnly: true
+    {{- if include "guardrail-sidecar.separateClientCA" . }}
+    - name: guardrail-client-ca
+      mountPath: {{ include "guardrail-sidecar.clientCADir" . }}
+      readOnly: true
+    {{- end }}
+    {{- end }}
+    {{- if .Values.auth.existingSecret }}
+    - name: guardrail-auth
+      mountPath: {{ include "guardrail-sidecar.authDir" . }}
+      readOnly: true
+    {{- end }}
+    {{- with .Values.extraVolumeMounts }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
 {{- end -}}
 
 {{/* The volumes the container mounts; names are prefixed so they do not clash with an app's own. */}}
@@ -142,6 +250,27 @@ sidecar.native it carries restartPolicy: Always and belongs under the pod's init
 - name: guardrail-tmp
   emptyDir:
     sizeLimit: {{ .Values.tmpVolume.sizeLimit }}
+{{- if .Values.tls.enabled }}
+- name: guardrail-tls
+  secret:
+    secretName: {{ .Values.tls.secretName }}
+    defaultMode: 0440   # readable by the pod's fsGroup (10001), the guardrail's group
+{{- if include "guardrail-sidecar.separateClientCA" . }}
+- name: guardrail-client-ca
+  secret:
+    secretName: {{ include "guardrail-sidecar.clientCASecret" . }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- if .Values.auth.existingSecret }}
+- name: guardrail-auth
+  secret:
+    secretName: {{ .Values.auth.existingSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- with .Values.extraVolumes }}
+{{ toYaml . }}
+{{- end }}
 {{- end -}}
 
 {{/* Pod annotations that roll the pods when the guardrail config changes. */}}
