@@ -201,3 +201,36 @@ def test_compare_lists_moved_rates_and_flips(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "Flipped cases: 40 (30 now fail, 10 otherwise)" in out and "**yes**" in out
     assert "moved" in to_markdown(result)
+
+
+def test_compare_refuses_runs_that_share_no_cases_and_warns_when_they_share_few(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: halueval vs wice (0 shared cases) reported "+54.3 pp, moved: yes" and exit 0."""
+    def run(name: str, ids: range) -> Path:
+        data = _write(tmp_path / f"{name}.jsonl", [{"id": f"c{i}", "response": "forbidden" if i % 2 else "fine"}
+                                                   for i in ids])
+        assert main(["eval", str(data), "--no-progress", "--out", str(tmp_path / name), "--set", ONLY_FORBIDDEN]) == 0
+        return tmp_path / name
+
+    a, unrelated, some, most = run("a", range(0, 20)), run("x", range(100, 130)), run("s", range(15, 45)), \
+        run("m", range(2, 22))
+    capsys.readouterr()
+    assert main(["eval", "compare", str(a), str(unrelated)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "share no cases" in out.err
+    assert "A: 20 cases from a; B: 30 cases from x" in out.err  # what each run holds, by dataset
+    assert main(["eval", "compare", str(a), str(unrelated), "--json"]) == 2
+    capsys.readouterr()
+
+    assert main(["eval", "compare", str(a), str(some)]) == 0  # 5 shared: 25% of A, 17% of B
+    out = capsys.readouterr()
+    assert "warning: the runs share only 5 cases (25% of 20 in A, 17% of 30 in B)" in out.err
+    assert "**Warning:** the runs share only 5 cases" in out.out
+    assert main(["eval", "compare", str(a), str(some), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["overlap"] == {"cases_a": 20, "cases_b": 30, "shared_cases": 5, "datasets_a": ["a"],
+                                 "datasets_b": ["s"], "few_shared": True}
+
+    assert main(["eval", "compare", str(a), str(most)]) == 0  # 18 of 20 shared: no warning
+    out = capsys.readouterr()
+    assert "warning" not in out.err and "Warning" not in out.out

@@ -8,6 +8,10 @@
 Exit codes: 0 done (all gates pass), 1 a --fail-if gate tripped, 2 bad input or usage, 130 interrupted (Ctrl-C;
 continue with --resume).
 
+`eval compare` compares two runs over the same cases (matched by case id): runs that share no case are refused
+(exit 2: their rates would compare datasets, not a change); sharing fewer than half of either run's cases is a
+warning on stderr and in the report.
+
 --resume continues the run in --out with the arguments it was started with (datasets, --limit, --invariant, --set,
 --config, --timeout, the sampler, ...; recorded in run.json) and the same effective configuration. Give none of them,
 or the same ones: a different value is refused (exit 2, naming each difference) instead of mixing two runs.
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from guardrail_server.evals.compare import compare_runs, to_markdown
+    from guardrail_server.evals.compare import compare_runs, overlap_problem, to_markdown
 
     runs = args.datasets[1:]
     if len(runs) != 2:
@@ -112,6 +116,11 @@ def run_compare(args: argparse.Namespace) -> int:
         result = compare_runs(Path(runs[0]), Path(runs[1]))
     except FileNotFoundError as exc:
         return _usage(str(exc))
+    problem = overlap_problem(result)
+    if problem and problem[0] == "refuse":
+        return _usage(f"not comparing {runs[0]} and {runs[1]}: {problem[1]}")
+    if problem:
+        print(f"guardrail eval: warning: {problem[1]}", file=sys.stderr)
     print(json.dumps(result, indent=2) if args.json else to_markdown(result, args.max_flips))
     return 0
 

@@ -1,4 +1,8 @@
-"""`guardrail eval compare RUN_A RUN_B`: which rates moved (beyond noise) and which cases flipped."""
+"""`guardrail eval compare RUN_A RUN_B`: which rates moved (beyond noise) and which cases flipped.
+
+Two runs are comparable only over the cases they share: rates over different cases measure the datasets, not a
+change. `overlap` says how many cases (by case id) both runs hold; the CLI refuses runs that share none (exit 2) and
+warns when they share fewer than half of either run's cases (`FEW_SHARED`)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Any
 
 from guardrail_server.evals.results import read_rows
 from guardrail_server.evals.summary import summarize
+
+FEW_SHARED = 0.5  # warn when the shared cases are fewer than this share of either run's cases
 
 
 def two_proportion_p(k1: int, n1: int, k2: int, n2: int) -> float | None:
@@ -46,8 +52,36 @@ def compare_runs(run_a: Path, run_b: Path) -> dict[str, Any]:
     return {
         "run_a": str(run_a), "run_b": str(run_b), "rates": rates, "flips": flips,
         "only_in_a": len(set(by_key_a) - set(by_key_b)), "only_in_b": len(set(by_key_b) - set(by_key_a)),
-        "common": len(set(by_key_a) & set(by_key_b)),
+        "common": len(set(by_key_a) & set(by_key_b)), "overlap": overlap(rows_a, rows_b),
     }
+
+
+def overlap(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> dict[str, Any]:
+    """Cases (by case id) in each run and in both, with the datasets each run's cases came from."""
+    cases_a, cases_b = {r["case_id"] for r in rows_a}, {r["case_id"] for r in rows_b}
+    shared = len(cases_a & cases_b)
+    few = bool(shared) and (shared < FEW_SHARED * len(cases_a) or shared < FEW_SHARED * len(cases_b))
+    return {"cases_a": len(cases_a), "cases_b": len(cases_b), "shared_cases": shared,
+            "datasets_a": sorted({str(r.get("dataset") or "?") for r in rows_a}),
+            "datasets_b": sorted({str(r.get("dataset") or "?") for r in rows_b}),
+            "few_shared": few}
+
+
+def overlap_problem(result: dict[str, Any]) -> tuple[str, str] | None:
+    """("refuse" | "warn", message) when the runs share no or few cases, else None."""
+    o = result["overlap"]
+    share = lambda n: f"{100 * o['shared_cases'] / n:.0f}% of {n}" if n else "0"  # noqa: E731
+    if o["shared_cases"] == 0:
+        return "refuse", (
+            f"the runs share no cases (A: {o['cases_a']} cases from {', '.join(o['datasets_a']) or '-'}; "
+            f"B: {o['cases_b']} cases from {', '.join(o['datasets_b']) or '-'}): their rates would compare the "
+            "datasets, not a change. Compare two runs over the same dataset")
+    if o["few_shared"]:
+        return "warn", (
+            f"the runs share only {o['shared_cases']} cases ({share(o['cases_a'])} in A, {share(o['cases_b'])} in B): "
+            "the rates below are over different cases, so a moved rate may come from the cases, not the change; "
+            "flips are counted on the shared cases only")
+    return None
 
 
 def _brief(s: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -68,9 +102,11 @@ def _num(v: float | None) -> str:
 
 
 def to_markdown(result: dict[str, Any], max_flips: int = 50) -> str:
+    problem = overlap_problem(result) if "overlap" in result else None
     lines = [f"## Eval comparison: `{result['run_a']}` → `{result['run_b']}`", "",
              f"{result['common']} case×invariant pairs in both runs; {result['only_in_a']} only in A, "
              f"{result['only_in_b']} only in B.", "",
+             *([f"**Warning:** {problem[1]}.", ""] if problem else []),
              "| invariant | violation rate A [95% CI] | violation rate B [95% CI] | Δ | p | moved | bal. acc A → B | AUROC A → B |",
              "|---|---|---|---|---|---|---|---|"]
     for e in result["rates"]:
