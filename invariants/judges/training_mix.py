@@ -14,8 +14,9 @@ A group is what one training example means:
     to make a summary unsupported, without anyone labelling sentences.
 
 Sources: `../shared/data/train/groundedness_mix_v1.jsonl.gz` (human-labelled; HaluEval summaries, whose negatives are
-LLM-written, subsampled and weighted lower), `train/snli_dev.jsonl`, and synthetic WikiText pairs
-(`guardrail_models.training.generator`). A fixed share of every source is held out as `calib` (never trained on): the
+LLM-written, subsampled and weighted lower), `train/snli_dev.jsonl`, synthetic WikiText pairs
+(`guardrail_models.training.generator`, with its mechanical rewordings) and templated everyday facts
+(`guardrail_models.training.everyday`). A fixed share of every source is held out as `calib` (never trained on): the
 calibration and the hybrid rule are fitted on it (`guardrail_invariants.judges.fit_hybrid`). Never reads `dev/`.
 
 Run: `python -m guardrail_invariants.judges.training_mix --out /tmp/gr_v3/groups.jsonl.gz`
@@ -123,17 +124,26 @@ def synthetic_rows(n: int, seed: int) -> Iterator[dict]:
                "dataset": f"synthetic_{p.kind}"}
 
 
+def everyday_rows(n: int, seed: int) -> Iterator[dict]:
+    from guardrail_models.training.everyday import everyday_pairs
+
+    for i, (premise, hypothesis, label, kind) in enumerate(everyday_pairs(n, seed)):
+        yield {"id": f"everyday-{i}", "premise": premise, "hypothesis": hypothesis, "label": label,
+               "dataset": f"synthetic_{kind}"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--synthetic", type=int, default=15000)
+    ap.add_argument("--everyday", type=int, default=6000, help="templated everyday facts (opening hours, doses, ...)")
     ap.add_argument("--halueval-summaries", type=int, default=3000, help="HaluEval articles kept (x2 summaries)")
     ap.add_argument("--calib-share", type=float, default=0.03)
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     rows = list(mix_rows(args.halueval_summaries, args.seed)) + list(snli_dev_rows()) \
-        + list(synthetic_rows(args.synthetic, args.seed))
+        + list(synthetic_rows(args.synthetic, args.seed)) + list(everyday_rows(args.everyday, args.seed))
     with ProcessPoolExecutor(args.workers) as pool:
         groups = list(pool.map(_from_mix_row, rows, chunksize=256))
     counts: Counter[tuple[str, str, str]] = Counter()

