@@ -119,7 +119,8 @@ def _unit_mentions(sentence: str) -> list[tuple[re.Match[str], str, str]]:
                     continue
                 if form == short and (short in _UNREAD or (short in {"m", "s", "g", "h", "L"} and not m.group(2))):
                     continue  # "$30,000 in bonds", "5s", "3m" are too often something else
-                if re.match(r"\s\d", sentence[m.end():m.end() + 2]):
+                if re.match(r"\s\d", sentence[m.end():m.end() + 2]) or re.search(r"\d\s?[a-z]+\s$",
+                                                                                  sentence[:m.start()]):
                     continue  # "20 minutes 53 seconds": one part of a compound quantity
                 found.append((m, long, short))
                 taken.append((m.start(), m.end()))
@@ -401,7 +402,7 @@ def reword_any(sentence: str, rng: random.Random, *, positive: bool = True, trie
             if positive and rng.random() < 0.3:
                 for extra in rng.sample(POSITIVE_KINDS, tries):
                     more = reword(out, extra, rng)
-                    if more and more != out:
+                    if more and more != out and more != sentence:  # a second step may undo the first
                         return f"{kind}+{extra}", more
             return kind, out
     return None
