@@ -216,9 +216,20 @@ class LimitsConfig(_Strict):
         "but not listed, so a 32 KB request cannot make a multi-MB reply")
 
 
+class CalibrationNote(_Strict):
+    """Where a threshold came from, as `guardrail calibrate` writes it into its overlay (read, never enforced: the
+    server logs `unvalidated_threshold` at start-up for a threshold written with --allow-unvalidated-threshold)."""
+
+    run: int | None = Field(None, description="the calibration run in the review store")
+    source: str = Field("", description="anchors:NAME@VERSION or all-labels")
+    validated: bool = Field(True, description="false: written although the labels did not show it agrees better")
+    note: str = Field("", description="why it was not validated")
+
+
 class InvariantPolicy(_Strict):
     enabled: bool = True
     threshold: float | None = Field(None, ge=0.0, le=1.0, description="pass iff score >= threshold")
+    calibration: CalibrationNote | None = Field(None, description="written by `guardrail calibrate` with threshold")
     on_fail: Literal["flag", "block"] = "flag"
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
     timeout_s: float = Field(2.0, gt=0)

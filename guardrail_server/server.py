@@ -121,6 +121,12 @@ class GuardrailServer:
         if s.auth.enabled and s.tls is None and not _is_loopback(s.host):
             log.warning("auth_without_tls", host=s.host,
                         hint="credentials cross the network in clear text; configure server.tls")
+        for name, policy in self.config.enabled_invariants().items():
+            if policy.calibration is not None and not policy.calibration.validated:
+                log.warning("unvalidated_threshold", invariant=name, threshold=self.config.threshold(name),
+                            run=policy.calibration.run, note=policy.calibration.note,
+                            hint="written by `guardrail calibrate --allow-unvalidated-threshold`; label more cases "
+                                 "and calibrate again")
         log.info("server_started", grpc_port=port, metrics_port=metrics_port, health_port=health_port,
                  tls=s.tls is not None, mtls=bool(s.tls and s.tls.mutual), auth=s.auth.mode())
         return self.ports

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import uuid
 from pathlib import Path
 
@@ -10,12 +12,14 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
+from guardrail_server.cli import main
 from guardrail_server.cli import review as review_cli
 from guardrail_server.config import load_config
 from guardrail_server.review import calibration as cal
 from guardrail_server.review import latest_agreement, recalibration, set_agreement_gauge
 from guardrail_server.review.records import Pending, to_record
 from guardrail_server.review.store import ReviewStore
+from tests.conftest import make_config, running_server
 from tests.review_support import make_case, verdict
 
 
@@ -96,7 +100,7 @@ def _run(*argv: str) -> int:
 def test_calibrate_writes_thresholds_that_load_config_loads(
     store: ReviewStore, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]  # noqa: F811
 ) -> None:
-    _labeled(store, 80)
+    _labeled(store, 200)  # enough that 60 held-out cases can show the move beats the judge's 0.5 (issue 23's guard)
     out = tmp_path / "thresholds.yaml"
     base = tmp_path / "base.yaml"
     base.write_text(yaml.safe_dump({"review": {"url": store_url}, "invariants": {"test_keyword": {"on_fail": "block"}}}))
@@ -107,12 +111,15 @@ def test_calibrate_writes_thresholds_that_load_config_loads(
 
     [run] = store.calibration_runs()
     [res] = run["results"]
-    assert run["source"] == "all-labels" and res["n_train"] + res["n_test"] == 80
+    assert run["source"] == "all-labels" and res["n_train"] + res["n_test"] == 200
     assert 0.5 < res["threshold"] <= 0.7  # moved from the judge's 0.5 towards the people's 0.6
     assert res["threshold_before"] == 0.5
     assert res["accuracy"] > 0.9 and res["agrees"] is True
 
-    assert yaml.safe_load(out.read_text()) == {"invariants": {"test_keyword": {"threshold": res["threshold"]}}}
+    assert yaml.safe_load(out.read_text()) == {"invariants": {"test_keyword": {
+        "threshold": res["threshold"],
+        "calibration": {"run": run["id"], "source": "all-labels", "validated": True, "note": ""}}}}
+    assert not out.read_text().startswith("# UNVALIDATED")
     alone = load_config(out, environ={})
     assert alone.threshold("test_keyword") == pytest.approx(res["threshold"])
     layered = load_config(base, environ={}, overrides=cal.overlay_overrides(out))
@@ -204,7 +211,7 @@ def test_calibrate_refuses_one_class_labels_with_exit_2(
     assert "both pass and fail labels" in err and "pii_boundary: 30 pass, 0 fail" in err
     assert not out.exists() and store.calibration_runs() == []
     # the other invariants can still be calibrated by naming them
-    _labeled(store, 40)
+    _labeled(store, 200)
     assert _run("calibrate", "--url", store_url, "--all-labels", "--out", str(out), "--invariant", "test_keyword") == 0
     assert set(yaml.safe_load(out.read_text())["invariants"]) == {"test_keyword"}
 
@@ -244,3 +251,101 @@ def test_period_parsing() -> None:
     assert recalibration.parse_period("7").days == 7
     with pytest.raises(ValueError):
         recalibration.parse_period("soon")
+
+
+# -- issue 23: a threshold is written only when the labels back it ---------------------------------------------
+
+
+def _label_cases(store: ReviewStore, pairs: list[tuple[float, bool]], *, threshold: float, start: int = 0) -> None:
+    """Labeled cases with fixed ids (so the held-out split is the same on every run): (judge score, people say
+    holds), each checked at `threshold`."""
+    for i, (score, holds) in enumerate(pairs, start):
+        rec = to_record(Pending(str(uuid.UUID(int=i + 1)), 1.7e9 + i, make_case(i),
+                                [verdict("test_keyword", score, threshold)], "flag", ("random",)), None)
+        store.insert_samples([rec])
+        store.save_annotation(rec["id"], "alice", {"test_keyword": "pass" if holds else "fail"}, f"critique {i}")
+
+
+FIVE = [(0.1, False), (0.25, False), (0.4, True), (0.6, True), (0.9, True)]  # people: holds from 0.3; judge at 0.85
+
+
+def test_calibrate_refuses_the_threshold_five_labels_would_write_and_says_how_many_more(
+    store: ReviewStore, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What issue 23 saw: five labels, `anchors select`, `calibrate --anchors golden` moved the judge's 0.85 down
+    to ~0.3 on two held-out cases and exited 0. Now: exit 2, nothing written, nothing saved, and the reasons."""
+    _label_cases(store, FIVE, threshold=0.85)
+    base = ["--url", store_url, "--set", "invariants={}"]
+    assert main(["anchors", "select", *base, "--name", "golden", "--per-cell", "1"]) == 0
+    out = tmp_path / "thresholds.yaml"
+    capsys.readouterr()
+    assert main(["calibrate", *base, "--anchors", "golden", "--out", str(out)]) == 2
+    printed = capsys.readouterr()
+    assert "0.85 -> 0.3" in printed.out and "not saved" in printed.out  # the numbers are shown, not stored
+    assert "refusing to write thresholds the labels cannot back" in printed.err
+    assert "test_keyword: 5 labeled cases, fewer than the minimum 20 (--min-anchors)" in printed.err
+    assert "the held-out part is too small to tell: even 2/2 agreement [0.34, 1.00] would not beat the current " \
+           "threshold's 0.60 (at 0.85, on all 5 labels)" in printed.err
+    # 20 labels: the minimum, and 6 held-out cases at 0.3 (6/6 agreement has a Wilson lower bound of 0.61 > 0.60)
+    assert "about 15 more labeled cases would be needed" in printed.err
+    assert not out.exists() and store.calibration_runs() == []
+
+    # a lower minimum is configurable, but two held-out cases still cannot tell the thresholds apart
+    assert main(["calibrate", *base, "--anchors", "golden", "--out", str(out), "--min-anchors", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "fewer than the minimum" not in err and "too small to tell" in err and not out.exists()
+
+
+def test_calibrate_writes_an_unvalidated_threshold_only_with_the_flag_and_marks_it(
+    store: ReviewStore, store_url: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _label_cases(store, FIVE, threshold=0.85)
+    out = tmp_path / "thresholds.yaml"
+    assert main(["calibrate", "--url", store_url, "--set", "invariants={}", "--all-labels", "--out", str(out),
+                 "--allow-unvalidated-threshold"]) == 0
+    printed = capfd.readouterr().out
+    assert "not validated: test_keyword: 5 labeled cases" in printed and "UNVALIDATED: test_keyword" in printed
+    text = out.read_text()
+    assert text.startswith("# UNVALIDATED: written with --allow-unvalidated-threshold")
+    [run] = store.calibration_runs()
+    entry = yaml.safe_load(text)["invariants"]["test_keyword"]
+    assert entry["threshold"] < 0.5 and entry["calibration"]["validated"] is False
+    assert entry["calibration"]["run"] == run["id"] and "fewer than the minimum 20" in entry["calibration"]["note"]
+    assert "test_keyword" in run["params"]["unvalidated"]
+
+    loaded = load_config(out, environ={})  # the overlay is valid config, and says what it is
+    assert loaded.invariants["test_keyword"].calibration.validated is False
+    # `serve` with it says so at start-up
+    cfg = make_config({"test_keyword": {}}, dict(cal.overlay_overrides(out)))
+    capfd.readouterr()
+    async def start() -> None:
+        async with running_server(cfg):
+            pass
+    asyncio.run(start())
+    logged = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    [warning] = [e for e in logged if e["event"] == "unvalidated_threshold"]
+    assert warning["invariant"] == "test_keyword" and warning["run"] == run["id"]
+
+
+def test_calibrate_refuses_a_move_whose_agreement_interval_does_not_beat_the_current_threshold(
+    store: ReviewStore, store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Enough labels and a held-out part that could tell, but the tuned threshold's held-out agreement interval
+    reaches below the current threshold's agreement: refused, with an estimate of the labels it would take."""
+    import random
+
+    rng = random.Random(0)
+    pairs = []
+    for _ in range(60):  # people: holds from 0.8, one label in six the other way; the judge's 0.5 is too lenient
+        score = rng.random()
+        pairs.append((score, (score >= 0.8) != (rng.random() < 1 / 6)))
+    _label_cases(store, pairs, threshold=0.5)
+    out = tmp_path / "thresholds.yaml"
+    base = ["calibrate", "--url", store_url, "--set", "invariants={}", "--all-labels", "--out", str(out)]
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert "held-out agreement 0.78 [0.55, 0.91] at 0.80 does not beat the current threshold's 0.67 (at 0.50, on all " \
+           "60 labels)" in err and "too small to tell" not in err, err
+    assert "more labeled cases would be needed" in err and not out.exists()
+    assert main([*base, "--no-write"]) == 0  # a report is always fine: nothing is written
+    assert "not validated: test_keyword: held-out agreement" in capsys.readouterr().out

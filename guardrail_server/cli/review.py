@@ -111,6 +111,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="calibrate only this invariant (repeatable; default: every labeled one)")
     c.add_argument("--allow-disabling-threshold", action="store_true",
                    help="let tuning pick a threshold <= 0, at which the check can never fail (off by default)")
+    c.add_argument("--min-anchors", type=int, default=20, metavar="N",
+                   help="labeled cases an invariant needs before its threshold is written (default 20, the seed's "
+                        "anchor-set size)")
+    c.add_argument("--allow-unvalidated-threshold", action="store_true",
+                   help="write thresholds the labels cannot back (too few labels, a held-out part too small to tell, "
+                        "or agreement whose 95%% interval does not beat the current threshold's); the overlay marks "
+                        "them unvalidated and `serve` logs unvalidated_threshold (off by default)")
     c.set_defaults(handler=cmd_calibrate)
 
     r = sub.add_parser("recalibrate", help="queue a random sample of recent traffic for review; report drift")
@@ -392,6 +399,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     if not 0.0 < args.test_fraction < 1.0:
         return _err("--test-fraction must be between 0 and 1")
+    if args.min_anchors < 1:
+        return _refuse("--min-anchors must be at least 1")
     config = _config(args)
     with _store(config) as store:
         anchor_id = None
@@ -433,18 +442,40 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             names = ", ".join(f"{r.invariant} ({r.threshold:.2f})" for r in disabling)
             return _refuse(f"refusing to write thresholds that disable a check: {names}; "
                            "pass --allow-disabling-threshold if that is really meant")
+        checks = {r.invariant: calibration.validate(r, min_labels=args.min_anchors, test_fraction=args.test_fraction)
+                  for r in results}
+        unvalidated = [v for v in checks.values() if not v.validated]
+        if unvalidated and not args.no_write and not args.allow_unvalidated_threshold:
+            print(f"calibration on {source} ({len(samples)} cases), not saved:")
+            print(format_results(results, args.target))
+            return _refuse(
+                f"refusing to write thresholds the labels cannot back (nothing written to {args.out}):\n  "
+                + "\n  ".join(v.describe() for v in unvalidated)
+                + "\nlabel more cases (`guardrail review`, then `guardrail anchors select`) and calibrate again, or "
+                  "pass --allow-unvalidated-threshold to write them marked unvalidated")
         params = {"test_fraction": args.test_fraction, "seed": args.seed, "target": args.target,
-                  "n_cases": len(samples), "overlay": None if args.no_write else args.out}
+                  "n_cases": len(samples), "overlay": None if args.no_write else args.out,
+                  "min_anchors": args.min_anchors,
+                  "unvalidated": {v.invariant: list(v.reasons) for v in unvalidated}}
         run_id = store.save_calibration(source, anchor_id, params, [r.row() for r in results])
     if args.json:
-        print(json.dumps({"run": run_id, "source": source, "results": [r.row() for r in results]}, indent=2))
+        print(json.dumps({"run": run_id, "source": source, "results": [
+            {**r.row(), "validated": checks[r.invariant].validated, "not_validated_because":
+             list(checks[r.invariant].reasons), "more_labels": checks[r.invariant].more_labels} for r in results]},
+            indent=2))
     else:
         print(f"calibration run {run_id} on {source} ({len(samples)} cases)")
         print(format_results(results, args.target))
+        for v in unvalidated:
+            print(f"not validated: {v.describe()}")
     if not args.no_write:
         tuned = {r.invariant: r.threshold for r in results if r.n_train > 0 and r.invariant in REGISTRY}
-        path = calibration.write_overlay(args.out, tuned, comment=f"run {run_id} on {source}")
-        print(f"wrote thresholds for {len(tuned)} invariants to {path} (load with --config {path}, or merge it)",
+        notes = {name: {"run": run_id, "source": source, "validated": checks[name].validated,
+                        "note": "; ".join(checks[name].reasons)} for name in tuned}
+        path = calibration.write_overlay(args.out, tuned, comment=f"run {run_id} on {source}", notes=notes)
+        marked = [name for name in tuned if not checks[name].validated]
+        print(f"wrote thresholds for {len(tuned)} invariants to {path} (load with --config {path}, or merge it)"
+              + (f"; UNVALIDATED: {', '.join(marked)} (marked so in the overlay)" if marked else ""),
               file=sys.stderr if args.json else sys.stdout)
     if args.strict and not all(r.agrees for r in results):
         return 1

@@ -10,6 +10,15 @@ human labels are all one class cannot be calibrated (`one_class_invariants`; the
 threshold below every score "agrees" with all-pass labels, and kappa is undefined there, not 1.0; and no tuned
 threshold is ever <= 0 (a judge "fails" when score < threshold, so 0 means it never fails: every leak allowed)
 unless the caller passes `allow_disable=True`.
+
+A third, because a calibration on a handful of labels can move a threshold anywhere (issue 23: five labels moved
+entailment from 0.85 to 0.34 on two held-out cases, accuracy 0.50 [0.09, 0.91]): `validate` says whether a tuned
+threshold is backed by enough evidence to be written — at least `min_labels` labeled cases (the seed's anchor set is
+20-30), a held-out part large enough that agreement there could show the new threshold beats the current one, and a
+held-out agreement whose 95% Wilson interval lies above the current threshold's agreement. The current threshold's
+agreement is measured on every labeled case (it was tuned on none of them), the new one's on the held-out part only. A
+threshold that does not move needs no such evidence beyond the minimum count. When it fails, `more_labels` estimates
+how many more labeled cases would let it pass (at the same agreement; None when more labels cannot help).
 """
 
 from __future__ import annotations
@@ -71,6 +80,8 @@ class InvariantResult:
     kappa_high: float | None
     confusion: dict[str, Any] = field(default_factory=dict)
     agrees: bool = False
+    accuracy_before: float | None = None  # accuracy at threshold_before on every labeled case (it was not tuned on any)
+    held_out_classes: int = 0  # how many of pass/fail the held-out part holds (kappa needs both)
 
     def row(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +96,10 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float] | tuple[None, 
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def wilson_low(k: int, n: int, z: float = Z95) -> float | None:
+    return wilson(k, n, z)[0]
 
 
 def disables(threshold: float) -> bool:
@@ -226,6 +241,8 @@ def calibrate(
         tuned = tune_threshold(train, before, allow_disable=allow_disable)
         c = confusion_at(test, tuned)
         acc = (c.tp + c.tn) / c.n if c.n else None
+        c_before = confusion_at(items, before)  # the current threshold was fit to none of them: all are held out
+        acc_before = (c_before.tp + c_before.tn) / c_before.n if c_before.n else None
         acc_lo, acc_hi = wilson(c.tp + c.tn, c.n)
         kappa = cohen_kappa(c)
         k_lo, k_hi = kappa_interval(c)
@@ -235,9 +252,92 @@ def calibrate(
                 accuracy=acc, accuracy_low=acc_lo, accuracy_high=acc_hi, kappa=kappa, kappa_low=k_lo,
                 kappa_high=k_hi, confusion=_confusion_dict(c),
                 agrees=acc is not None and acc > target and kappa is not None and len({it.holds for it in items}) == 2,
+                accuracy_before=acc_before, held_out_classes=len({it.holds for it in test}),
             )
         )
     return results
+
+
+# -- is a tuned threshold backed by evidence? ------------------------------------------------------------
+
+MIN_LABELS = 20  # the seed's anchor set: 20-30 labeled cases
+_MAX_HELD_OUT = 100_000  # where the search for "how many labels would do" gives up
+
+
+@dataclass(frozen=True, slots=True)
+class Validation:
+    """Whether a result may be written as a threshold; `reasons` say why not, in the operator's words."""
+
+    invariant: str
+    validated: bool
+    reasons: tuple[str, ...] = ()
+    more_labels: int | None = None  # labeled cases to add (at the same agreement) for it to pass; None: cannot help
+
+    def describe(self) -> str:
+        if self.validated:
+            return f"{self.invariant}: validated"
+        more = (f"about {self.more_labels} more labeled cases would be needed" if self.more_labels is not None
+                else "more labels at this agreement would not change that")
+        return f"{self.invariant}: " + "; ".join(self.reasons) + f" — {more}"
+
+
+def _held_out_needed(k_of: Any, beat: float) -> int | None:
+    """The smallest held-out size n at which agreement k_of(n) out of n has a Wilson lower bound above `beat`."""
+    n = 1
+    while n <= _MAX_HELD_OUT:
+        low = wilson_low(k_of(n), n)
+        if low is not None and low > beat:
+            return n
+        n = n + 1 if n < 512 else int(n * 1.05)
+    return None
+
+
+def _labels_for(held_out: int, test_fraction: float) -> int:
+    return math.ceil(held_out / test_fraction)
+
+
+def validate(result: InvariantResult, *, min_labels: int = MIN_LABELS, test_fraction: float = 0.3) -> Validation:
+    """Refuses a tuned threshold that the labels cannot back (see the module docstring). `test_fraction` is the
+    held-out share the run used, for turning a held-out size into labeled cases."""
+    n = result.n_train + result.n_test
+    reasons: list[str] = []
+    needed = [min_labels - n] if n < min_labels else []
+    if n < min_labels:
+        reasons.append(f"{n} labeled cases, fewer than the minimum {min_labels} (--min-anchors)")
+    moved = abs(result.threshold - result.threshold_before) > 1e-9
+    helpless = False
+    if moved:
+        before = result.accuracy_before
+        if result.n_test == 0 or before is None or result.held_out_classes < 2:
+            reasons.append(f"the held-out part ({result.n_test} cases) lacks a pass or a fail label, so it cannot "
+                           "tell the thresholds apart (label more cases of the rarer outcome)")
+            needed.append(1)
+        else:
+            perfect = wilson_low(result.n_test, result.n_test) or 0.0
+            current = f"the current threshold's {before:.2f} (at {result.threshold_before:.2f}, on all {n} labels)"
+            if perfect <= before:
+                held_out = _held_out_needed(lambda m: m, before)
+                reasons.append(
+                    f"the held-out part is too small to tell: even {result.n_test}/{result.n_test} agreement "
+                    f"[{perfect:.2f}, 1.00] would not beat {current}")
+                if held_out is None:
+                    helpless = True
+                else:
+                    needed.append(_labels_for(held_out, test_fraction) - n)
+            acc, low = result.accuracy, result.accuracy_low
+            if acc is not None and low is not None and low <= before and perfect > before:
+                reasons.append(
+                    f"held-out agreement {acc:.2f} [{low:.2f}, {result.accuracy_high or 1.0:.2f}] at "
+                    f"{result.threshold:.2f} does not beat {current}")
+                held_out = _held_out_needed(lambda m: math.floor(acc * m), before) if acc > before else None
+                if held_out is None:
+                    helpless = True
+                else:
+                    needed.append(_labels_for(held_out, test_fraction) - n)
+    if not reasons:
+        return Validation(result.invariant, True)
+    more = None if helpless else max(1, max(needed, default=1))
+    return Validation(result.invariant, False, tuple(reasons), more)
 
 
 def agreement_at(samples: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -256,16 +356,29 @@ def agreement_at(samples: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, An
 # -- thresholds as a config overlay ---------------------------------------------------------------------
 
 
-def write_overlay(path: str | Path, thresholds: Mapping[str, float], *, comment: str = "") -> Path:
-    """Writes `invariants: {name: {threshold: x}}`, the schema of `guardrail_server.config`. Load it alone
-    (`--config`) or on top of a base config with `overlay_overrides()`."""
+def write_overlay(path: str | Path, thresholds: Mapping[str, float], *, comment: str = "",
+                  notes: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """Writes `invariants: {name: {threshold: x, calibration: {...}}}`, the schema of `guardrail_server.config`.
+    Load it alone (`--config`) or on top of a base config with `overlay_overrides()`. `notes` (per invariant: run,
+    source, validated, note) say where a threshold came from; every key is written, so a later overlay replaces an
+    earlier one's note whole. An overlay holding an unvalidated threshold says so in its first line too."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    notes = notes or {}
+    unvalidated = sorted(k for k in thresholds if not notes.get(k, {}).get("validated", True))
     header = "# Thresholds tuned by `guardrail calibrate`" + (f": {comment}" if comment else "") + "\n"
-    body = yaml.safe_dump(
-        {"invariants": {k: {"threshold": float(v)} for k, v in sorted(thresholds.items())}}, sort_keys=True
-    )
-    p.write_text(header + body)
+    if unvalidated:
+        header = (f"# UNVALIDATED: written with --allow-unvalidated-threshold; the labels do not show that "
+                  f"{', '.join(unvalidated)} agree(s) with people better than before.\n" + header)
+    tree: dict[str, Any] = {}
+    for name, value in sorted(thresholds.items()):
+        tree[name] = {"threshold": float(value)}
+        if name in notes:
+            note = notes[name]
+            tree[name]["calibration"] = {"run": note.get("run"), "source": str(note.get("source", "")),
+                                         "validated": bool(note.get("validated", True)),
+                                         "note": str(note.get("note", ""))}
+    p.write_text(header + yaml.safe_dump({"invariants": tree}, sort_keys=True, width=1000))
     return p
 
 
