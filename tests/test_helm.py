@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from guardrail_server.config import load_config
+from guardrail_server.config import DEFAULT_INVARIANTS, load_config
 from tests.conftest import free_port
 from tests.helm_support import (
     assert_secure_release,
@@ -225,7 +225,8 @@ def test_dashboard_configmap_ships_the_committed_dashboard(helm: str) -> None:
 def test_prometheus_rule_is_the_plain_rules_file(helm: str) -> None:
     """deploy/prometheus/alerts.yaml (for a Prometheus without the Operator) is what the chart installs; regenerate
     with `make monitoring` after changing the chart."""
-    rule = one(render(helm, CHART, "--set", "prometheusRule.enabled=true"), "PrometheusRule")
+    rule = one(render(helm, CHART, "--set", "prometheusRule.enabled=true", "--set", "alerts.scrapeJob=guardrail"),
+               "PrometheusRule")
     committed = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yaml").read_text())
     assert rule["spec"] == committed
 
@@ -415,3 +416,125 @@ def test_guardrail_serves_the_rendered_tls_and_auth_config(helm: str, tmp_path: 
     log_text = (tmp_path / "server.log").read_text()
     started = next(json.loads(line) for line in log_text.splitlines() if '"server_started"' in line)
     assert (started["tls"], started["mtls"], started["auth"]) == (True, True, "tokens+api_keys")
+
+
+# --- operations: config validated at template time, headless Service, the review page (issue 23, item 8) -------------
+
+def test_committed_config_schema_is_generated_from_the_server_model() -> None:
+    """values.schema.json's `config` is deploy/tools/config_schema.py's output for guardrail_server.config.Config (and
+    each registered invariant's options): after changing the model, `make chart-schema`."""
+    # a process of its own: this one's invariant registry also holds the tests' invariants
+    out = subprocess.run([sys.executable, str(REPO / "deploy" / "tools" / "config_schema.py"), "--check"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    config = json.loads((CHART / "values.schema.json").read_text())["properties"]["config"]
+    assert config["additionalProperties"] is False
+    assert sorted(config["properties"]["invariants"]["properties"]) == sorted(DEFAULT_INVARIANTS)
+
+
+@pytest.mark.parametrize(("setting", "named"), [
+    ("config.server.hots=127.0.0.1", "hots"),
+    ("config.invariants.entailmnt.threshold=0.9", "entailmnt"),
+    ("config.invariants.pii_boundary.options.entitys={PERSON}", "entitys"),
+    ("config.logging.level=verbose", "config.logging.level"),
+    ("config.workers.count=0", "config.workers.count"),
+    ("config.review.random_rate=2", "config.review.random_rate"),
+])
+def test_a_config_typo_fails_helm_template(helm: str, setting: str, named: str) -> None:
+    """A mistake in `config:` fails `helm template`/`helm install`, naming the key, not a crash-looping pod."""
+    err = render_fails(helm, "--set", setting)
+    assert named in err, err
+
+
+def test_config_schema_accepts_every_documented_form(helm: str, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every key of config.example.yaml (the server's defaults), and the short forms the server accepts (a secret or a
+    judge as a string, one token instead of a list, an option's old name), pass the chart's schema."""
+    example = yaml.safe_load((REPO / "config.example.yaml").read_text())
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"config": example}))
+    render(helm, CHART, "--values", str(values))
+    short = {"config": {
+        "server": {"auth": {"tokens": {"env": "GUARDRAIL_TOKEN"}, "api_keys": {"chat": "k" * 20}}},
+        "invariants": {"entailment": {"options": {"judges": ["nli", "alignment"]}},
+                       "pii_boundary": {"options": {"public_source_entities": ["PERSON"]}}},
+    }}
+    values.write_text(yaml.safe_dump(short))
+    render(helm, CHART, "--values", str(values))
+    # and the server agrees with the schema on them
+    monkeypatch.setenv("GUARDRAIL_TOKEN", "t" * 20)
+    load_config(None, environ={}, overrides=[
+        ("server.auth", short["config"]["server"]["auth"]),
+        ("invariants.pii_boundary.options", short["config"]["invariants"]["pii_boundary"]["options"])])
+
+
+def test_headless_service(helm: str) -> None:
+    docs = render(helm, CHART, "--set", "service.headless=true", "--set", "serviceMonitor.enabled=true")
+    validate_k8s(docs)
+    services = {d["metadata"]["name"]: d for d in by_kind(docs, "Service")}
+    headless = services["rel-guardrail-sidecar-headless"]["spec"]
+    assert headless["clusterIP"] == "None"
+    assert [p["name"] for p in headless["ports"]] == ["grpc"]  # no metrics port: the ServiceMonitor scrapes each pod once
+    labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert headless["selector"].items() <= labels.items()
+    assert "rel-guardrail-sidecar-headless" not in {d["metadata"]["name"] for d in by_kind(render(helm, CHART), "Service")}
+
+
+def test_review_page_deployment_is_off_by_default_and_runs_the_page(helm: str, tmp_path: Path) -> None:
+    """`reviewWeb.enabled`: a Deployment running `guardrail review web` on the shared store (its URL from the review
+    Secret) and a Service; its pods are not selected by the guardrail's Service, PDB, NetworkPolicy or monitor. Its
+    container's args and env, run as a subprocess, serve the page."""
+    assert not [d for d in render(helm, CHART) if "review" in d["metadata"]["name"] and d["kind"] != "ConfigMap"]
+    assert "review.existingSecret" in render_fails(helm, "--set", "reviewWeb.enabled=true")
+    docs = render(helm, CHART, "--set", "reviewWeb.enabled=true", "--set", "review.existingSecret=review-db",
+                  "--set", "networkPolicy.enabled=true", "--set", "serviceMonitor.enabled=true")
+    validate_k8s(docs)
+    web = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "rel-guardrail-sidecar-review")
+    guard = next(d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "rel-guardrail-sidecar")
+    web_labels = web["spec"]["template"]["metadata"]["labels"]
+    for selector in (guard["spec"]["selector"]["matchLabels"], one(docs, "PodDisruptionBudget")["spec"]["selector"][
+            "matchLabels"], one(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]):
+        assert not selector.items() <= web_labels.items()
+    svc = next(d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "rel-guardrail-sidecar-review")
+    assert svc["spec"]["selector"].items() <= web_labels.items()
+    assert not svc["spec"]["selector"].items() <= guard["spec"]["template"]["metadata"]["labels"].items()
+    (c,) = web["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["GUARDRAIL_REVIEW__URL"]["valueFrom"]["secretKeyRef"] == {"name": "review-db", "key": "url"}
+    assert c["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+    # the container's command line against a real store: the page answers its probe and its sign-in page
+    from guardrail_server.review.store import ReviewStore
+
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    with ReviewStore(url).open():
+        pass
+    (tmp_path / "config.yaml").write_text(next(d for d in docs if d["metadata"]["name"].endswith("-config"))[
+        "data"]["config.yaml"])
+    port = free_port()
+    args = [a if a != str(c["ports"][0]["containerPort"]) else str(port) for a in c["args"]]
+    args = [a if a != "0.0.0.0" else "127.0.0.1" for a in args]
+    env_vars = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
+    env_vars.update(GUARDRAIL_CONFIG=str(tmp_path / "config.yaml"), GUARDRAIL_REVIEW__URL=url)
+    proc = subprocess.Popen([sys.executable, "-m", "guardrail_server.cli", *args], cwd=tmp_path, env=env_vars,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "review page never answered"
+                time.sleep(0.3)
+        assert health.status_code == 200
+        assert httpx.get(f"http://127.0.0.1:{port}/login", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -26,7 +26,7 @@ needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing (
 
 ALERTS = {"GuardrailViolationRateAboveBaseline", "GuardrailCheckErrors", "GuardrailFailOpen", "GuardrailShedding",
           "GuardrailLatencyHigh", "GuardrailReviewSpoolGrowing", "GuardrailReviewSamplesDropped",
-          "GuardrailJudgeAgreementLow"}
+          "GuardrailJudgeAgreementLow", "GuardrailTargetDown", "GuardrailNotScraped"}
 
 
 def promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -50,7 +50,7 @@ def test_every_alert_the_issue_asks_for_exists() -> None:
 def test_promtool_check_rules() -> None:
     out = promtool("check", "rules", str(RULES))
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "SUCCESS: 12 rules found" in out.stdout
+    assert "SUCCESS: 14 rules found" in out.stdout
 
 
 @needs_promtool
@@ -92,3 +92,62 @@ def test_committed_dashboard_is_what_the_generator_builds() -> None:
                    "Judge disagreements per second", "Review queue and spool"):
         assert needed in titles
     assert all(expr for _, expr in dashboard.panel_queries(model))
+
+
+# The down/absent alerts in each way the guardrail is scraped: the job label each one gives its targets.
+SCRAPE_MODES = {
+    # ServiceMonitor (standalone): job = the Service's name (release `rules` in render.py)
+    "standalone": (["alerts.scrapeJob="], [], "rules-guardrail-sidecar"),
+    # PodMonitor (sidecar, in the app's pods): job = <namespace>/<PodMonitor name>
+    "sidecar": (["alerts.scrapeJob=", "mode=sidecar"], [], "default/rules-guardrail-sidecar"),
+    # a plain Prometheus with the README's scrape config (deploy/prometheus/alerts.yaml)
+    "plain": ([], [], "guardrail"),
+    # a scrape config of your own, named in the values, narrowed to a namespace
+    "custom": (["alerts.scrapeJob=k8s-pods-guardrail"], [{"alerts": {"selector": 'namespace="llm-prod"'}}],
+               "k8s-pods-guardrail"),
+}
+
+
+@needs_promtool
+@pytest.mark.parametrize("mode", sorted(SCRAPE_MODES))
+def test_down_and_absent_alerts_in_every_deployment_mode(mode: str, tmp_path: Path) -> None:
+    """Rendered for each deployment mode, evaluated by promtool: a target of the guardrail's job that stops answering
+    fires GuardrailTargetDown (another job's does not); no target of that job at all fires GuardrailNotScraped."""
+    sets, extra_values, job = SCRAPE_MODES[mode]
+    values = []
+    for i, v in enumerate(extra_values):
+        (tmp_path / f"v{i}.yaml").write_text(yaml.safe_dump(v))
+        values.append(tmp_path / f"v{i}.yaml")
+    rules = render_rules(values, sets)
+    (tmp_path / "rules.yaml").write_text(dump(rules))
+    notes = {r["alert"]: r["annotations"] for r in rules["groups"][0]["rules"]}
+    down = {**notes["GuardrailTargetDown"],
+            "summary": notes["GuardrailTargetDown"]["summary"].replace("{{ $labels.instance }}", "10.0.0.2:9464")}
+    absent = notes["GuardrailNotScraped"]
+    assert absent["summary"] == f'No guardrail target is scraped (job=~"{job}")'
+    ns = {"namespace": "llm-prod"}
+    labels = {"job": job, "instance": "10.0.0.2:9464", "pod": "b", **ns}
+
+    def series(metric: str, lab: dict[str, str], values: str) -> dict[str, str]:
+        inner = ",".join(f'{k}="{v}"' for k, v in lab.items())
+        return {"series": f"{metric}{{{inner}}}", "values": values}
+
+    scoped = {"namespace": "llm-prod"} if extra_values else {}
+    tests = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [
+        {"interval": "1m", "input_series": [
+            series("up", {**labels, "pod": "a", "instance": "10.0.0.1:9464"}, "1x30"),
+            series("up", labels, "1 1 1 0x27"),
+            series("up", {"job": "node", "instance": "10.0.0.9:9100", **ns}, "0x30")],
+         "alert_rule_test": [
+             {"eval_time": "10m", "alertname": "GuardrailTargetDown",
+              "exp_alerts": [{"exp_labels": {"severity": "critical", **labels}, "exp_annotations": down}]},
+             {"eval_time": "20m", "alertname": "GuardrailNotScraped", "exp_alerts": []}]},
+        {"interval": "1m", "input_series": [series("up", {"job": "node", "instance": "10.0.0.9:9100", **ns}, "1x30")],
+         "alert_rule_test": [
+             {"eval_time": "15m", "alertname": "GuardrailNotScraped",
+              "exp_alerts": [{"exp_labels": {"severity": "critical", **scoped}, "exp_annotations": absent}]},
+             {"eval_time": "15m", "alertname": "GuardrailTargetDown", "exp_alerts": []}]},
+    ]}
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(tests))
+    out = promtool("test", "rules", "t.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -24,6 +24,20 @@ app.kubernetes.io/component: guardrail
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The review page's own name label: the guardrail's selectors (Service, PDB, NetworkPolicy, monitors) never pick it. */}}
+{{- define "guardrail-sidecar.reviewWebSelectorLabels" -}}
+app.kubernetes.io/name: guardrail-sidecar-review
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "guardrail-sidecar.reviewWebLabels" -}}
+{{ include "guardrail-sidecar.reviewWebSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: review-web
+app.kubernetes.io/part-of: guardrail-sidecar
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
 {{- define "guardrail-sidecar.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "guardrail-sidecar.fullname" .) .Values.serviceAccount.name -}}
@@ -288,6 +302,21 @@ checksum/guardrail-config: {{ include "guardrail-sidecar.config" . | sha256sum }
 {{- .Values.alerts.selector -}}
 {{- end -}}
 
+{{/*
+The `job` label (a regex) of the guardrail's scrape targets, for the down/absent alerts: alerts.scrapeJob, else what this
+chart's monitor gives: a ServiceMonitor's job is its Service's name (standalone), a PodMonitor's <namespace>/<name>
+(sidecar). deploy/prometheus/render.py renders the plain rules file with `guardrail` (the README's scrape config).
+*/}}
+{{- define "guardrail-sidecar.scrapeJob" -}}
+{{- if .Values.alerts.scrapeJob -}}
+{{- .Values.alerts.scrapeJob -}}
+{{- else if eq .Values.mode "sidecar" -}}
+{{- printf "%s/%s" .Release.Namespace (include "guardrail-sidecar.fullname" .) -}}
+{{- else -}}
+{{- include "guardrail-sidecar.fullname" . -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The alert rules: the PrometheusRule's spec, and (rendered by deploy/prometheus/render.py) a plain rules file. */}}
 {{- define "guardrail-sidecar.ruleGroups" -}}
 {{- $a := .Values.alerts -}}
@@ -298,9 +327,34 @@ checksum/guardrail-config: {{ include "guardrail-sidecar.config" . | sha256sum }
 {{- $listed := list -}}
 {{- range $inv, $_ := $a.violation.baselines }}{{ if ne $inv "default" }}{{ $listed = append $listed $inv }}{{ end }}{{ end -}}
 {{- $runbook := $a.runbookUrl -}}
+{{- $job := printf "job=~%q" (include "guardrail-sidecar.scrapeJob" .) -}}
 groups:
   - name: guardrail-sidecar
     rules:
+      - alert: GuardrailTargetDown
+        expr: |-
+          up{ {{- $job }}{{ $s -}} } == 0
+        for: {{ $a.down.for }}
+        labels:
+          severity: {{ $a.down.severity }}
+        annotations:
+          summary: "Prometheus cannot scrape the guardrail at {{`{{ $labels.instance }}`}}"
+          description: "The target is known but its metrics port does not answer: the pod is gone, crash-looping or not started, or the port is closed. Apps calling it get UNAVAILABLE, or their fail-open path lets responses through unchecked. Look at the pod's events and logs."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailTargetDown" . | quote }}
+          {{- end }}
+      - alert: GuardrailNotScraped
+        expr: |-
+          absent(up{ {{- $job }}{{ $s -}} })
+        for: {{ $a.absent.for }}
+        labels:
+          severity: {{ $a.absent.severity }}
+        annotations:
+          summary: {{ printf "No guardrail target is scraped (%s)" $job | quote }}
+          description: "Prometheus has no target for the guardrail: no pods (scaled to zero, not scheduled, the app's pods gone), a ServiceMonitor/PodMonitor this Prometheus does not select (its labels), or a scrape config that no longer matches (alerts.scrapeJob). Without a scrape no other guardrail alert can fire."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailNotScraped" . | quote }}
+          {{- end }}
       {{- range $inv, $base := $a.violation.baselines }}
       {{- $m := ternary (printf "invariant!~%q" (join "|" $listed)) (printf "invariant=%q" $inv) (eq $inv "default") }}
       {{- if or (ne $inv "default") $listed }}
