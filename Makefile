@@ -56,13 +56,20 @@ chart-schema: $(STAMP)
 crd-validator: $(STAMP)
 	@$(BIN)/python deploy/tools/crd_validator.py >/dev/null
 
-# The container image from host-built wheels (no network inside the build). Elsewhere: make image IMAGE_ENGINE=docker
+# The container image from host-built wheels (no network inside the build). With podman (the default) it first installs
+# what the build needs, as `make test` does (deploy-deps: Debian's podman, runc, mmdebstrap); with
+# IMAGE_BASE=localhost/guardrail-base:bookworm it also makes that base from Debian's packages (deploy/image/debian-base.sh)
+# for machines that reach no container registry (README, "Image"). Elsewhere: make image IMAGE_ENGINE=docker
 IMAGE_ENGINE ?= podman
 IMAGE_ENGINE_FLAGS ?=
 IMAGE_BUILD_FLAGS ?=
 IMAGE_BASE ?=
 IMAGE_TAG ?= guardrail-sidecar:dev
-image: $(STAMP)
+DEBIAN_BASE := localhost/guardrail-base:bookworm
+image: $(STAMP) $(if $(findstring podman,$(IMAGE_ENGINE)),deploy-deps)
+ifeq ($(IMAGE_BASE),$(DEBIAN_BASE))
+	PODMAN="$(IMAGE_ENGINE) $(IMAGE_ENGINE_FLAGS)" BASE_TAG="$(IMAGE_BASE)" deploy/image/debian-base.sh
+endif
 	PYTHON=$(BIN)/python ENGINE="$(IMAGE_ENGINE)" ENGINE_FLAGS="$(IMAGE_ENGINE_FLAGS)" BUILD_FLAGS="$(IMAGE_BUILD_FLAGS)" \
 		BASE_IMAGE="$(IMAGE_BASE)" TAG="$(IMAGE_TAG)" deploy/image/build.sh
 

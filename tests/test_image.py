@@ -185,3 +185,49 @@ def test_container_serves_the_charts_tls_and_auth_release(image: str, tmp_path: 
         assert TOKEN not in logs and CHECKOUT_KEY not in logs
     finally:
         podman("rm", "-f", name, check=False)
+
+
+def _documented_podman_run() -> str:
+    """The `podman ... run` line of README's "Image" section for machines like this one, continuation lines joined."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("make image IMAGE_BASE=localhost/guardrail-base:bookworm"):]
+    block = block[:block.index("```")].replace("\\\n", " ")
+    (line,) = [line for line in block.splitlines() if " run -d " in line]
+    return line
+
+
+def test_the_documented_podman_run_works_and_publishes_on_loopback_only(image: str) -> None:
+    """README's podman command, as written (image tag, names and host ports substituted): the flags these machines need
+    (runc, cgroupfs, fixed rlimits), a named volume the non-root user can write, gRPC and metrics published on 127.0.0.1
+    only — another address of this host is refused — the HEALTHCHECK, and a clean stop."""
+    import shlex
+    import socket
+
+    port, metrics_port = free_port(), free_port()
+    name, volume = f"guardrail-doc-{uuid.uuid4().hex[:8]}", f"guardrail-doc-{uuid.uuid4().hex[:8]}"
+    line = _documented_podman_run()
+    for old, new in (("guardrail-sidecar:dev", image), ("--name guardrail ", f"--name {name} "),
+                     ("guardrail-data:", f"{volume}:"), ("127.0.0.1:50051:", f"127.0.0.1:{port}:"),
+                     ("127.0.0.1:9464:", f"127.0.0.1:{metrics_port}:")):
+        assert line.count(old) == 1, (old, line)
+        line = line.replace(old, new)
+    argv = shlex.split(line)
+    assert argv[:3] == PODMAN[:3] and argv[3:5] == [PODMAN[3], "run"], argv  # the flags this machine needs
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    try:
+        wait_serving(f"127.0.0.1:{port}", name)
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").status_code == 200
+        others = [a for a in subprocess.run(["hostname", "-I"], capture_output=True, text=True).stdout.split()
+                  if ":" not in a and not a.startswith("127.")]
+        for address in others:  # published on loopback only
+            with socket.socket() as s, pytest.raises(OSError):
+                s.settimeout(3)
+                s.connect((address, port))
+        assert podman("healthcheck", "run", name, check=False).returncode == 0
+        assert podman("exec", name, "test", "-s", "/var/lib/guardrail/review.db").returncode == 0  # volume writable
+        podman("stop", name, timeout=60)
+        assert podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip() == "0"
+    finally:
+        podman("rm", "-f", name, check=False)
+        podman("volume", "rm", "-f", volume, check=False)
