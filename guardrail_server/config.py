@@ -269,10 +269,51 @@ def zoo_settings(config: "Config") -> ZooSettings:
     )
 
 
+def data_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where the review store and its spool live unless configured: `$XDG_DATA_HOME/guardrail`, by default
+    `~/.local/share/guardrail`. A fixed place, so every command finds the store `serve` writes, from any folder."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base).expanduser() / "guardrail"
+
+
+def default_store_url(environ: Mapping[str, str] | None = None) -> str:
+    return f"sqlite:///{data_dir(environ) / 'review.db'}"
+
+
+def anchor_sqlite_url(url: str, base: Path) -> str:
+    """`url` with a relative SQLite file path made absolute against `base`; any other URL unchanged."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not scheme.lower().startswith("sqlite") or not rest.startswith("/"):
+        return url
+    path, q, query = rest[1:].partition("?")
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return url
+    p = Path(path).expanduser()
+    return url if p.is_absolute() else f"{scheme}:///{base / p}{q}{query}"
+
+
+def _anchor_review_paths(tree: dict[str, Any], base: Path) -> None:
+    """Makes the relative review.url (SQLite) and review.spool_dir of one layer absolute against `base`: a config
+    file's folder for the file's own values, the working directory for the environment's and the flags'."""
+    review = tree.get("review")
+    if not isinstance(review, dict):
+        return
+    if isinstance(review.get("url"), str):
+        review["url"] = anchor_sqlite_url(review["url"], base)
+    spool = review.get("spool_dir")
+    if isinstance(spool, str) and spool and not Path(spool).expanduser().is_absolute():
+        review["spool_dir"] = str(base / Path(spool).expanduser())
+
+
 class ReviewConfig(_Strict):
     enabled: bool = True
-    url: str = "sqlite:///guardrail-review.db"
-    spool_dir: str = "guardrail-spool"
+    url: str = Field(default_factory=lambda: default_store_url(), description="sqlite:///PATH or postgresql://… "
+                     "(default: review.db in the data dir, $XDG_DATA_HOME/guardrail; a relative path in a config file "
+                     "is relative to that file's folder, on the command line or in the environment to the working "
+                     "directory)")
+    spool_dir: str = Field(default_factory=lambda: str(data_dir() / "spool"), description="samples waiting for the "
+                           "store (default: spool/ in the data dir; relative paths resolve as review.url's)")
     random_rate: float = Field(0.01, ge=0.0, le=1.0)
     failure_rate_limit_per_minute: float = Field(60.0, ge=0.0)
     queue_size: int = Field(1000, ge=1)
@@ -501,13 +542,18 @@ def load_config(
 ) -> Config:
     """Defaults, then files (each merged over the previous one, e.g. a base config then `guardrail calibrate`'s
     thresholds), then environment, then CLI overrides — every layer by the one rule of `_deep_merge` (later wins).
-    Raises ConfigError naming the key (or the file)."""
+    A relative review.url / review.spool_dir is resolved against the folder of the file that gave it (else the
+    working directory), so a command run from another folder finds the same store. Raises ConfigError naming the
+    key (or the file)."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path or [])
     tree = default_tree()
     for p in paths:
-        _deep_merge(tree, _read_yaml(p))
+        layer = _read_yaml(p)
+        _anchor_review_paths(layer, Path(p).expanduser().resolve().parent)  # relative to the file, not the caller
+        _deep_merge(tree, layer)
     for dotted, value in [*env_overrides(os.environ if environ is None else environ), *overrides]:
         _set_path(tree, dotted, value)
+    _anchor_review_paths(tree, Path.cwd())  # what is still relative came from the environment or a flag
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

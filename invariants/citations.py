@@ -986,14 +986,15 @@ def without_markers(text: str, passages: Sequence[Passage] = (), options: Citati
     return text if view is text else claim_text(view)
 
 
-def claim_sentences(text: str, passages: Sequence[Passage] = (), options: CitationOptions | None = None
-                    ) -> list[Span]:
+def claim_sentences(text: str, passages: Sequence[Passage] = (), options: CitationOptions | None = None, *,
+                    cache: bool = True) -> list[Span]:
     """Sentences of `text` as claims: spans into the original text, `.text` without citation markers. The one
-    place entailment, self_consistency and the support check get their claims from."""
+    place entailment, self_consistency, the support check and streamed responses (`guardrail_invariants.streaming`)
+    get their claims from. `cache=False`: see `split_sentences`."""
     view = strip_markers(text, passages, options)
     if view is text:
-        return split_sentences(text)
-    return [Span(claim_text(s.text), s.start, s.end) for s in split_sentences(view) if s.text.strip()]
+        return split_sentences(text, cache=cache)
+    return [Span(claim_text(s.text), s.start, s.end) for s in split_sentences(view, cache=cache) if s.text.strip()]
 
 
 def _strip_span(text: str, span: tuple[int, int]) -> tuple[int, int]:

@@ -66,16 +66,21 @@ def segmenter() -> "pysbd.Segmenter":
     return seg
 
 
-def split_sentences(text: str) -> list[Span]:
+def split_sentences(text: str, *, cache: bool = True) -> list[Span]:
     """Sentences of `text` with exact char offsets (end exclusive, surrounding whitespace excluded).
 
     Cached by text: pysbd costs ~1 ms a sentence (85 ms for a 2,000-token context), and retrieved passages recur
-    across requests, so a passage is segmented once per process while it stays among the recent ones."""
-    return list(_split_cached(text))
+    across requests, so a passage is segmented once per process while it stays among the recent ones. `cache=False`
+    for text that will not recur (a streamed response re-split as it grows), so it does not push passages out."""
+    return list(_split_cached(text) if cache else _split(text))
 
 
 @functools.lru_cache(maxsize=4096)
 def _split_cached(text: str) -> tuple[Span, ...]:
+    return _split(text)
+
+
+def _split(text: str) -> tuple[Span, ...]:
     seg = segmenter()
     out: list[Span] = []
     for block in re.finditer(r"[^\n]+", text):

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +16,10 @@ pytest_plugins = ["tests.review_support"]  # the review store fixtures (SQLite a
 
 os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# The default review store and spool live in $XDG_DATA_HOME/guardrail: a test that leaves them at their defaults writes
+# into a folder of this run (inherited by the servers and CLIs it starts), never into the user's data dir.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="guardrail-test-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], True)
 
 from guardrail_server.config import DEFAULT_INVARIANTS, Config, load_config  # noqa: E402
 from guardrail_server.logs import configure_logging  # noqa: E402

@@ -117,7 +117,8 @@ def test_unreachable_review_store_is_one_line_with_the_password_masked() -> None
         proc = subprocess.run([*CLI, *command], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120,
                               stdin=subprocess.DEVNULL)
         assert proc.returncode == 2, proc.stderr
-        lines = proc.stderr.strip().splitlines()
+        named, *lines = proc.stderr.strip().splitlines()  # every store command first names its store (issue 23)
+        assert named.startswith("review store: postgresql://reviewer:***@127.0.0.1")
         assert len(lines) == 1, proc.stderr
         assert "review.url" in lines[0] and "postgresql://reviewer:***@127.0.0.1" in lines[0]
         assert "hunter2" not in proc.stderr

@@ -90,7 +90,8 @@ def test_values_accepted_before_are_refused_naming_the_key(
 def test_review_store_schemes() -> None:
     for ok in ("sqlite:///x.db", "sqlite:///:memory:", "postgresql://u@h/db", "postgres://h/db",
                "postgresql+psycopg://u:p@h:5432/db"):
-        assert load_config(None, environ={}, overrides=[("review.url", ok)]).review.url == ok
+        expected = f"sqlite:///{Path.cwd() / 'x.db'}" if ok == "sqlite:///x.db" else ok  # relative: from the cwd
+        assert load_config(None, environ={}, overrides=[("review.url", ok)]).review.url == expected
     for bad in ("mysql://u@h/db", "x.db", "mongodb://h"):
         with pytest.raises(ConfigError, match="review.url"):
             load_config(None, environ={}, overrides=[("review.url", bad)])

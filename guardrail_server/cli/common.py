@@ -81,6 +81,30 @@ def _one_line(text: str, limit: int = 400) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+# --- the review store -----------------------------------------------------------------------------------------
+
+
+def describe_store(url: str) -> str:
+    """The store's URL (password masked), saying when it is the default one in the data dir."""
+    from guardrail_server.config import default_store_url
+
+    return mask_url(url) + (" (the default, in $XDG_DATA_HOME/guardrail)" if url == default_store_url() else "")
+
+
+def review_store_in_use(url: str, *, create: bool) -> None:
+    """Names the review store a command uses on stderr, and raises StartupError (exit 2) when it does not exist and
+    the command only reads: issue 23 — run from another folder, `review users list` silently created a new, empty
+    store and answered from it."""
+    from guardrail_server.review.store import ReviewStore
+
+    print(f"review store: {describe_store(url)}", file=sys.stderr)
+    if not create and not ReviewStore(url).exists():
+        raise StartupError(
+            f"no review store at {describe_store(url)} (review.url); this command reads and does not create one. "
+            "Point it at the store `guardrail serve` writes to (--config FILE, --url/--review-url URL or "
+            "GUARDRAIL_REVIEW__URL); `guardrail serve` or `guardrail review users add` creates it")
+
+
 # --- ports ----------------------------------------------------------------------------------------------------
 
 

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from guardrail_server.cli.common import add_config_flags, config_from_args, mask_url
+from guardrail_server.cli.common import add_config_flags, config_from_args, mask_url, review_store_in_use
 from guardrail_server.config import Config
 
 if TYPE_CHECKING:
@@ -453,8 +453,10 @@ def run_review(args: argparse.Namespace) -> int:
     if not args.anchor_set and not args.since and not args.resume:
         return _usage("eval review needs --anchor-set NAME or --since DATE")
     config = config_from_args(args)
+    url = args.review_url or config.review.url
+    review_store_in_use(url, create=False)
     try:
-        loaded, info = load_review_cases(args.review_url or config.review.url, anchor_set=args.anchor_set,
+        loaded, info = load_review_cases(url, anchor_set=args.anchor_set,
                                          since=args.since, until=args.until, limit=args.limit)
     except ReviewImportError as exc:
         return _usage(str(exc))

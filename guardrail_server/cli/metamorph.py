@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.cli.common import add_config_flags, config_from_args, review_store_in_use
 
 EXIT_GATE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
@@ -131,8 +131,10 @@ def run_review(args: argparse.Namespace, relations: list[Any]) -> int:
     if not args.anchor_set and not args.since:
         return _usage("metamorph review needs --anchor-set NAME or --since DATE")
     config = config_from_args(args)
+    url = args.review_url or config.review.url
+    review_store_in_use(url, create=False)
     try:
-        loaded, info = load_review_cases(args.review_url or config.review.url, anchor_set=args.anchor_set,
+        loaded, info = load_review_cases(url, anchor_set=args.anchor_set,
                                          since=args.since, until=args.until, limit=args.limit)
     except ReviewImportError as exc:
         return _usage(str(exc))

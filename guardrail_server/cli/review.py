@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guardrail_server.cli.common import add_config_flags, config_from_args
+from guardrail_server.cli.common import add_config_flags, config_from_args, review_store_in_use
 from guardrail_server.config import Config
 
 
@@ -152,9 +152,13 @@ def _config(args: argparse.Namespace) -> Config:
     return config_from_args(args, [("review.url", args.url)] if args.url else [])
 
 
-def _store(config: Config):  # noqa: ANN202 - ReviewStore, imported lazily to keep `guardrail --help` fast
+def _store(config: Config, *, create: bool = False):  # noqa: ANN202 - ReviewStore, imported lazily (`--help` fast)
+    """The review store a command uses, named on stderr (stdout stays the command's output). Only the commands that
+    write something a store is made for (`review users add`, `anchors import`) create a missing one; the others exit
+    2 (`review_store_in_use`)."""
     from guardrail_server.review.store import ReviewStore
 
+    review_store_in_use(config.review.url, create=create)
     return ReviewStore(config.review.url, write_timeout_s=config.review.write_timeout_s).open()
 
 
@@ -232,7 +236,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
             return _refuse("the passwords differ")
     if len(password) < 8:
         return _refuse("a password needs at least 8 characters")
-    with _store(_config(args)) as store:
+    with _store(_config(args), create=True) as store:
         store.set_user(name, hash_password(password))
     print(f"reviewer {name} can sign in")
     return 0
@@ -360,7 +364,7 @@ def cmd_anchors_export(args: argparse.Namespace) -> int:
 def cmd_anchors_import(args: argparse.Namespace) -> int:
     from guardrail_server.review import anchors
 
-    with _store(_config(args)) as store:
+    with _store(_config(args), create=True) as store:
         try:
             info = anchors.import_jsonl(store, args.path, name=args.name)
         except (OSError, ValueError, KeyError) as exc:

@@ -12,9 +12,10 @@ from guardrail_server.cli.common import (
     check_ports_free,
     config_from_args,
     describe_startup_error,
+    describe_store,
 )
 from guardrail_server.config import Config
-from guardrail_server.logs import configure_logging
+from guardrail_server.logs import configure_logging, get_logger
 from guardrail_server.review.sampler import ReviewSampler
 from guardrail_server.review.store import ReviewStore
 from guardrail_server.review.web import ReviewWebServer
@@ -35,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
                                  ("server.metrics_port", args.metrics_port)) if v is not None]
     config = config_from_args(args, extra)
     configure_logging(config.logging.level, config.logging.format)
+    if config.review.enabled:  # which store (and spool) this server writes: what `review`, `anchors`... must read
+        get_logger("guardrail.review").info("review_store", url=describe_store(config.review.url),
+                                            spool_dir=config.review.spool_dir)
     web = None
     try:
         check_ports_free(config)

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from guardrail_server.review import schema as t
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+VERSION_TABLE = "review_alembic_version"  # migrations/env.py's (that module runs inside Alembic only)
 _PG_LOCK_KEY = 0x6775617264  # advisory lock so concurrent processes migrate one at a time
 LABELS = ("pass", "fail")
 
@@ -86,6 +87,21 @@ class ReviewStore:
     @property
     def dialect(self) -> str:
         return sa.make_url(self.url).get_backend_name()
+
+    def exists(self) -> bool:
+        """Whether the store has been created (its schema migrated), without creating anything: the SQLite file is
+        there and not empty, or the PostgreSQL database holds the migrations' version table. `open()` creates a missing store,
+        which read-only commands must not do (issue 23: a wrong working directory silently made a new, empty one)."""
+        url = sa.make_url(self.url)
+        if url.get_backend_name() == "sqlite":
+            path = self.sqlite_path
+            return path is not None and path.is_file() and path.stat().st_size > 0
+        engine = self._create_engine()
+        try:
+            with engine.connect() as conn:
+                return sa.inspect(conn).has_table(VERSION_TABLE)
+        finally:
+            engine.dispose()
 
     @property
     def engine(self) -> sa.Engine:
