@@ -307,6 +307,9 @@ class ProcessRunner:
                 return ""
 
     def _release(self, worker: _Worker, lost: str) -> None:
+        if self._closing:  # close() is stopping every worker: none was lost, none is replaced (no warning on Ctrl-C)
+            self._discard(worker)
+            return
         if lost or not worker.alive:
             self._retire(worker, lost or "worker_lost")
         else:

@@ -234,3 +234,26 @@ def test_compare_refuses_runs_that_share_no_cases_and_warns_when_they_share_few(
     assert main(["eval", "compare", str(a), str(most)]) == 0  # 18 of 20 shared: no warning
     out = capsys.readouterr()
     assert "warning" not in out.err and "Warning" not in out.out
+
+
+def test_ctrl_c_on_the_terminal_stops_without_worker_lost_warnings(tmp_path: Path) -> None:
+    """Issue 23: Ctrl-C reaches the whole foreground process group (eval and its check workers); stopping printed a
+    `check_worker_replaced ... worker_lost` warning per worker. Workers stopped by the shutdown are not lost."""
+    data = _write(tmp_path / "d.jsonl", [{"id": f"c{i:03d}", "response": "fine"} for i in range(400)])
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", SUBPROCESS_MAIN, "eval", str(data), "--out", str(out),
+                             "--concurrency", "4", "--set", SLOW, "--set", "review.enabled=false", "--no-progress"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # its own process group, as a shell gives a foreground job
+    results = out / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while len(_lines(results)) < 20:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no progress"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--resume" in err
+    assert "worker_lost" not in err and "check_worker_replaced" not in err, err

@@ -146,6 +146,19 @@ def test_cli_with_callable_writes_the_eval_schema_report_and_gates(seeds: Path, 
     assert 'id="metamorph"' in html and "mm-pair" in html
     assert "passage order" in html and "original" in html and "transformed" in html  # side by side
     assert 'id="inv-negation@sut"' not in html  # relations get the metamorphic section, not invariant sections
+    # issue 23: titled and labelled as metamorphic results — pairs and relations, no threshold/AUROC columns, and
+    # every relation name whole in the chart (the eval chart's 170 px label column cut the long ones off)
+    assert "<title>Guardrail metamorphic test report</title>" in html and "Guardrail eval report" not in html
+    assert 'id="overview"' not in html and "AUROC" not in html and ">threshold<" not in html
+    assert "bal. acc" not in html and "Violation rates" not in html
+    assert "seed cases · " in html and " pairs · " in html and "<th class=\"num\">pairs</th>" in html
+    chart = html[html.index('aria-label="failure rates"'):]
+    chart = chart[: chart.index("</svg>")]
+    label_x = float(chart.split('class="label"')[0].rsplit('x="', 1)[1].split('"')[0])
+    longest = max((e for e in manifest["relations"]), key=len) + "@sut"
+    assert f">{longest}</text>" in chart and label_x >= 8 * len(longest)  # right-aligned at x: room for every char
+    assert "## Guardrail metamorphic tests — complete" in text.out
+    assert "| relation | target | expect | pairs | failures |" in text.out
     good = tmp_path / "cli-good"
     assert main(["metamorph", str(seeds), "--sut", "tests.test_metamorph_systems:correct_toy", "--out", str(good),
                  "--no-progress", "--fail-if", "*@sut.violation_rate > 0"]) == 0

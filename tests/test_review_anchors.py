@@ -61,7 +61,7 @@ def test_selection_covers_every_invariant_and_outcome_and_avoids_near_duplicates
 def test_cli_freezes_versions_and_refuses_gaps(store: ReviewStore, store_url: str, capsys) -> None:  # noqa: ANN001, F811
     for i in range(5):
         _add(store, i, f"answer {i}", {"entailment": "pass"})
-    assert _run("anchors", "select", "--url", store_url, "--set", "invariants={}") == 1  # no 'fail' for entailment
+    assert _run("anchors", "select", "--url", store_url, "--set", "invariants={}") == 2  # no 'fail' for entailment
     assert "no labeled case has this outcome" in capsys.readouterr().out
     assert store.anchor_sets() == []
     assert _run("anchors", "select", "--url", store_url, "--set", "invariants={}", "--force", "--size", "3") == 0

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description=__doc__, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--file", "-f", help="JSON file with the case (question, context, response, samples); - for stdin")
     p.add_argument("--response", "-r", help="the response to check")
-    p.add_argument("--question", "-q", default=None)
+    p.add_argument("--question", "-q", default=None, help="the user's question (pii_boundary: PII in it is no leak)")
     p.add_argument("--passage", "-p", action="append", default=[], help="a context passage (repeatable; id = its index)")
     p.add_argument("--sample", "-s", action="append", default=[], help="another sampled response (repeatable)")
     p.add_argument("--invariant", "-i", action="append", default=[], help="run only these (repeatable)")

@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(repeatable)")
     p.add_argument("--worst", type=int, default=6, help="worst examples per relation in the report (default 6)")
     p.add_argument("--dry-run", action="store_true", help="generate and count the pairs, print a few, run nothing")
-    p.add_argument("--on-malformed", choices=("skip", "fail"), default="skip")
+    p.add_argument("--on-malformed", choices=("skip", "fail"), default="skip",
+                   help="malformed seed rows are reported with file:line; skip them (default) or fail the run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--anchor-set", help="review: seeds from this anchor set (latest version)")
     p.add_argument("--since", help="review: samples created at or after this date/time (ISO 8601)")

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     imp.add_argument("src", help="checkpoint directory (config.json, weights, tokenizer)")
     imp.add_argument("--name", required=True, help="zoo name, e.g. deberta-v3-base-nli")
     imp.add_argument("--family", required=True, help="model family (judges of the same family are refused together)")
-    imp.add_argument("--license", required=True)
+    imp.add_argument("--license", required=True, help="the checkpoint's license (SPDX id), kept in the manifest")
     imp.add_argument("--source", default="", help="where the checkpoint came from (URL, revision)")
     imp.add_argument("--labels", help="comma-separated label order when the checkpoint says LABEL_0..2")
     imp.add_argument("--no-quantize", action="store_true", help="keep fp32 (default: dynamic int8)")

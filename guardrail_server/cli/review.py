@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     usub = u.add_subparsers(dest="users_command", required=True, metavar="{add,list,disable}")
     ua = usub.add_parser("add", help="add a reviewer or set a new password (asked twice, or --password-stdin)")
     _store_flags(ua)
-    ua.add_argument("name")
+    ua.add_argument("name", help="the reviewer's sign-in name (1-128 characters, no spaces)")
     ua.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
     ua.set_defaults(handler=cmd_users_add)
     ul = usub.add_parser("list", help="reviewer accounts")
@@ -53,26 +53,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     ul.set_defaults(handler=cmd_users_list)
     ud = usub.add_parser("disable", help="stop a reviewer from signing in (their labels stay)")
     _store_flags(ud)
-    ud.add_argument("name")
+    ud.add_argument("name", help="the reviewer to disable")
     ud.set_defaults(handler=cmd_users_disable)
     k = rsub.add_parser("key", help="the review key (encrypts the intake journal and sealed raw text)")
     ksub = k.add_subparsers(dest="key_command", required=True, metavar="{generate}")
     kg = ksub.add_parser("generate", help="write a new random key (mode 0600)")
-    kg.add_argument("--out", "-o", required=True)
+    kg.add_argument("--out", "-o", required=True, metavar="FILE",
+                    help="where to write the key (refuses to overwrite; then set review.key_file to it)")
     kg.set_defaults(handler=cmd_key_generate)
     h = rsub.add_parser("hash", help="the stored (hashed) form of a request_id, app or metadata value")
     add_config_flags(h)
-    h.add_argument("value")
+    h.add_argument("value", help="the value as the caller sent it")
     h.set_defaults(handler=cmd_hash)
 
     a = sub.add_parser("anchors", help="select, freeze, export and import anchor sets")
     asub = a.add_subparsers(dest="anchors_command", required=True, metavar="{select,list,show,export,import}")
     s = asub.add_parser("select", help="pick labeled cases covering every invariant and outcome; freeze a version")
     _store_flags(s)
-    s.add_argument("--name", default="default")
+    s.add_argument("--name", default="default", help="set name to freeze a new version of (default: default)")
     s.add_argument("--size", type=int, default=25, help="cases in the set (20-30 recommended)")
     s.add_argument("--per-cell", type=int, default=2, help="minimum cases per (invariant, pass|fail)")
-    s.add_argument("--description", default="")
+    s.add_argument("--description", default="", help="a note stored with the version")
     s.add_argument("--dry-run", action="store_true", help="show the pick, freeze nothing")
     s.add_argument("--force", action="store_true", help="freeze even if some invariant lacks an outcome")
     s.set_defaults(handler=cmd_anchors_select)
@@ -91,7 +92,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(handler=cmd_anchors_export)
     im = asub.add_parser("import", help="load a JSON Lines set and freeze it as a new version")
     _store_flags(im)
-    im.add_argument("path")
+    im.add_argument("path", help="JSON Lines file written by `anchors export`")
     im.add_argument("--name", default=None, help="set name (default: the one in the file)")
     im.set_defaults(handler=cmd_anchors_import)
 
@@ -101,7 +102,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--anchors", default="default", metavar="NAME[@VERSION]", help="anchor set (default: latest 'default')")
     src.add_argument("--all-labels", action="store_true", help="use every labeled case instead of an anchor set")
     c.add_argument("--test-fraction", type=float, default=0.3, help="held-out share per label (default 0.3)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=int, default=0, help="seed of the held-out split (default 0)")
     c.add_argument("--target", type=float, default=0.90, help="agreement to beat (default 0.90)")
     c.add_argument("--out", "-o", default="guardrail-thresholds.yaml", help="thresholds overlay to write")
     c.add_argument("--no-write", action="store_true", help="report only")
@@ -128,13 +129,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--force", action="store_true", help="queue a round even if the last one is recent")
     r.add_argument("--anchors", default="default", help="anchor set name the round is measured against")
     r.add_argument("--any-reason", action="store_true", help="draw from all samples, not only the random slice")
-    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--seed", type=int, default=None, help="seed of the random draw (default: a fresh one)")
     r.set_defaults(handler=cmd_recalibrate)
     rr = r.add_subparsers(dest="recalibrate_command", metavar="{report}")
     rep = rr.add_parser("report", help="agreement over time per invariant (drift)")
     _store_flags(rep)
-    rep.add_argument("--drift-tolerance", type=float, default=0.05)
-    rep.add_argument("--json", action="store_true")
+    rep.add_argument("--drift-tolerance", type=float, default=0.05,
+                     help="agreement this far below the calibration's baseline is drift (default 0.05)")
+    rep.add_argument("--json", action="store_true", help="print the report as JSON")
     rep.set_defaults(handler=cmd_recalibrate_report)
 
 
@@ -144,7 +146,7 @@ def _store_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _set_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--name", default="default")
+    p.add_argument("--name", default="default", help="anchor set name (default: default)")
     p.add_argument("--version", type=int, default=None, help="default: latest")
 
 
@@ -163,8 +165,10 @@ def _store(config: Config, *, create: bool = False):  # noqa: ANN202 - ReviewSto
 
 
 def _err(msg: str) -> int:
+    """Exit 2: what the command was asked cannot be done with this input (the documented code for a usage or input
+    problem; 1 is left to `calibrate --strict` and to crashes)."""
     print(f"guardrail: {msg}", file=sys.stderr)
-    return 1
+    return 2
 
 
 def _refuse(msg: str) -> int:

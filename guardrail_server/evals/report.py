@@ -36,16 +36,19 @@ def _marker_text(x: float, y: float, width: int, text: str) -> str:
     return f'<text x="{x + 4:.1f}" y="{y:.1f}" class="tick">{text}</text>'
 
 
-def svg_rates(summary: dict[str, dict[str, Any]], width: int = 720) -> Markup:
-    """Violation rate per invariant as bars with their 95% Wilson interval as whiskers."""
+def svg_rates(summary: dict[str, dict[str, Any]], width: int = 720, *, what: str = "violation rate") -> Markup:
+    """Violation rate per invariant (or a relation's failure rate) as bars with their 95% Wilson interval as whiskers;
+    labels are never cut (the chart widens for long RELATION@TARGET names)."""
     names = list(summary)
-    row, left, right, top = 34, 170, 70, 26
+    row, right, top = 34, 70, 26
+    left = max(170, 12 + 8 * max((len(n) for n in names), default=0))  # room for the whole name (~8 px a character)
+    width = max(width, left + 300 + right)
     height = top + row * len(names) + 24
     vmax = max([s["violation_rate_high"] for s in summary.values()] + [0.05])
     vmax = min(1.0, max(0.1, round(vmax + 0.05, 1)))
     plot_w = width - left - right
     x = lambda v: left + plot_w * v / vmax  # noqa: E731
-    parts = [f'<svg class="chart" role="img" aria-label="violation rates" viewBox="0 0 {width} {height}" '
+    parts = [f'<svg class="chart" role="img" aria-label="{what}s" viewBox="0 0 {width} {height}" '
              f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
     for i in range(6):
         v = vmax * i / 5
@@ -64,7 +67,7 @@ def svg_rates(summary: dict[str, dict[str, Any]], width: int = 720) -> Markup:
                      f'<line x1="{lo:.1f}" y1="{y + 7}" x2="{lo:.1f}" y2="{y + 19}" stroke="{INK}" stroke-width="2"/>'
                      f'<line x1="{hi:.1f}" y1="{y + 7}" x2="{hi:.1f}" y2="{y + 19}" stroke="{INK}" stroke-width="2"/>'
                      f'<text x="{hi + 6:.1f}" y="{y + 17}" class="value">{_pct(s["violation_rate"])}</text>')
-    parts.append(f'<text x="{left}" y="14" class="axis">violation rate (bars) with 95% Wilson interval</text></svg>')
+    parts.append(f'<text x="{left}" y="14" class="axis">{what} (bars) with 95% Wilson interval</text></svg>')
     return Markup("".join(parts))
 
 
@@ -206,9 +209,9 @@ def render_html(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any
     for r in rows:
         by_inv.setdefault(r["invariant"], []).append(r)
     sections = []
+    if metamorph:  # RELATION@TARGET rows are metamorphic results: pairs and relations, not thresholds and AUROC
+        summary = {name: s for name, s in summary.items() if name not in metamorph.get("names", ())}
     for name, s in summary.items():
-        if metamorph and name in metamorph.get("names", ()):
-            continue
         sections.append({
             "name": name, "s": s, "histogram": svg_histogram(s),
             "sweep": svg_sweep(s) if s.get("labeled") else None,
@@ -216,8 +219,9 @@ def render_html(summary: dict[str, dict[str, Any]], rows: Sequence[dict[str, Any
             "disagreeing": [{**r, "judges_map": json.loads(r.get("judges") or "{}")}
                             for r in disagreeing_cases(by_inv.get(name, []), worst)],
         })
+    title = "Guardrail metamorphic test report" if metamorph else "Guardrail eval report"
     return _env().get_template("report.html").render(
-        manifest=manifest, summary=summary, sections=sections, rates=svg_rates(summary) if summary else "",
+        title=title, manifest=manifest, summary=summary, sections=sections, rates=svg_rates(summary) if summary else "",
         malformed=list(malformed)[:50], n_malformed=len(malformed), cases=len({r["case_id"] for r in rows}),
         sweep_points=len(SWEEP), metamorph=metamorph,
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from guardrail_server.evals.report import render_html, render_markdown
+from guardrail_server.evals.report import render_html, render_markdown, svg_rates
 from guardrail_server.evals.summary import summarize
 from guardrail_server.metamorph.runner import MONOTONICITY, PAIRS
 
@@ -124,7 +124,9 @@ def build_view(out_dir: Path, rows: Sequence[dict[str, Any]], manifest: dict[str
             "low": s["violation_rate_low"], "high": s["violation_rate_high"],
             "examples": examples,
         })
+    shown = {e["key"]: summary[e["key"]] for e in entries}
     return {"entries": entries, "names": sorted(by_key), "sut": manifest.get("sut", {}),
+            "chart": svg_rates(shown, what="failure rate") if shown else "",
             "tests_per_s": manifest.get("tests_per_s"), "pairs": manifest.get("pairs"),
             "sut_calls": manifest.get("sut_calls"), "seeds_used": manifest.get("seeds_used"),
             "cases_total": manifest.get("cases_total")}
@@ -137,11 +139,11 @@ def _pct(v: float | None) -> str:
 def render_metamorph_markdown(view: dict[str, Any], manifest: dict[str, Any],
                               gate_lines: Sequence[str] = ()) -> str:
     tests = manifest.get("tests_this_run", manifest.get("tests", "?"))
-    lines = [f"## Guardrail metamorph — {manifest.get('status', '?')}", "",
+    lines = [f"## Guardrail metamorphic tests — {manifest.get('status', '?')}", "",
              f"System under test: `{manifest.get('backend', '?')}` · {view.get('seeds_used')} of "
              f"{view.get('cases_total')} seed cases · {view.get('pairs')} pairs · {view.get('sut_calls')} system "
              f"calls · {tests} tests in {manifest.get('run_s', '?')} s ({view.get('tests_per_s') or '–'} tests/s)", "",
-             "| relation | target | expect | tests | failures | failure rate [95% CI] | inconclusive | errors |",
+             "| relation | target | expect | pairs | failures | failure rate [95% CI] | inconclusive | errors |",
              "|---|---|---|---:|---:|---|---:|---:|"]
     for e in view["entries"]:
         lines.append(f"| {e['relation']} | {e['target']} | {e['expect']} | {e['tests']} | {e['failures']} | "
