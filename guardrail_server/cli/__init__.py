@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from guardrail_server.logs import configure_logging
 
-COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review", "synth")  # each registers its own subcommand(s)
+COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review")  # each registers its own subcommand(s)
 DISTRIBUTION = "guardrail-sidecar"
 
 
