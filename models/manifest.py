@@ -57,6 +57,9 @@ class ModelManifest(BaseModel):
     training: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     judge: dict[str, Any] = Field(default_factory=dict, description="fitted hybrid-judge rule, if any (data, not code)")
+    input_normalization: Literal["canonical_v1"] | None = Field(
+        None, description="rewrite premise and hypothesis into one form for quantities, times and dates before "
+        "tokenizing (guardrail_models.canonical); part of how the model was measured")
 
     @model_validator(mode="after")
     def _three_nli_labels(self) -> ModelManifest:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from guardrail_models.canonical import NORMALIZERS
 from guardrail_models.manifest import ModelManifest, load_manifest
 
 
@@ -66,6 +67,7 @@ class NliRuntime:
             pad_id = self.tokenizer.token_to_id("<pad>") or 0
         self.tokenizer.enable_padding(pad_id=pad_id, pad_token=self.tokenizer.id_to_token(pad_id) or "[PAD]")
         self._order = manifest.column_order()
+        self._normalize = NORMALIZERS[manifest.input_normalization] if manifest.input_normalization else None
 
     @classmethod
     def from_dir(cls, directory: Path | str, threads: int = 0, *, onnx_path: Path | None = None,
@@ -77,7 +79,8 @@ class NliRuntime:
                    directory / manifest.tokenizer_file, threads, max_length)
 
     def encode(self, pairs: Sequence[tuple[str, str]]) -> dict[str, np.ndarray]:
-        encs = self.tokenizer.encode_batch([(p, h) for p, h in pairs])
+        norm = self._normalize
+        encs = self.tokenizer.encode_batch([(norm(p), norm(h)) if norm else (p, h) for p, h in pairs])
         feeds = {"input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
                  "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
                  "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64)}
