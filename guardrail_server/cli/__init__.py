@@ -1,5 +1,5 @@
-"""`guardrail` command line: serve, check, config, models, eval, metamorph, review, anchors, calibrate, recalibrate
-(`guardrail COMMAND --help` for each).
+"""`guardrail` command line: serve, check, config, models, eval, metamorph, review, anchors, calibrate, recalibrate,
+synth (`guardrail COMMAND --help` for each).
 
 exit codes (every command): 0 done, 2 usage, input or start-up problem (one line on stderr naming the config key,
 file, port or URL), 130 interrupted, 1 a crash. `guardrail check` adds 1 = FLAG and 3 = BLOCK; `guardrail eval` and
@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from guardrail_server.logs import configure_logging
 
-COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review")  # each registers its own subcommand(s)
+COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review", "synth")  # each registers its own subcommand(s)
 DISTRIBUTION = "guardrail-sidecar"
 
 
