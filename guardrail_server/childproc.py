@@ -32,7 +32,9 @@ WATCHDOG_INTERVAL_S = 0.2
 
 def start_child(module: str, *args: str) -> subprocess.Popen[bytes]:
     """`python -m module <server pid> args...` with pipes on stdin/stdout and this process's import path."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    from guardrail_server.logs import child_environment
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **child_environment()}
     return subprocess.Popen([sys.executable, "-m", module, str(os.getpid()), *args], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, close_fds=True, env=env)
 
@@ -74,6 +76,9 @@ def protocol_streams() -> tuple[BinaryIO, BinaryIO]:
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
+    from guardrail_server.logs import configure_child_logging
+
+    configure_child_logging()  # the server's logging: every line sanitized and scrubbed, JSON like the server's
     return proto_in, proto_out  # type: ignore[return-value]
 
 

@@ -8,7 +8,12 @@ Every line — structlog events and records from stdlib `logging` (the review st
 - fields that identify a caller's documents or data (passage ids, urls, titles, metadata keys and values) are replaced
   by a fingerprint: a keyed hash (HMAC-SHA256, key random per process), equal within a process for correlation,
   useless for guessing the value from a dictionary of e-mail addresses;
-- credentials (`authorization`, `token`, `api_key`, …) are replaced by `[redacted]`, whatever logs them.
+- credentials (`authorization`, `token`, `api_key`, …) are replaced by `[redacted]`, whatever logs them;
+- every other string — the event, a traceback, a gRPC core or asyncio message, any field — goes through the PII
+  scrubber (`guardrail_invariants.pii.scrub`, patterns only): e-mail addresses, secrets in URLs and auth headers, UK
+  National Insurance and Aadhaar numbers and any run of 9+ digits (phone, card, account numbers) become `<TYPE>`.
+  A library's traceback quoting what a caller sent (gRPC's ExecuteBatchError chained to an input error naming a passage
+  id) is scrubbed like the app's own events.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from typing import Any
 
 import structlog
 
+from guardrail_invariants.pii.scrub import scrub
+
 MAX_CHARS = 256
 FIELD_MAX_CHARS = {"request_id": 128, "app": 64, "event": 512, "exception": 4000, "stack": 4000}
 MULTILINE_FIELDS = frozenset({"exception", "stack"})  # tracebacks keep their newlines (escaped by the JSON renderer)
@@ -31,6 +38,7 @@ FINGERPRINTED_FIELDS = frozenset({
     "passage_id", "passage_ids", "url", "urls", "title", "titles", "metadata", "metadata_key", "metadata_keys",
 })
 SECRET_FIELDS = frozenset({"authorization", "token", "tokens", "api_key", "api_keys", "password", "secret"})
+UNSCRUBBED_FIELDS = frozenset({"timestamp", "level", "logger"})  # written by the logging machinery, not by callers
 MAX_ITEMS = 64
 MAX_DEPTH = 4
 _DROPPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
@@ -52,14 +60,16 @@ def _strip(text: str, keep_newlines: bool) -> str:
     )
 
 
-def clean_text(value: str, limit: int = MAX_CHARS, *, keep_newlines: bool = False, keep_tail: bool = False) -> str:
-    """`value` without control/format characters, cut to `limit` characters. A cut value ends (or, with `keep_tail`,
-    starts) with a marker: how many characters were dropped and the fingerprint of the whole original value."""
+def clean_text(value: str, limit: int = MAX_CHARS, *, keep_newlines: bool = False, keep_tail: bool = False,
+               scrubbed: bool = True) -> str:
+    """`value` without control/format characters and (`scrubbed`) PII patterns, cut to `limit` characters. A cut value
+    ends (or, with `keep_tail`, starts) with a marker: how many characters were dropped and the fingerprint of the whole
+    original value."""
     if len(value) > limit * 8:  # strip only what can be kept: a 3 MB id must not cost a 3 MB pass per log line
         value_for_strip = value[-limit * 8:] if keep_tail else value[: limit * 8]
     else:
         value_for_strip = value
-    text = _strip(value_for_strip, keep_newlines)
+    text = _strip(scrub(value_for_strip) if scrubbed else value_for_strip, keep_newlines)
     if len(text) <= limit and len(value_for_strip) == len(value):
         return text
     marker = f"…[{len(value)} chars, {fingerprint(value)}]"
@@ -80,7 +90,7 @@ def _clean(key: str, value: Any, depth: int) -> Any:
         return value
     if isinstance(value, str):
         return clean_text(value, FIELD_MAX_CHARS.get(key, MAX_CHARS), keep_newlines=key in MULTILINE_FIELDS,
-                          keep_tail=key in MULTILINE_FIELDS)
+                          keep_tail=key in MULTILINE_FIELDS, scrubbed=key not in UNSCRUBBED_FIELDS)
     if depth >= MAX_DEPTH:
         return clean_text(repr(value), MAX_CHARS)
     if isinstance(value, Mapping):
@@ -107,8 +117,31 @@ def _renderer(fmt: str) -> structlog.typing.Processor:
     return structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
 
 
+CHILD_SETTINGS_ENV = "GUARDRAIL_CHILD_LOGGING"  # "level,format": how the server's helper processes log
+
+
+def child_environment() -> dict[str, str]:
+    """For `childproc.start_child`: the helper processes (check workers, the redaction worker) configure their logging
+    like the server's, so their lines are sanitized and scrubbed too (without it a library's warning there would reach
+    stderr through Python's last-resort handler, raw)."""
+    return {CHILD_SETTINGS_ENV: f"{_settings[0]},{_settings[1]}"}
+
+
+def configure_child_logging() -> None:
+    """In a helper process: the server's level and format (child_environment), or nothing when started otherwise."""
+    level, _, fmt = os.environ.get(CHILD_SETTINGS_ENV, "").partition(",")
+    if level and fmt:
+        configure_logging(level, fmt)
+
+
+_settings = ("info", "json")
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
-    """structlog events and stdlib `logging` records both end as one sanitized line on stderr (JSON or console)."""
+    """structlog events and stdlib `logging` records (warnings too) all end as one sanitized line on stderr (JSON or
+    console)."""
+    global _settings
+    _settings = (level, fmt)
     numeric = getattr(logging, level.upper(), logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -131,6 +164,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(numeric)
+    logging.captureWarnings(True)  # warnings.warn from any library: a logging record like the rest
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -71,18 +71,17 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         if isinstance(request, Undecodable):
             metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
             log.info("undecodable_request", reason=request.reason)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request: not a valid guardrail.v1.CheckRequest ({request.reason}; strings must be "
-                                "UTF-8)")
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT,
+                         f"request: not a valid guardrail.v1.CheckRequest ({request.reason}; strings must be UTF-8)")
         try:
             return await self._check(request, self._deadline(context), "unary")
         except InputError as err:
             metrics.REJECTED.labels(err.code).inc()
-            await context.abort(_CODES[err.code], str(err))
+            code, details = _CODES[err.code], str(err)
         except Shed as shed:
             metrics.REJECTED.labels("RESOURCE_EXHAUSTED").inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(shed))
-        raise AssertionError("unreachable")
+            code, details = grpc.StatusCode.RESOURCE_EXHAUSTED, str(shed)
+        await _abort(context, code, details)  # outside the `except`: see _abort
 
     async def CheckStream(
         self, request_iterator: AsyncIterator[pb.CheckRequest | Undecodable], context: grpc.aio.ServicerContext
@@ -108,6 +107,10 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             except Shed as shed:
                 metrics.REJECTED.labels("RESOURCE_EXHAUSTED").inc()
                 reply = _error_reply(request.request_id, grpc.StatusCode.RESOURCE_EXHAUSTED, str(shed))
+            except Exception as exc:  # noqa: BLE001 - a bug must cost this request's reply, not the stream's window
+                log.error("stream_request_failed", error=type(exc).__name__)
+                reply = _error_reply(request.request_id, grpc.StatusCode.INTERNAL,
+                                     f"internal error ({type(exc).__name__})")
             await replies.put(reply)
 
         async def pump() -> None:
@@ -119,6 +122,10 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                     task.add_done_callback(tasks.discard)
                 while tasks:
                     await asyncio.gather(*list(tasks), return_exceptions=True)
+            except Exception as exc:  # noqa: BLE001 - the call ended under us (deadline, cancel, server stop)
+                # gRPC's reader raises once the call is over; the stream ends here rather than leave an exception
+                # nobody retrieves (asyncio would log it with a traceback when the task is collected)
+                log.debug("stream_read_ended", error=type(exc).__name__)
             finally:
                 await replies.put(None)
 
@@ -149,6 +156,18 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                 for d in self.engine.describe()
             ]
         )
+
+
+async def _abort(context: grpc.aio.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """Ends the call with `code`. Never from inside an `except` block: the error gRPC raises when the status cannot be
+    sent would chain the caller's input error (its message quoting a passage id) into gRPC's logged traceback. And not
+    after the caller's deadline: the call is over there, sending a status fails and gRPC logs an ExecuteBatchError
+    traceback; the handler ends as a cancelled one (gRPC logs that at debug)."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise asyncio.CancelledError
+    await context.abort(code, details)
+    raise AssertionError("unreachable: abort raises")
 
 
 def _error_reply(request_id: str, code: grpc.StatusCode, message: str) -> pb.CheckResponse:

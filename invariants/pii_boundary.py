@@ -48,8 +48,8 @@ from guardrail_invariants.types import Case, Finding, Passage, Verdict
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENTITIES: tuple[str, ...] = (
-    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "IP_ADDRESS", "PERSON", "LOCATION",
-    "STREET_ADDRESS",
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "UK_NINO", "IN_AADHAAR", "IP_ADDRESS",
+    "PERSON", "LOCATION", "STREET_ADDRESS", "URL_SECRET",
 )
 # Noisy detectors need more evidence than the default floor (see the "Known traps").
 DEFAULT_SCORE_THRESHOLDS: dict[str, float] = {
@@ -62,7 +62,7 @@ DEFAULT_SCORE_THRESHOLDS: dict[str, float] = {
 # to that person. Card, account and ID numbers count; noisy digit types (US_BANK_NUMBER, US_DRIVER_LICENSE) do not.
 CONTACT_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "US_PASSPORT", "UK_NHS",
-    "MEDICAL_LICENSE", "IP_ADDRESS", "STREET_ADDRESS",
+    "UK_NINO", "IN_AADHAAR", "MEDICAL_LICENSE", "IP_ADDRESS", "STREET_ADDRESS",
 )
 CONTEXTUAL_ENTITIES: tuple[str, ...] = ("PERSON", "LOCATION", "NRP")
 MAX_TIE_OCCURRENCES = 5  # occurrences of a name or place per passage looked at for a nearby identifier

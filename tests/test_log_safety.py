@@ -8,6 +8,7 @@ those limits, so the hostile test raises them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import pytest
 
 from guardrail_client import AsyncGuardrailClient, Decision
 from guardrail_server.logs import configure_logging, get_logger
+from guardrail_server.validation import InputError
 from tests.conftest import make_config, running_server
 
 KEYWORD = {"test_keyword": {"options": {"word": "forbidden"}, "on_fail": "block"}}
@@ -161,3 +163,94 @@ def test_grpc_core_lines_are_limited_to_errors_unless_the_operator_asks(preset: 
     assert done.stdout.strip() == (preset or "ERROR")
     if preset is None:
         assert done.stderr == ""
+
+
+# --- PII in free text, whoever logs it (issue 23, item 10) ----------------------------------------------------------
+
+FREE_TEXT_PII = ["john.doe@acme.internal", "QQ 12 34 56 C", "2345 6789 0124", "+44 7700 900123", "s3cr3tT0k3nABCDEF",
+                 "tok3nValue9876", "4111 1111 1111 1111"]
+
+
+def _assert_no_free_text_pii(err: str) -> None:
+    for value in FREE_TEXT_PII:
+        assert value not in err, value
+    for fragment in ("john.doe", "12 34 56", "6789 0124", "7700 900123", "T0k3n", "Value9876", "1111 1111"):
+        assert fragment not in err, fragment
+
+
+def test_every_logger_and_traceback_passes_the_pii_scrubber(capfd: pytest.CaptureFixture[str]) -> None:
+    """gRPC's ExecuteBatchError traceback chained to an input error quoting a passage id, asyncio's 'Task exception was
+    never retrieved', a stdlib record's arguments and a structlog event's free text: every line is JSON and none
+    carries an e-mail, NI or Aadhaar number, phone, card or URL secret (warnings: the helper-process test below)."""
+    configure_logging("info", "json")
+    quoted = f"context[1].id: duplicate passage id {FREE_TEXT_PII[0]!r}"
+    try:
+        try:
+            raise InputError("INVALID_ARGUMENT", "context[1].id", f"duplicate passage id {FREE_TEXT_PII[0]!r}")
+        except InputError:
+            raise RuntimeError("Failed \"execute_batch\": (<SendStatusFromServerOperation>,)")  # noqa: B904
+    except RuntimeError:
+        logging.getLogger("grpc._cython.cygrpc").exception(
+            "ExecuteBatchError raised in core by servicer method [/guardrail.v1.GuardrailService/Check]")
+    try:
+        raise ValueError(f"user QQ 12 34 56 C, aadhaar 2345 6789 0124, card 4111 1111 1111 1111 ({quoted})")
+    except ValueError as exc:
+        logging.getLogger("asyncio").error("Task exception was never retrieved", exc_info=exc)
+    logging.getLogger("grpc.aio._call").debug("ignored below the level: %s", FREE_TEXT_PII[0])
+    logging.getLogger("presidio-analyzer").warning("GET /s3cr3tT0k3nABCDEF/ for %s", FREE_TEXT_PII[0])
+    get_logger("guardrail.test").info("free text", note=f"ring {FREE_TEXT_PII[3]} or mail {FREE_TEXT_PII[0]}")
+    err = capfd.readouterr().err
+    events = _lines(err)
+    _assert_no_free_text_pii(err)
+    grpc_line = next(e for e in events if e.get("logger") == "grpc._cython.cygrpc")
+    assert "duplicate passage id" in grpc_line["exception"] and "<EMAIL_ADDRESS>" in grpc_line["exception"]
+    assert "<UK_NINO>" in err and "<IN_AADHAAR>" in err and "<URL_SECRET>" in err and "<NUMBER>" in err
+
+
+async def test_an_abort_after_the_callers_deadline_logs_no_traceback(capfd: pytest.CaptureFixture[str],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's path, through a real server: the call's input error surfaces only after the caller's deadline.
+    The servicer no longer calls abort on a finished call (which made gRPC log an ExecuteBatchError traceback with
+    the input error, and the passage id it quotes, chained in): the call ends as cancelled, and nothing is logged above
+    debug."""
+    from guardrail_server.engine import CheckEngine
+
+    configure_logging("info", "json")
+
+    async def late_input_error(self: CheckEngine, *args: object, **kwargs: object) -> None:
+        await asyncio.sleep(0.6)
+        raise InputError("INVALID_ARGUMENT", "context[1].id", f"duplicate passage id {FREE_TEXT_PII[0]!r}")
+
+    monkeypatch.setattr(CheckEngine, "check", late_input_error)
+    async with running_server(make_config(KEYWORD)) as (_, target):
+        async with AsyncGuardrailClient(target, timeout=0.2) as client:
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await client.check("x", context=[{"id": FREE_TEXT_PII[0], "text": "a"}])
+            assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.sleep(0.8)  # the handler runs on past the deadline, then ends
+    err = capfd.readouterr().err
+    events = _lines(err)
+    _assert_no_free_text_pii(err)
+    assert not [e for e in events if e["level"] in ("error", "critical") or "exception" in e], events
+
+
+def test_helper_processes_log_through_the_same_sanitizer() -> None:
+    """A check worker or the redaction worker (childproc) configures the server's logging: a library's line or warning
+    there is one scrubbed JSON object, not Python's raw last-resort text."""
+    from guardrail_server.logs import child_environment
+
+    configure_logging("info", "json")
+    code = ("import logging, sys\n"
+            "from guardrail_server.childproc import protocol_streams\n"
+            "protocol_streams()\n"
+            "logging.getLogger('spacy').warning('could not parse %s', 'mail john.doe@acme.internal QQ 12 34 56 C')\n"
+            "import warnings\n"
+            "warnings.warn('call +44 7700 900123 about https://x.example/reset?token=tok3nValue9876')\n")
+    done = subprocess.run([sys.executable, "-c", code], env={**os.environ, **child_environment()},
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    event, warning = _lines(done.stderr)
+    assert event["logger"] == "spacy" and event["event"] == "could not parse mail <EMAIL_ADDRESS> <UK_NINO>"
+    assert warning["logger"] == "py.warnings" and "<NUMBER>" in warning["event"] and "token=<URL_SECRET>" in \
+        warning["event"]
+    _assert_no_free_text_pii(done.stderr)

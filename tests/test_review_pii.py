@@ -102,3 +102,71 @@ async def test_with_a_key_raw_text_is_sealed_for_reviewers(tmp_path: Path) -> No
     shown = with_raw_text(sample, key)
     assert shown["raw_text"] is True and shown["case"]["response"] == RESPONSE
     assert with_raw_text(sample, None)["case"]["response"] == sample["case"]["response"] != RESPONSE
+
+
+# --- identifiers Presidio's defaults miss, in every place a reviewer reads them (issue 23, item 10) ------------------
+
+NINO, AADHAAR, UK_PHONE = "QQ 12 34 56 C", "2345 6789 0124", "+44 7700 900123"
+RESET = "https://accounts.example.com/reset?token=9fK2xLq7Zr4TbW1p&user=7"
+PRIVATE_LINK = "https://files.example.com/s3cr3tT0k3nABCDEF/report.pdf"
+MORE_RAW = [NINO, AADHAAR, UK_PHONE, "9fK2xLq7Zr4TbW1p", "s3cr3tT0k3nABCDEF", "12 34 56", "6789 0124", "7700 900123"]
+
+
+def _page(app: object, path: str, token: str) -> str:
+    import io
+
+    from guardrail_server.review.web import SESSION_COOKIE
+
+    status: list[str] = []
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": "", "HTTP_HOST": "localhost",
+               "HTTP_COOKIE": f"{SESSION_COOKIE}={token}", "wsgi.input": io.BytesIO(b""), "wsgi.url_scheme": "http",
+               "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
+    body = b"".join(app(environ, lambda s, h: status.append(s)))  # type: ignore[operator]
+    assert status[0].startswith("200"), status
+    return body.decode()
+
+
+async def test_uk_ni_aadhaar_url_tokens_and_a_uk_phone_never_reach_store_quotes_or_page(tmp_path: Path) -> None:
+    """A UK phone number in the response (Presidio's phone recognizer does not parse `+44 7700 900123`), an NI and an
+    Aadhaar number, a password-reset token in a URL query and a token in a URL path, in the response and the passage:
+    the store file, the spool, the findings' quotes and the review page show none of them; the store file is 0600."""
+    from guardrail_server.review.auth import hash_password
+    from guardrail_server.review.web import ReviewApp
+
+    url = f"sqlite:///{tmp_path / 'review.db'}"
+    response = (f"Her NI number is {NINO} and her Aadhaar {AADHAAR}; call {UK_PHONE}. Reset at {RESET} "
+                f"or read {PRIVATE_LINK}.")
+    passage = (f"Patient record: NI {NINO}, Aadhaar {AADHAAR}, phone {UK_PHONE}. Reset link {RESET}. "
+               f"Report {PRIVATE_LINK}.")
+    cfg = make_config(
+        {"pii_boundary": {"on_fail": "flag", "timeout_s": 60}},
+        {"review.enabled": True, "review.url": url, "review.spool_dir": str(tmp_path / "spool"),
+         "review.random_rate": 1.0},
+    )
+    async with running_server(cfg, sampler=ReviewSampler(cfg.review)) as (_, target):
+        async with AsyncGuardrailClient(target, timeout=60) as client:
+            reply = await client.check(response, question="What is on file?",
+                                       context=[{"id": "rec-1", "text": passage}])
+    assert (tmp_path / "review.db").stat().st_mode & 0o777 == 0o600  # it holds reviewers' password hashes
+    with ReviewStore(url).open() as store:
+        sample = store.get_sample(reply.review_sample_id)
+        store.set_user("alice", hash_password("correct horse battery"))
+        app = ReviewApp(store)
+        token, _ = app.sessions.create("alice")
+        html = _page(app, f"/sample/{reply.review_sample_id}", token) + _page(app, "/", token)
+    db_bytes = (tmp_path / "review.db").read_bytes().decode("utf-8", "replace")
+    spool = "".join(p.read_text(errors="replace") for p in (tmp_path / "spool").rglob("*") if p.is_file())
+    for where, text in (("store file", db_bytes), ("spool", spool), ("record", json.dumps(sample)), ("page", html)):
+        assert [v for v in MORE_RAW if v in text] == [], where
+    stored = sample["case"]["response"]
+    assert "<UK_NINO>" in stored and "<IN_AADHAAR>" in stored and "?token=<URL_SECRET>" in stored
+    assert "/<URL_SECRET>/report.pdf" in stored
+    findings = [f for v in sample["verdicts"] for f in v["findings"]]
+    assert {f["evidence"]["entity_type"] for f in findings if f["kind"] == "pii_leak"} >= {"UK_NINO", "IN_AADHAAR"}
+    assert all(not any(v in f["quote"] for v in MORE_RAW) for f in findings)
+
+
+def test_a_new_sqlite_store_is_created_0600(tmp_path: Path) -> None:
+    with ReviewStore(f"sqlite:///{tmp_path / 'sub' / 'review.db'}").open():
+        pass
+    assert (tmp_path / "sub" / "review.db").stat().st_mode & 0o777 == 0o600

@@ -6,8 +6,10 @@ Two steps, on two sides of the hot path:
   claims the sample id (see `intake.py`).
 * `redact_record(raw, ...)` runs later, in the redaction worker process, before anything reaches the store or
   the spool. It rewrites **free text only** — question, response, passage titles and texts, sampled responses,
-  finding messages and quotes, verdict errors — with the PII redactor (Presidio, plus a catch-all e-mail pattern
-  for any TLD, so `.internal`/`.corp` addresses never depend on a public-suffix list). Structured values keep
+  finding messages and quotes, verdict errors — with the PII redactor (Presidio), before and after which the pattern
+  scrubber (`guardrail_invariants.pii.scrub`, the one every log line passes) catches what a recognizer may miss:
+  e-mail addresses on any TLD (`.internal`/`.corp` never depend on a public-suffix list), secrets in URLs, UK National
+  Insurance and Aadhaar numbers, any run of 9+ digits (a phone number in a format the phone recognizer does not parse). Structured values keep
   their meaning: invariant and judge names, outcomes, numbers, finding kinds, `entity_type` and other
   identifier-like evidence values stay as they are (Presidio used to turn `entity_type: EMAIL_ADDRESS` into
   `<PERSON>`). Identifiers that may carry personal data are never stored raw:
@@ -45,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from guardrail_invariants.pii.scrub import scrub
 from guardrail_invariants.types import Case, Finding, Verdict
 
 log = logging.getLogger(__name__)
@@ -63,10 +66,6 @@ STRUCTURED_KEYS = frozenset({"entity_type", "match", "format", "via", "mode", "k
 # ... and under these keys they are passage ids or citation refs (redacted like the response that cites them).
 ID_KEYS = frozenset({"passage_id", "passages", "refs", "ref", "passage_ids"})
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,63}$")
-# Any e-mail address, whatever its TLD (`.internal`, `.corp`, `.local`); Presidio's recognizer checks the TLD
-# against the public-suffix list and misses these.
-EMAIL_ANY_TLD = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                           r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
 HASH_DOMAIN = b"guardrail-review-hash/v1"
 
 
@@ -208,11 +207,11 @@ class _Redaction:
         if not text:
             return text
         try:
-            out = self.redact(EMAIL_ANY_TLD.sub("<EMAIL_ADDRESS>", text))
+            out = self.redact(scrub(text))
         except Exception as exc:  # noqa: BLE001 - a redactor bug must never leak raw text
             log.error("review: redaction failed (%s); text withheld", type(exc).__name__)
             return REDACTION_UNAVAILABLE
-        return EMAIL_ANY_TLD.sub("<EMAIL_ADDRESS>", out)
+        return scrub(out)
 
     def ident(self, value: str) -> str:
         """A passage id or citation ref: redacted like the text that cites it."""

@@ -158,6 +158,7 @@ class ReviewStore:
         if url.get_backend_name() == "sqlite":
             if url.database and url.database != ":memory:":
                 Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+                _create_private(Path(url.database).expanduser())
             engine = sa.create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": self.write_timeout_s}
             )
@@ -568,3 +569,15 @@ def sample_to_record(sample: Mapping[str, Any]) -> dict[str, Any]:
     rec = {k: sample[k] for k in keys if k in sample}
     rec["reasons"] = ",".join(sample["reasons"]) if isinstance(sample["reasons"], list) else sample["reasons"]
     return rec
+
+
+def _create_private(path: Path) -> None:
+    """A new SQLite store file is created 0600 before SQLite opens it (SQLite would make it 0644 under the usual
+    umask, and its journal files take the database's mode): it holds reviewers' password hashes and the samples."""
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    except OSError:
+        return  # e.g. a read-only directory: SQLite reports it when it opens the file
+    os.close(fd)

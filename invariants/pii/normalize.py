@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import phonenumbers
 
-DIGIT_TYPES = frozenset({"CREDIT_CARD", "US_SSN", "US_ITIN", "US_BANK_NUMBER", "ABA_ROUTING_NUMBER", "UK_NHS"})
-ALNUM_TYPES = frozenset({"IBAN_CODE", "US_DRIVER_LICENSE", "US_PASSPORT", "CRYPTO", "MEDICAL_LICENSE", "MAC_ADDRESS"})
+DIGIT_TYPES = frozenset({"CREDIT_CARD", "US_SSN", "US_ITIN", "US_BANK_NUMBER", "ABA_ROUTING_NUMBER", "UK_NHS",
+                         "IN_AADHAAR"})
+ALNUM_TYPES = frozenset({"IBAN_CODE", "US_DRIVER_LICENSE", "US_PASSPORT", "CRYPTO", "MEDICAL_LICENSE", "MAC_ADDRESS",
+                         "UK_NINO"})
 
 _NON_DIGIT = re.compile(r"\D+")
 _NON_ALNUM = re.compile(r"[^0-9A-Za-z]+")

@@ -3,6 +3,9 @@
 - Street addresses (the most common PII in support and CRM documents). Generic formats only: a house number before
   an English street suffix, a continental street word before a house number, unit numbers, post-office and military
   boxes. Scores stay below the checksummed types.
+- UK National Insurance numbers in the format HMRC prints (`QQ 12 34 56 C`; Presidio's own recognizer refuses the
+  reserved prefixes its examples use), Aadhaar numbers (Presidio's recognizer, Verhoeff-checked, for English too),
+  secrets in URLs (`?token=…`, token-like path segments) and auth headers.
 - E-mail addresses on any top-level domain. Presidio's recognizer validates the domain against the public-suffix
   list, so `jane@hr.internal`, `ops@corp` hosts and `admin@printer.local` — exactly the addresses of a company's own
   documents — were not detected at all (not flagged as leaks, not redacted in the review store).
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 import re
 
-from presidio_analyzer import Pattern, PatternRecognizer
-from presidio_analyzer.predefined_recognizers import EmailRecognizer
+from presidio_analyzer import LocalRecognizer, Pattern, PatternRecognizer, RecognizerResult
+from presidio_analyzer.predefined_recognizers import EmailRecognizer, InAadhaarRecognizer
+
+from guardrail_invariants.pii.scrub import url_secret_spans
 
 # The last label of a host name: letters (any script) or an IDNA `xn--` label, 2-63 characters. Digits-only last
 # labels (`a@1.2.3.4`) are not host names.
@@ -63,3 +68,38 @@ def street_address_recognizer() -> PatternRecognizer:
         context=ADDRESS_CONTEXT,
         supported_language="en",
     )
+
+
+def uk_nino_recognizer() -> PatternRecognizer:
+    """UK_NINO as printed (two letters, three pairs of digits, A-D), upper case only; "national insurance" nearby
+    raises the score."""
+    return PatternRecognizer(
+        supported_entity="UK_NINO",
+        name="UkNinoFormatRecognizer",
+        patterns=[Pattern("nino", r"\b(?-i:[A-Z]{2}) ?\d{2} ?\d{2} ?\d{2} ?(?-i:[A-D])\b", 0.5)],
+        context=["national insurance", "insurance", "ni", "nino"],
+        supported_language="en",
+    )
+
+
+def aadhaar_recognizer() -> InAadhaarRecognizer:
+    return InAadhaarRecognizer(supported_language="en")
+
+
+class UrlSecretRecognizer(LocalRecognizer):
+    """URL_SECRET: the value of a secret-named query parameter (`?token=…`, `&api_key=…`, `&sig=…`), a token-like
+    path segment (`/s3cr3tT0k3nABCDEF/`: 12+ characters, 2+ digits and 2+ letters) or a Bearer/Basic credential —
+    the same rules as the log scrubber (`guardrail_invariants.pii.scrub`)."""
+
+    ENTITY = "URL_SECRET"
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="UrlSecretRecognizer", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list[RecognizerResult]:
+        if self.ENTITY not in entities:
+            return []
+        return [RecognizerResult(self.ENTITY, s, e, 0.7) for s, e in url_secret_spans(text)]

@@ -15,8 +15,8 @@ from guardrail_invariants.pii.engine import get_analyzer, loaded_analyzer
 # value. DATE_TIME and URL stay readable (they fire on almost every text and rarely identify anyone).
 REDACT_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "US_BANK_NUMBER",
-    "US_DRIVER_LICENSE", "US_PASSPORT", "IP_ADDRESS", "CRYPTO", "MEDICAL_LICENSE", "UK_NHS", "PERSON", "LOCATION",
-    "STREET_ADDRESS",
+    "US_DRIVER_LICENSE", "US_PASSPORT", "IP_ADDRESS", "CRYPTO", "MEDICAL_LICENSE", "UK_NHS", "UK_NINO", "IN_AADHAAR",
+    "PERSON", "LOCATION", "STREET_ADDRESS", "URL_SECRET",
 )
 REDACT_SCORE_THRESHOLD = 0.3
 
