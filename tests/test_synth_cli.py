@@ -116,6 +116,14 @@ def test_anchors_in_the_review_store_steer_the_grid(tmp_path: Path, capsys: pyte
     assert sum(summary["per_kind"][k]["planned"] for k in summary["per_kind"]) == 160
     assert main(["synth", str(docs), "--out", str(steered), "--anchors", "missing", "--url", url]) == 2
     assert "no anchor set 'missing'" in capsys.readouterr().err
+    # the same set exported to a file (`guardrail anchors export`) steers the same way, without a store
+    exported = tmp_path / "golden.jsonl"
+    assert main(["anchors", "export", "golden", "--url", url, "--out", str(exported)]) == 0
+    from_file = tmp_path / "from_file.jsonl"
+    assert main(["synth", str(docs), "--out", str(from_file), "--cases", "160", "--no-progress",
+                 "--anchors", str(exported)]) == 0
+    assert from_file.read_bytes() == steered.read_bytes()
+    assert json.loads((tmp_path / "from_file.summary.json").read_text())["weights"] == summary["weights"]
 
 
 # ---------------------------------------------------------------- --llm
