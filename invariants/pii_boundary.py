@@ -43,13 +43,14 @@ from guardrail_invariants.pii.names import (
     spacy_person_tagger,
 )
 from guardrail_invariants.pii.normalize import Name, fold, normalize, phone_key, trim_name
+from guardrail_invariants.pii.places import is_public_place
 from guardrail_invariants.types import Case, Finding, Passage, Verdict
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "UK_NINO", "IN_AADHAAR", "IP_ADDRESS",
-    "PERSON", "LOCATION", "STREET_ADDRESS", "URL_SECRET",
+    "PERSON", "LOCATION", "STREET_ADDRESS", "DATE_OF_BIRTH", "URL_SECRET",
 )
 # Noisy detectors need more evidence than the default floor (see the issue's "Known traps").
 DEFAULT_SCORE_THRESHOLDS: dict[str, float] = {
@@ -64,7 +65,8 @@ CONTACT_ENTITIES: tuple[str, ...] = (
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "US_PASSPORT", "UK_NHS",
     "UK_NINO", "IN_AADHAAR", "MEDICAL_LICENSE", "IP_ADDRESS", "STREET_ADDRESS",
 )
-CONTEXTUAL_ENTITIES: tuple[str, ...] = ("PERSON", "LOCATION", "NRP")
+# A date of birth too: every encyclopedia biography has one; next to a contact identifier in a record it is personal.
+CONTEXTUAL_ENTITIES: tuple[str, ...] = ("PERSON", "LOCATION", "NRP", "DATE_OF_BIRTH")
 MAX_TIE_OCCURRENCES = 5  # occurrences of a name or place per passage looked at for a nearby identifier
 _ENTITY_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
@@ -106,6 +108,11 @@ class PiiBoundaryOptions(InvariantOptions):
         (), description="glob patterns on passage id or url of public documents (press, encyclopedia); a passage "
         "marked on the wire keeps its mark"
     )
+    public_places: bool = Field(
+        True, description="a LOCATION that names a country, capital, US state, continent or city of 100,000+ people "
+        "(the bundled GeoNames list) or a named facility (\"the Louvre\") is a public place: in an unmarked passage "
+        "a street address next to it does not tie it to a person (it is that address's city); a phone, e-mail or ID "
+        "number still does")
     quoted_names_are_public: bool = Field(
         False, description="a name quoted as speaker/author in the context (… said X, “…”) is public"
     )
@@ -270,7 +277,8 @@ class PiiBoundaryInvariant:
                 tally.public += 1
                 continue
             if d.entity_type in o.contextual_entities:
-                private = [(pid, p) for pid, p in private if self._counts_in(p, d, value, tie_budget)]
+                private = [(pid, p) for pid, p in private
+                           if self._counts_in(p, d, value, tie_budget, case.response)]
                 if not private:
                     tally.untied += 1
                     continue
@@ -316,20 +324,25 @@ class PiiBoundaryInvariant:
             return "public"
         return ""
 
-    def _counts_in(self, passage: Passage, d: Detection, value: str, budget: Budget) -> bool:
+    def _counts_in(self, passage: Passage, d: Detection, value: str, budget: Budget, response: str = "") -> bool:
         """Whether a name or place found in this (non-public) passage is personal data there."""
         mark = self._sensitivity(passage) or self.options.unmarked_passages
         if mark != "tied":
             return mark == "private"
-        return self._tied(passage.text, d, value, budget)
+        return self._tied(passage.text, d, value, budget, response)
 
-    def _tied(self, text: str, d: Detection, value: str, budget: Budget) -> bool:
-        """A contact identifier within `tie_window_chars` of an occurrence of the name or place in `text`."""
+    def _tied(self, text: str, d: Detection, value: str, budget: Budget, response: str = "") -> bool:
+        """A contact identifier within `tie_window_chars` of an occurrence of the name or place in `text`. A public
+        place (`public_places`) is not tied by a street address: next to one it is that address's city or landmark
+        ("Address: 525 W. Ottawa St., Lansing" ties Lansing to no one); a phone or an e-mail beside it still ties it."""
+        public_place = (self.options.public_places and d.entity_type == "LOCATION"
+                        and is_public_place(response, d.start, d.end))
+        entities = tuple(e for e in self._tie_entities if e != "STREET_ADDRESS") if public_place else None
         if self._patterns is None or not self._tie_entities:
             return False
         radius = self.options.tie_window_chars
         if radius == 0:
-            spans = self._identifier_spans(text, budget)
+            spans = self._identifier_spans(text, budget, entities)
             return spans is None or bool(spans)
         words = tuple(d.name.surface) if d.name is not None else tuple(value.split())
         found = list(occurrences(text, words, capitalized=False, limit=MAX_TIE_OCCURRENCES)) if words else []
@@ -338,23 +351,25 @@ class PiiBoundaryInvariant:
                 found += occurrences(text, (token,), capitalized=True, limit=MAX_TIE_OCCURRENCES)
         for start, end in found[: 2 * MAX_TIE_OCCURRENCES]:
             lo, hi = max(0, start - radius), min(len(text), end + radius)
-            spans = self._identifier_spans(text[lo:hi], budget)
+            spans = self._identifier_spans(text[lo:hi], budget, entities)
             if spans is None or any(not (lo + s < end and start < lo + e) for s, e in spans):
                 return True
         return False
 
-    def _identifier_spans(self, text: str, budget: Budget) -> tuple[tuple[int, int], ...] | None:
-        """Spans of contact identifiers in `text` (pattern recognizers only, no NER), cached by content; None when
-        this check's scan budget is spent (the caller then counts the name as tied)."""
+    def _identifier_spans(self, text: str, budget: Budget, entities: tuple[str, ...] | None = None
+                          ) -> tuple[tuple[int, int], ...] | None:
+        """Spans of contact identifiers (`entities`, default tie_entities) in `text` (pattern recognizers only, no NER),
+        cached by content; None when this check's scan budget is spent (the caller then counts the name as tied)."""
         o = self.options
-        key = content_key(text)
+        entities = self._tie_entities if entities is None else entities
+        key = content_key(text) + ("|".join(entities).encode() if entities != self._tie_entities else b"")
         if key not in self._identifiers:
             if budget.windows <= 0:
                 return None
             budget.windows -= 1
 
         def build() -> tuple[tuple[int, int], ...]:
-            found = analyze(self._patterns, text, self._tie_entities, o.score_thresholds, o.score_threshold)
+            found = analyze(self._patterns, text, entities, o.score_thresholds, o.score_threshold)
             return tuple((r.start, r.end) for r in found)
 
         return self._identifiers.get_or_build(key, build)

@@ -9,7 +9,9 @@ Two steps, on two sides of the hot path:
   finding messages and quotes, verdict errors — with the PII redactor (Presidio), before and after which the pattern
   scrubber (`guardrail_invariants.pii.scrub`, the one every log line passes) catches what a recognizer may miss:
   e-mail addresses on any TLD (`.internal`/`.corp` never depend on a public-suffix list), secrets in URLs, UK National
-  Insurance and Aadhaar numbers, any run of 9+ digits (a phone number in a format the phone recognizer does not parse). Structured values keep
+  Insurance and Aadhaar numbers, any run of 9+ digits (a phone number in a format the phone recognizer does not parse).
+  Public places (cities, countries, "the Louvre") stay readable in a record whose context holds a passage marked
+  public: "How tall is the Eiffel Tower?" is not personal data there. Structured values keep
   their meaning: invariant and judge names, outcomes, numbers, finding kinds, `entity_type` and other
   identifier-like evidence values stay as they are (Presidio used to turn `entity_type: EMAIL_ADDRESS` into
   `<PERSON>`). Identifiers that may carry personal data are never stored raw:
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import json
 import logging
 import re
@@ -165,7 +168,7 @@ def _raw_case(case: Case) -> dict[str, Any]:
         "response": case.response,
         "context": [
             {"id": p.id[:MAX_ID_CHARS], "title": p.title[:MAX_ID_CHARS], "url": p.url[:MAX_ID_CHARS * 4],
-             "text": _clip(p.text)}
+             "text": _clip(p.text), "sensitivity": p.sensitivity}
             for p in case.context
         ],
         "samples": list(case.samples),
@@ -199,15 +202,18 @@ def raw_record(p: Pending) -> dict[str, Any]:
 class _Redaction:
     """One record's redaction: the free-text redactor plus the identifier rules above."""
 
-    def __init__(self, redact: Redactor, options: RecordOptions) -> None:
+    def __init__(self, redact: Redactor, options: RecordOptions, *, public_places: bool = False) -> None:
         self.redact = redact
         self.options = options
+        # keep public places readable (a passage of the case is public) where the redactor can tell them apart
+        keep = public_places and accepts_keyword(redact, "keep_public_places")
+        self.keep = {"keep_public_places": True} if keep else {}
 
     def text(self, text: str) -> str:
         if not text:
             return text
         try:
-            out = self.redact(scrub(text))
+            out = self.redact(scrub(text), **self.keep)
         except Exception as exc:  # noqa: BLE001 - a redactor bug must never leak raw text
             log.error("review: redaction failed (%s); text withheld", type(exc).__name__)
             return REDACTION_UNAVAILABLE
@@ -288,12 +294,24 @@ class _Redaction:
             "response": self.text(c.get("response", "")),
             "context": [
                 {"id": self.ident(p.get("id", "")), "title": self.text(p.get("title", "")),
-                 "url": self.url(p.get("url", "")), "text": self.text(p.get("text", ""))}
+                 "url": self.url(p.get("url", "")), "text": self.text(p.get("text", "")),
+                 "sensitivity": p.get("sensitivity", "")}
                 for p in c.get("context", [])
             ],
             "samples": [self.text(s) for s in c.get("samples", [])],
             "metadata": metadata,
         }
+
+
+def accepts_keyword(redact: Redactor, keyword: str) -> bool:
+    try:
+        return keyword in inspect.signature(redact).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _has_public_passage(case: Mapping[str, Any]) -> bool:
+    return any(p.get("sensitivity") == "public" for p in case.get("context", []))
 
 
 def _port(parts: Any) -> int | None:
@@ -321,7 +339,7 @@ def redact_record(raw: Mapping[str, Any], redact: Redactor | None, options: Reco
         return dict(raw)
     out = dict(raw)
     if redact is not None:
-        r = _Redaction(redact, options)
+        r = _Redaction(redact, options, public_places=_has_public_passage(raw["case"]))
         out.update(
             request_id=r.hashed(raw.get("request_id", "")),
             app=r.hashed(raw.get("app", "")),
@@ -358,4 +376,5 @@ def to_record(p: Pending, redact: Redactor | None, options: RecordOptions | None
 def case_record(case: Case, redact: Redactor | None) -> dict[str, Any]:
     """The stored form of one case (clipped; redacted when `redact` is given)."""
     raw = _raw_case(case)
-    return raw if redact is None else _Redaction(redact, RecordOptions()).case(raw)
+    return raw if redact is None else _Redaction(redact, RecordOptions(),
+                                                 public_places=_has_public_passage(raw)).case(raw)

@@ -23,7 +23,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardrail_server.childproc import protocol_streams, read_frame, start_child, watch_parent, write_frame
-from guardrail_server.review.records import RecordOptions, Redactor, default_redactor, redact_record
+from guardrail_server.review.records import (
+    RecordOptions,
+    Redactor,
+    accepts_keyword,
+    default_redactor,
+    redact_record,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +39,16 @@ TIMEOUT_S = 120.0
 
 
 def cached(redact: Redactor) -> Redactor:
-    """Memoises short texts; long ones are rare and would make the cache a memory hog."""
+    """Memoises short texts; long ones are rare and would make the cache a memory hog. Keeps the redactor's
+    `keep_public_places` keyword when it has one."""
     memo = functools.lru_cache(maxsize=CACHE_SIZE)(redact)
+    if accepts_keyword(redact, "keep_public_places"):
+        def run_keeping(text: str, keep_public_places: bool = False) -> str:
+            if len(text) > CACHE_MAX_CHARS:
+                return redact(text, keep_public_places=keep_public_places)  # type: ignore[call-arg]
+            return memo(text, keep_public_places=keep_public_places)  # type: ignore[call-arg]
+
+        return run_keeping
 
     def run(text: str) -> str:
         return memo(text) if len(text) <= CACHE_MAX_CHARS else redact(text)

@@ -24,7 +24,7 @@ LANGUAGE = "en"
 # DATE_TIME on groups of a card number, PERSON/LOCATION on an e-mail's local part), the precise one wins.
 PRECISE_TYPES = frozenset(
     {"EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IBAN_CODE", "US_SSN", "US_ITIN", "IP_ADDRESS", "CRYPTO",
-     "UK_NHS", "MAC_ADDRESS", "STREET_ADDRESS", "UK_NINO", "IN_AADHAAR", "URL_SECRET"}
+     "UK_NHS", "MAC_ADDRESS", "STREET_ADDRESS", "UK_NINO", "IN_AADHAAR", "DATE_OF_BIRTH", "URL_SECRET"}
 )
 # Types that only spaCy's NER produces; unavailable in pattern-only mode.
 NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
@@ -32,9 +32,9 @@ NER_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION"})
 # outside this set in config is a typo (`PERSN`) that would silently check nothing: config validation refuses it.
 # tests/test_pii_defaults.py keeps this equal to what the real analyzer reports.
 KNOWN_ENTITIES = frozenset({
-    "CREDIT_CARD", "CRYPTO", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "IN_AADHAAR", "IP_ADDRESS", "LOCATION",
-    "MAC_ADDRESS", "MEDICAL_LICENSE", "NRP", "PERSON", "PHONE_NUMBER", "STREET_ADDRESS", "UK_NHS", "UK_NINO", "URL",
-    "URL_SECRET", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN", "UUID",
+    "CREDIT_CARD", "CRYPTO", "DATE_OF_BIRTH", "DATE_TIME", "EMAIL_ADDRESS", "IBAN_CODE", "IN_AADHAAR", "IP_ADDRESS",
+    "LOCATION", "MAC_ADDRESS", "MEDICAL_LICENSE", "NRP", "PERSON", "PHONE_NUMBER", "STREET_ADDRESS", "UK_NHS",
+    "UK_NINO", "URL", "URL_SECRET", "US_BANK_NUMBER", "US_DRIVER_LICENSE", "US_ITIN", "US_PASSPORT", "US_SSN", "UUID",
 })
 
 

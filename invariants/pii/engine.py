@@ -27,6 +27,8 @@ from presidio_analyzer.nlp_engine import NlpArtifacts, NlpEngineProvider, NoOpNl
 from guardrail_invariants.pii.detect import LANGUAGE, spacy_view  # noqa: E402
 from guardrail_invariants.pii.recognizers import (  # noqa: E402
     AnyTldEmailRecognizer,
+    DateOfBirthRecognizer,
+    PublicPlaceRecognizer,
     UrlSecretRecognizer,
     aadhaar_recognizer,
     street_address_recognizer,
@@ -132,8 +134,10 @@ def _build(pattern_only: bool) -> AnalyzerEngine:
     registry.remove_recognizer("EmailRecognizer")  # rejects every address outside the public-suffix list
     registry.add_recognizer(AnyTldEmailRecognizer())
     registry.add_recognizer(street_address_recognizer())
-    for recognizer in (uk_nino_recognizer(), aadhaar_recognizer(), UrlSecretRecognizer()):
+    for recognizer in (DateOfBirthRecognizer(), uk_nino_recognizer(), aadhaar_recognizer(), UrlSecretRecognizer()):
         registry.add_recognizer(recognizer)
+    if not pattern_only:  # its facility rule reads spaCy's tags; LOCATION is an NER type
+        registry.add_recognizer(PublicPlaceRecognizer())
     analyzer = AnalyzerEngine(registry=registry, nlp_engine=nlp_engine, supported_languages=[LANGUAGE])
     # Warm-up: spaCy's first call, phonenumbers' metadata and tldextract's suffix list all load lazily.
     analyzer.analyze("Call Jane Doe at +1 212 555 0187 or jane@example.org from 10.0.0.1.", language=LANGUAGE)

@@ -1,11 +1,17 @@
 """Recognizers Presidio lacks or gets wrong for us.
 
 - Street addresses (the most common PII in support and CRM documents). Generic formats only: a house number before
-  an English street suffix, a continental street word before a house number, unit numbers, post-office and military
-  boxes. Scores stay below the checksummed types.
+  an English street suffix, a continental street word before a house number, a house number before a Romance street
+  word ("17 Rue des Lilas", "3, via Roma"), unit numbers, post-office and military boxes. Scores stay below the
+  checksummed types.
+- Dates of birth: a date right after "born", "date of birth", "DOB", "né le", "geboren am" (the date alone is a
+  DATE_TIME, which fires on every text and is not redacted; the cue makes it personal data).
 - UK National Insurance numbers in the format HMRC prints (`QQ 12 34 56 C`; Presidio's own recognizer refuses the
   reserved prefixes its examples use), Aadhaar numbers (Presidio's recognizer, Verhoeff-checked, for English too),
   secrets in URLs (`?token=…`, token-like path segments) and auth headers.
+- Public places: names of countries, capitals, US states, continents and cities of 100,000+ people
+  (`places.txt`), and "the <Proper Noun>" facilities ("the Louvre"), as LOCATION above the NER model's score, so the
+  small spaCy model's "Lyon" or "Louvre" as PERSON is relabelled (spaCy mode only).
 - E-mail addresses on any top-level domain. Presidio's recognizer validates the domain against the public-suffix
   list, so `jane@hr.internal`, `ops@corp` hosts and `admin@printer.local` — exactly the addresses of a company's own
   documents — were not detected at all (not flagged as leaks, not redacted in the review store).
@@ -18,6 +24,7 @@ import re
 from presidio_analyzer import LocalRecognizer, Pattern, PatternRecognizer, RecognizerResult
 from presidio_analyzer.predefined_recognizers import EmailRecognizer, InAadhaarRecognizer
 
+from guardrail_invariants.pii import places
 from guardrail_invariants.pii.scrub import url_secret_spans
 
 # The last label of a host name: letters (any script) or an IDNA `xn--` label, 2-63 characters. Digits-only last
@@ -48,10 +55,14 @@ _STREET_WORD = (
 )
 _ROMANCE = r"(?:rue|avenue|boulevard|chemin|via|viale|piazza|calle|avenida|paseo|plaza|rua|travessa|largo)"
 
+_ROMANCE_LINK = r"(?-i:d[eu]s?|la|le|les|del|della|dei|di|da|do|dos|das|du)"  # "Rue des Lilas", "Via della Spiga"
 ADDRESS_PATTERNS = [
     Pattern("house number + street suffix", rf"\b\d{{1,5}}[a-z]?,?\s+(?:{_CAP}\s+){{1,3}}{_SUFFIX_EN}\b\.?", 0.6),
     Pattern("street word + house number", rf"\b[^\W\d_]{{2,}}{_STREET_WORD}\.?\s+\d{{1,5}}[a-z]?\b", 0.6),
     Pattern("romance street + house number", rf"\b{_ROMANCE}\s+(?:[\w'’.\-]+\s+){{1,4}}\d{{1,5}}\b", 0.5),
+    Pattern("house number + romance street",
+            rf"\b\d{{1,5}}(?:\s?(?:bis|ter)|[a-z])?,?\s+{_ROMANCE}\s+(?:{_ROMANCE_LINK}\s+|(?-i:[dl])['’])*"
+            rf"{_CAP}(?:\s+{_CAP}){{0,2}}", 0.6),
     Pattern("unit", r"\b(?:apt|apartment|suite|ste|unit|flat)\.?\s*#?\d{1,5}[a-z]?\b", 0.5),
     Pattern("post box", r"\b(?:p\.?\s?o\.?\s*box|post\s?box)\s*#?\d{1,6}\b", 0.6),
     Pattern("military box", r"\b(?:psc|unit)\s+\d{3,5},?\s+box\s+\d{3,5}\b", 0.6),
@@ -68,6 +79,35 @@ def street_address_recognizer() -> PatternRecognizer:
         context=ADDRESS_CONTEXT,
         supported_language="en",
     )
+
+
+_MONTH = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+          r"jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.?")
+_DATE = (rf"(?:\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH},?\s+\d{{4}}"  # 12 March 1987
+         rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # March 12, 1987
+         r"|\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})"  # 12/03/1987
+         r"|\d{4}-\d{2}-\d{2})")  # 1987-03-12
+_BIRTH_CUE = (r"(?:born(?:\s+on)?|birth\s?date|date\s+of\s+birth|d\.?\s?o\.?\s?b\.?|birthday|"
+              r"n[ée]e?\s+le|geb(?:oren|\.)(?:\s+am)?)")
+DATE_OF_BIRTH = re.compile(rf"(?i)\b{_BIRTH_CUE}\s*[:\-]?\s*(?:is\s+|was\s+)?(?P<date>{_DATE})(?!\d)")
+
+
+class DateOfBirthRecognizer(LocalRecognizer):
+    """DATE_OF_BIRTH: the date after a birth cue (only the date is the entity: "born <DATE_OF_BIRTH>")."""
+
+    ENTITY = "DATE_OF_BIRTH"
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=[self.ENTITY], name="DateOfBirthRecognizer", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list[RecognizerResult]:
+        if self.ENTITY not in entities:
+            return []
+        return [RecognizerResult(self.ENTITY, m.start("date"), m.end("date"), 0.85)
+                for m in DATE_OF_BIRTH.finditer(text)]
 
 
 def uk_nino_recognizer() -> PatternRecognizer:
@@ -103,3 +143,25 @@ class UrlSecretRecognizer(LocalRecognizer):
         if self.ENTITY not in entities:
             return []
         return [RecognizerResult(self.ENTITY, s, e, 0.7) for s, e in url_secret_spans(text)]
+
+
+class PublicPlaceRecognizer(LocalRecognizer):
+    """LOCATION for public places (module docstring), scored above spaCy's 0.85 so it wins an overlap with a PERSON
+    the small model guessed. Needs spaCy's tokens (the facility rule reads part-of-speech tags)."""
+
+    SCORE = 0.9
+
+    def __init__(self) -> None:
+        super().__init__(supported_entities=["LOCATION"], name="PublicPlaceRecognizer", supported_language="en")
+
+    def load(self) -> None:
+        pass
+
+    def analyze(self, text: str, entities: list[str], nlp_artifacts: object = None) -> list[RecognizerResult]:
+        if "LOCATION" not in entities:
+            return []
+        spans = set(places.gazetteer_spans(text))
+        tokens = getattr(nlp_artifacts, "tokens", None)
+        if tokens is not None:
+            spans |= set(places.facility_spans(list(tokens)))
+        return [RecognizerResult("LOCATION", s, e, self.SCORE) for s, e in sorted(spans)]
