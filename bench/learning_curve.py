@@ -25,11 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.nli_eval import DATA, LABELS, evaluate_set
+from bench.nli_eval import DATA, LABELS, REWORDING_SET, evaluate_set
 from guardrail_invariants.stats import auroc
 
 REPO = Path(__file__).resolve().parents[1]
-REWORDING_SET = REPO / "data/rewording_dev/rewording_dev_v1.jsonl"
 SLICES = {"halueval_qa": 200, "wice_claims": 200, "climate_fever_pairs": 300, "rewording_dev_v1": None}
 SNLI_N = 300
 

@@ -45,6 +45,8 @@ ENTAILMENT_SETS = ("halueval_qa", "wice_claims", "climate_fever_pairs")
 CONSISTENCY_SET = "chatprotect_selfcontradiction"
 LABELS = ["entailment", "neutral", "contradiction"]
 SLICE = ("halueval_qa", 40)  # the slice the manifest test recomputes
+REWORDING_SET = Path(__file__).resolve().parents[1] / "data/rewording_dev/rewording_dev_v1.jsonl"
+SHIP_RULE_SETS = (*ENTAILMENT_SETS, "rewording_dev_v1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,8 @@ class SetResult:
     n_skipped: int
     slice_auroc: float | None = None
     slice_balanced_accuracy: float | None = None
+    flagged_correct: float | None = None  # share of the cases labelled correct that the judge did not pass
+    caught_wrong: float | None = None  # share of the cases labelled wrong that the judge did not pass
 
 
 def eval_config(invariant: str, model: str | None, judge: str, models_dir: str | None,
@@ -99,10 +103,14 @@ async def evaluate_set(path: Path, invariant: str, model: str | None, judge: str
     labeled = summary["labeled"] or {}
     holds = np.array([not item.expected[invariant] for item in loaded.cases])  # True = violation
     lexical = np.array([word_overlap(item) for item in loaded.cases]) if invariant == "entailment" else None
+    good = [r for r in rows if r.get("expected") == "pass"]
+    bad = [r for r in rows if r.get("expected") == "fail"]
     result = SetResult(
         path.name.split(".")[0], len(rows), labeled.get("auroc"), labeled.get("balanced_accuracy"),
         summary["threshold"], labeled.get("best_threshold"),
-        auroc(1.0 - lexical, holds) if lexical is not None else None, labeled.get("n_skipped", 0))
+        auroc(1.0 - lexical, holds) if lexical is not None else None, labeled.get("n_skipped", 0),
+        flagged_correct=sum(r["outcome"] != "pass" for r in good) / len(good) if good else None,
+        caught_wrong=sum(r["outcome"] != "pass" for r in bad) / len(bad) if bad else None)
     if result.dataset == SLICE[0]:
         first = {item.id for item in loaded.cases[: SLICE[1]]}
         part = summarize_invariant([r for r in rows if r["case_id"] in first])["labeled"] or {}
@@ -115,8 +123,9 @@ def load_dev(name: str, limit: int | None = None) -> list[dict[str, Any]]:
     return rows[:limit] if limit else rows
 
 
-async def three_way(model: str | None, models_dir: str | None, name: str, limit: int | None) -> float:
-    """3-way accuracy of the raw model (SNLI/ANLI premises are short: one pair each, no windows)."""
+async def three_way(model: str | None, models_dir: str | None, name: str, limit: int | None) -> tuple[float, float]:
+    """3-way accuracy of the raw model, and AUROC of P(entailment) for entailment vs the rest (SNLI/ANLI premises are
+    short: one pair each, no windows)."""
     from guardrail_models.zoo import ModelZoo, ZooSettings
 
     zoo = ModelZoo(ZooSettings(models_dir=Path(models_dir) if models_dir else None))
@@ -125,7 +134,8 @@ async def three_way(model: str | None, models_dir: str | None, name: str, limit:
     probs = np.concatenate([await asyncio.to_thread(nli.predict_sync, [(r["context"], r["response"])])
                             for r in rows])
     await zoo.close()
-    return float((probs.argmax(1) == np.array([LABELS.index(r["label"]) for r in rows])).mean())
+    gold = np.array([LABELS.index(r["label"]) for r in rows])
+    return float((probs.argmax(1) == gold).mean()), float(auroc(probs[:, 0], gold == 0))
 
 
 async def latency(model: str | None, models_dir: str | None, judge: str, n: int) -> dict[str, float]:
@@ -149,7 +159,7 @@ async def latency(model: str | None, models_dir: str | None, judge: str, n: int)
 async def evaluate_model(model: str | None, judge: str, *, models_dir: str | None = None, limit: int | None = None,
                          datasets: tuple[str, ...] = (), latency_cases: int = 0,
                          threshold: float | None = None) -> dict[str, Any]:
-    files = [DATA / "dev" / f"{s}.jsonl" for s in ENTAILMENT_SETS] + [Path(p) for p in datasets]
+    files = [DATA / "dev" / f"{s}.jsonl" for s in ENTAILMENT_SETS] + [REWORDING_SET] + [Path(p) for p in datasets]
     sets = []
     for f in files:
         sets.append(await evaluate_set(f, "entailment", model, judge, models_dir=models_dir, limit=limit,
@@ -157,12 +167,22 @@ async def evaluate_model(model: str | None, judge: str, *, models_dir: str | Non
         print(f"  {model or 'default'} / {judge} / {sets[-1].dataset}: AUROC {_f(sets[-1].auroc)}", flush=True)
     chat = await evaluate_set(DATA / "dev" / f"{CONSISTENCY_SET}.jsonl", "self_consistency", model, judge,
                               models_dir=models_dir, limit=limit)
-    out: dict[str, Any] = {"sets": sets, "chatprotect": chat,
-                           "snli_test_acc3": await three_way(model, models_dir, "snli_test", limit),
-                           "anli_dev_acc3": await three_way(model, models_dir, "anli_dev", limit)}
+    snli_acc, snli_auroc = await three_way(model, models_dir, "snli_test", limit)
+    anli_acc, _ = await three_way(model, models_dir, "anli_dev", limit)
+    out: dict[str, Any] = {"sets": sets, "chatprotect": chat, "snli_test_acc3": snli_acc, "anli_dev_acc3": anli_acc,
+                           "snli_test_entailment_auroc": snli_auroc}
+    out["ship_rule_mean_auroc"] = ship_rule_mean(out)
     if latency_cases:
         out["latency"] = await latency(model, models_dir, judge, latency_cases)
     return out
+
+
+def ship_rule_mean(r: dict[str, Any]) -> float | None:
+    """The mean AUROC issue 19's ship rule compares: halueval_qa, wice_claims, climate_fever, the rewording set and
+    SNLI (entailment vs rest). A new judge replaces the shipped one when this is higher and no set is worse by > 0.03."""
+    sets = {s.dataset: s.auroc for s in r["sets"]}
+    values = [sets.get(n) for n in SHIP_RULE_SETS] + [r.get("snli_test_entailment_auroc")]
+    return None if any(v is None for v in values) else float(np.mean(values))
 
 
 def _f(x: float | None, digits: int = 3) -> str:
@@ -173,16 +193,20 @@ def table(model: str, judge: str, r: dict[str, Any]) -> str:
     thr = next((s.threshold for s in r["sets"] if s.threshold is not None), None)
     lines = [f"model {model}, judge {judge}, shipped threshold {_f(thr, 3)}",
              f"{'set':<24}{'n':>6}{'AUROC':>8}{'bal.acc':>9}{'word overlap':>14}{'margin':>8}{'skipped':>9}"
-             f"{'best thr (dev)':>16}"]
+             f"{'best thr (dev)':>16}{'correct flagged':>17}{'wrong caught':>14}"]
     for s in r["sets"]:
         margin = None if s.auroc is None or s.word_overlap_auroc is None else s.auroc - s.word_overlap_auroc
         lines.append(f"{s.dataset:<24}{s.n:>6}{_f(s.auroc):>8}{_f(s.balanced_accuracy):>9}"
                      f"{_f(s.word_overlap_auroc):>14}{_f(margin, 3) if margin is None else f'{margin:+.3f}':>8}"
-                     f"{s.n_skipped:>9}{_f(s.best_threshold, 2):>16}")
+                     f"{s.n_skipped:>9}{_f(s.best_threshold, 2):>16}{_f(s.flagged_correct, 2):>17}"
+                     f"{_f(s.caught_wrong, 2):>14}")
     c = r["chatprotect"]
     lines.append(f"{'chatprotect (self_cons.)':<24}{c.n:>6}{_f(c.auroc):>8}{_f(c.balanced_accuracy):>9}"
                  f"{'':>14}{'':>8}{c.n_skipped:>9}{_f(c.best_threshold, 2):>16}")
-    lines.append(f"SNLI test 3-way acc {_f(r['snli_test_acc3'])} · ANLI dev 3-way acc {_f(r['anli_dev_acc3'])}")
+    lines.append(f"SNLI test 3-way acc {_f(r['snli_test_acc3'])} (entailment vs rest AUROC "
+                 f"{_f(r.get('snli_test_entailment_auroc'))}) · ANLI dev 3-way acc {_f(r['anli_dev_acc3'])}")
+    lines.append(f"ship-rule mean AUROC (halueval, wice, climate, rewording, SNLI e-vs-rest): "
+                 f"{_f(r.get('ship_rule_mean_auroc'))}")
     if "latency" in r:
         lat = r["latency"]
         lines.append(f"latency p50/p99 ms: ~500 tokens {lat['p50_ms_500']}/{lat['p99_ms_500']} "
@@ -201,10 +225,13 @@ def manifest_metrics(judge: str, r: dict[str, Any], command: str) -> dict[str, A
         "judge": judge,
         "threshold": next((s.threshold for s in r["sets"] if s.threshold is not None), None),
         "dev": {name: {"n": s.n, "auroc": _round(s.auroc), "balanced_accuracy": _round(s.balanced_accuracy),
-                       "word_overlap_auroc": _round(s.word_overlap_auroc), "n_skipped": s.n_skipped}
+                       "word_overlap_auroc": _round(s.word_overlap_auroc), "n_skipped": s.n_skipped,
+                       "flagged_correct": _round(s.flagged_correct), "caught_wrong": _round(s.caught_wrong)}
                 for name, s in sets.items()},
         "chatprotect_self_consistency_auroc": _round(r["chatprotect"].auroc),
         "snli_test_acc3": _round(r["snli_test_acc3"]), "anli_dev_acc3": _round(r["anli_dev_acc3"]),
+        "snli_test_entailment_auroc": _round(r.get("snli_test_entailment_auroc")),
+        "ship_rule_mean_auroc": _round(r.get("ship_rule_mean_auroc")),
         **({"latency": r["latency"]} if "latency" in r else {}),
         "slice": {"dataset": SLICE[0], "first_cases": SLICE[1], "by_int8_kernels": {kernels: {
             "auroc": halu.slice_auroc if halu else None,
