@@ -164,6 +164,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="after this stretch, write the committed fp16 seed checkpoint here (models/seed/<name>.pt)")
     ap.add_argument("--export", action="store_true", help="export the newest checkpoint to the zoo even if the run "
                     "has not reached its planned steps (a finished run always exports)")
+    ap.add_argument("--input-normalization", choices=["canonical_v1", "none"], default="canonical_v1",
+                    help="what the exported manifest declares (guardrail_models.canonical); not part of the run")
     ap.add_argument("--no-export", action="store_true", help="never export (measure checkpoints with bench.learning_curve)")
     ap.add_argument("--zoo-dir", type=Path, default=REPO / "models/zoo")
     return ap.parse_args(argv)
@@ -341,6 +343,7 @@ def export(model, tok, args: argparse.Namespace, training: dict, run_dir: Path) 
     training["onnx_agreement"] = agreement
     (run_dir / "training.json").write_text(json.dumps(training, indent=2))
     manifest.training = training
+    manifest.input_normalization = None if args.input_normalization == "none" else args.input_normalization
     manifest.write(dest)
     print(f"agreement {agreement}", flush=True)
     print(f"exported: {dest}", flush=True)
