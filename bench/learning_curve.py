@@ -89,7 +89,7 @@ def export_checkpoint(ckpt: Path, run: Path, zoo: Path, name: str) -> None:
                              training={"step": state["step"], "pairs_seen": state["seen"]})
 
 
-async def snli(model: str, zoo: Path, n: int) -> dict[str, float]:
+async def snli(model: str, zoo: Path | None, n: int) -> dict[str, float]:
     from guardrail_models.zoo import ModelZoo, ZooSettings
 
     rows = stratified([json.loads(x) for x in (DATA / "dev/snli_test.jsonl").read_text().splitlines()], n)
@@ -100,9 +100,25 @@ async def snli(model: str, zoo: Path, n: int) -> dict[str, float]:
             "snli_auroc": float(auroc(probs[:, 0], gold == 0))}
 
 
-async def measure(ckpt: Path, run: Path, files: dict[str, Path]) -> dict[str, Any]:
+async def measure_model(name: str, zoo: Path | None, files: dict[str, Path]) -> dict[str, Any]:
+    """The curve's figures for one zoo model (a checkpoint's export, or a shipped model as the baseline)."""
     from guardrail_server.evals.results import read_rows
 
+    point: dict[str, Any] = {}
+    for set_name, path in files.items():
+        out = Path(tempfile.mkdtemp(prefix="curve_"))
+        r = await evaluate_set(path, "entailment", name, "model", models_dir=str(zoo) if zoo else None, out_dir=out,
+                               threshold=0.5)
+        rows = [x for x in read_rows(out) if x["invariant"] == "entailment"]
+        supported = [x for x in rows if x.get("expected") == "pass"]
+        flagged = sum(1 for x in supported if x.get("outcome") != "pass") / max(len(supported), 1)
+        point[set_name] = {"auroc": r.auroc, "bal_acc_0.5": r.balanced_accuracy, "flag_rate_correct_0.5": flagged,
+                           "n": r.n}
+        shutil.rmtree(out, ignore_errors=True)
+    return point | await snli(name, zoo, SNLI_N)
+
+
+async def measure(ckpt: Path, run: Path, files: dict[str, Path]) -> dict[str, Any]:
     step = int(ckpt.stem.split("-")[1])
     zoo = run / "curve-zoo"
     name = f"curve-step{step}"
@@ -110,16 +126,7 @@ async def measure(ckpt: Path, run: Path, files: dict[str, Path]) -> dict[str, An
     export_checkpoint(ckpt, run, zoo, name)
     point: dict[str, Any] = {"step": step}
     state_seen = None
-    for set_name, path in files.items():
-        out = Path(tempfile.mkdtemp(prefix="curve_"))
-        r = await evaluate_set(path, "entailment", name, "model", models_dir=str(zoo), out_dir=out, threshold=0.5)
-        rows = [x for x in read_rows(out) if x["invariant"] == "entailment"]
-        supported = [x for x in rows if x.get("expected") == "pass"]
-        flagged = sum(1 for x in supported if x.get("outcome") != "pass") / max(len(supported), 1)
-        point[set_name] = {"auroc": r.auroc, "bal_acc_0.5": r.balanced_accuracy, "flag_rate_correct_0.5": flagged,
-                           "n": r.n}
-        shutil.rmtree(out, ignore_errors=True)
-    point |= await snli(name, zoo, SNLI_N)
+    point |= await measure_model(name, zoo, files)
     point["minutes_to_measure"] = round((time.time() - t0) / 60, 1)
     try:
         import torch
@@ -178,13 +185,24 @@ def main() -> None:
     ap.add_argument("--mirror", type=Path, default=None, help="default ~/.cache/guardrail-train/<name>")
     ap.add_argument("--watch", action="store_true", help="keep measuring new checkpoints (poll every 2 minutes)")
     ap.add_argument("--plot", type=Path, default=None)
+    ap.add_argument("--baseline", default=None, metavar="MODEL",
+                    help="also measure this zoo model once, drawn as step 0 (e.g. the shipped judge the run starts from)")
     args = ap.parse_args()
     configure_logging("warning")
     mirror = args.mirror or ck.CACHE / args.run.name
     curve = args.run / "curve.jsonl"
     files = slice_files(args.run / "curve-sets")
+    if args.baseline:
+        base = args.run / "baseline.json"
+        if not base.exists():
+            base.write_text(json.dumps({"step": 0, "model": args.baseline,
+                                        **asyncio.run(measure_model(args.baseline, None, files))}))
+            if mirror.is_dir():
+                shutil.copy2(base, mirror / base.name)
     while True:
         points = [json.loads(x) for x in curve.read_text().splitlines()] if curve.exists() else []
+        if (args.run / "baseline.json").exists():
+            points = [json.loads((args.run / "baseline.json").read_text())] + [p for p in points if p["step"] != 0]
         done = {p["step"] for p in points}
         todo = [c for c in ck.checkpoints(args.run) if int(c.stem.split("-")[1]) not in done]
         for c in todo[-1:]:  # the newest: a backlog is skipped rather than measured late
