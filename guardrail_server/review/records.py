@@ -6,10 +6,11 @@ Two steps, on two sides of the hot path:
   claims the sample id (see `intake.py`).
 * `redact_record(raw, ...)` runs later, in the redaction worker process, before anything reaches the store or
   the spool. It rewrites **free text only** — question, response, passage titles and texts, sampled responses,
-  finding messages and quotes, verdict errors — with the PII redactor (Presidio), before and after which the pattern
-  scrubber (`guardrail_invariants.pii.scrub`, the one every log line passes) catches what a recognizer may miss:
-  e-mail addresses on any TLD (`.internal`/`.corp` never depend on a public-suffix list), secrets in URLs, UK National
-  Insurance and Aadhaar numbers, any run of 9+ digits (a phone number in a format the phone recognizer does not parse).
+  finding messages and quotes, verdict errors — with the PII redactor (Presidio; e-mail addresses on any TLD are
+  replaced before it, so `.internal`/`.corp` never depend on a public-suffix list), after which the pattern scrubber
+  (`guardrail_invariants.pii.scrub`, the one every log line passes) catches what a recognizer missed: secrets in
+  URLs, UK National Insurance and Aadhaar numbers, any run of 9+ digits (a phone number in a format the phone
+  recognizer does not parse).
   Public places (cities, countries, "the Louvre") stay readable in a record whose context holds a passage marked
   public: "How tall is the Eiffel Tower?" is not personal data there. Structured values keep
   their meaning: invariant and judge names, outcomes, numbers, finding kinds, `entity_type` and other
@@ -50,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from guardrail_invariants.pii.scrub import scrub
+from guardrail_invariants.pii.scrub import scrub, scrub_emails
 from guardrail_invariants.types import Case, Finding, Verdict
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,9 @@ class _Redaction:
         if not text:
             return text
         try:
-            out = self.redact(scrub(text), **self.keep)
+            # e-mail addresses first (Presidio splits one into PERSON and URL pieces); the rest of the scrubber after
+            # Presidio, which must see the text as written: "Call Jane Roe at <NUMBER>" hides Jane Roe from spaCy
+            out = self.redact(scrub_emails(text), **self.keep)
         except Exception as exc:  # noqa: BLE001 - a redactor bug must never leak raw text
             log.error("review: redaction failed (%s); text withheld", type(exc).__name__)
             return REDACTION_UNAVAILABLE
