@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
@@ -17,6 +18,7 @@ import grpc
 
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
+from guardrail_client.generation import GenerationEvent, event_from_pb, generation_chunks
 from guardrail_client.results import CheckResult
 from guardrail_client.transport import (
     HEALTH_CHECK,
@@ -187,6 +189,36 @@ class GuardrailClient(_Base):
         for reply in call:
             yield CheckResult.from_pb(reply)
 
+    def check_generation(self, chunks: Iterable[str], *, timeout: float | None = None, **kwargs: Any
+                         ) -> Iterator[GenerationEvent]:
+        """Checks a response while it is being generated (CheckGeneration). `chunks`: its text deltas as the model
+        produces them, cut anywhere (an iterator that blocks until the next token is fine: it is read in gRPC's
+        thread). Yields the server's events as they come (see `guardrail_client.generation`): GenerationStarted,
+        then a SentenceResult per sentence as it ends and LeakResults as personal data appears, then one
+        GenerationResult — the final verdict, equal to `check` on the full text, or `cut` by a BLOCK (stop
+        generating). kwargs: question, context, samples, invariants, request_id, app, metadata. `timeout` bounds the
+        whole stream (default: the server's streaming.max_duration_s). Not retried; stop iterating to cancel."""
+        start = build_request("", **kwargs)
+        accepted = threading.Event()
+
+        def requests() -> Iterator[pb.GenerationChunk]:
+            # the text goes out only once the server has accepted the stream (its first reply): a refused stream
+            # (auth, limits, overload) then ends with its own status, not a write racing the refusal
+            chunks_out = generation_chunks(start, chunks)
+            yield next(chunks_out)
+            accepted.wait()
+            if not call.done():
+                yield from chunks_out
+
+        call = self._stub.CheckGeneration(requests(), timeout=timeout, metadata=self._metadata)
+        try:
+            for reply in call:
+                accepted.set()
+                yield event_from_pb(reply)
+        finally:
+            accepted.set()
+            call.cancel()  # a no-op once the call has ended
+
     def list_invariants(self, *, timeout: float | None = None) -> pb.ListInvariantsResponse:
         return self._call(self._stub.ListInvariants, pb.ListInvariantsRequest(), timeout)
 
@@ -279,6 +311,38 @@ class AsyncGuardrailClient(_Base):
         call = self._stub.CheckStream(outgoing(), timeout=timeout, metadata=self._metadata)
         async for reply in call:
             yield CheckResult.from_pb(reply)
+
+    async def check_generation(
+        self, chunks: AsyncIterable[str] | Iterable[str], *, timeout: float | None = None, **kwargs: Any
+    ) -> AsyncIterator[GenerationEvent]:
+        """`GuardrailClient.check_generation` for asyncio: `chunks` may be an async iterable of text deltas (an LLM
+        stream) or a plain one."""
+        start = build_request("", **kwargs)
+        accepted = asyncio.Event()
+
+        async def outgoing() -> AsyncIterator[pb.GenerationChunk]:
+            yield pb.GenerationChunk(start=start)
+            await accepted.wait()  # see GuardrailClient.check_generation
+            if call.done():
+                return
+            if isinstance(chunks, AsyncIterable):
+                async for delta in chunks:
+                    if delta:
+                        yield pb.GenerationChunk(delta=delta)
+            else:
+                for delta in chunks:
+                    if delta:
+                        yield pb.GenerationChunk(delta=delta)
+            yield pb.GenerationChunk(close=pb.GenerationClose())
+
+        call = self._stub.CheckGeneration(outgoing(), timeout=timeout, metadata=self._metadata)
+        try:
+            async for reply in call:
+                accepted.set()
+                yield event_from_pb(reply)
+        finally:
+            accepted.set()
+            call.cancel()
 
     async def list_invariants(self, *, timeout: float | None = None) -> pb.ListInvariantsResponse:
         return await self._call(self._stub.ListInvariants, pb.ListInvariantsRequest(), timeout)

@@ -8,6 +8,12 @@ back, and `guardrail_shed_total` says it happened), so the calls that are admitt
 Slots are the capacity (one per check worker). Waiters are served oldest first, with two quotas: CheckStream calls may
 hold at most `stream_share` of the slots and of the queue, so one busy stream cannot starve unary callers; offline
 callers (`guardrail eval` in process) wait without limit and never count as shed.
+
+The checks of a `CheckGeneration` stream (a sentence, a PII scan of the text so far, the final verdict) are kind
+`generation`: the stream itself was admitted when it opened (`streaming.max_streams`), so its checks are never shed —
+they wait, up to the stream's deadline, and any free slot serves them — but every unary or CheckStream waiter is
+served before them, so streams cannot starve the other callers either. Each stream has at most two checks waiting
+(`guardrail_server.generation`), so their queue is bounded by the open streams.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Literal
 
 from guardrail_server import metrics
 
-Kind = Literal["unary", "stream", "offline"]
+Kind = Literal["unary", "stream", "offline", "generation"]
 
 
 class Shed(Exception):
@@ -51,7 +57,7 @@ class Admission:
         self.max_queue = max_queue
         self.max_wait_s = max_wait_s
         self.stream_share = stream_share
-        self.in_use: dict[Kind, int] = {"unary": 0, "stream": 0, "offline": 0}
+        self.in_use: dict[Kind, int] = {"unary": 0, "stream": 0, "offline": 0, "generation": 0}
         self._waiters: deque[_Waiter] = deque()
         self.closed = False
 
@@ -99,13 +105,18 @@ class Admission:
             self.in_use[kind] += 1
             metrics.ADMISSION_WAIT.observe(0.0)
             return 0.0
-        if kind != "offline":
+        if kind in ("unary", "stream"):
             if self.queued("unary") + self.queued("stream") >= self.max_queue:
                 raise Shed("queue_full", f"server busy: {self.capacity} checks running and {self.max_queue} "
                                          "waiting; retry with backoff")
             if kind == "stream" and self.queued("stream") >= self.stream_queue:
                 raise Shed("queue_full", "server busy: the stream's share of the queue is full; retry")
-        limit = None if kind == "offline" else min(self.max_wait_s, budget_s if budget_s is not None else math.inf)
+        if kind == "offline":
+            limit = None
+        elif kind == "generation":  # the stream was admitted at its start: its checks wait as long as it may run
+            limit = budget_s
+        else:
+            limit = min(self.max_wait_s, budget_s if budget_s is not None else math.inf)
         if limit is not None and limit <= 0:
             raise Shed("deadline", "no check slot free and the call's deadline leaves no time to wait for one")
         waiter = _Waiter(kind)
@@ -142,11 +153,12 @@ class Admission:
         self._gauge()
 
     def _wake(self) -> None:
-        """Grants free slots to waiters, oldest first; a stream waiter over its quota lets later unary ones pass."""
+        """Grants free slots to waiters, oldest first; a stream waiter over its quota lets later unary ones pass;
+        generation checks go after every other waiter."""
         granted = True
         while granted and self._waiters:
             granted = False
-            for waiter in list(self._waiters):
+            for waiter in sorted(self._waiters, key=lambda w: w.kind == "generation"):  # stable: oldest first
                 if waiter.future.done():
                     self._waiters.remove(waiter)
                     continue
@@ -161,7 +173,7 @@ class Admission:
         self._gauge()
 
     def _gauge(self) -> None:
-        for kind in ("unary", "stream"):
+        for kind in ("unary", "stream", "generation"):
             metrics.ADMISSION_QUEUE_DEPTH.labels(kind).set(self.queued(kind))
 
     def close(self) -> None:

@@ -171,6 +171,11 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         interceptor = self
 
         def pinned(request: Any) -> bool:
+            if hasattr(request, "WhichOneof") and "start" in request.DESCRIPTOR.fields_by_name:
+                # CheckGeneration: the first chunk carries the request (and its app); deltas carry none
+                if request.WhichOneof("chunk") != "start":
+                    return True
+                request = request.start
             if not hasattr(request, "app"):  # ListInvariants; or an undecodable message, refused by the servicer
                 return True
             if request.app == "":

@@ -193,6 +193,33 @@ class AdmissionConfig(_Strict):
                                 "may hold, so streams cannot starve unary callers")
 
 
+class StreamingConfig(_Strict):
+    """`CheckGeneration`: responses checked while they are generated (see `guardrail_server.generation`,
+    docs/streaming.md). The limits, auth and admission of Check apply to it too."""
+
+    max_streams: int = Field(64, ge=0, description="CheckGeneration streams open at once; one more is refused with "
+                             "RESOURCE_EXHAUSTED (counted in guardrail_shed_total{kind=\"generation\"})")
+    idle_timeout_s: float = Field(30.0, gt=0, description="a stream that sends nothing for this long is ended with "
+                                  "DEADLINE_EXCEEDED")
+    max_duration_s: float = Field(300.0, gt=0, description="longest a stream may stay open (the call's own deadline "
+                                  "may be shorter)")
+    sentence_invariants: list[str] = Field(
+        default_factory=lambda: ["entailment", "reference_integrity"], description="run on each sentence as soon as "
+        "it ends (when enabled and requested); every invariant runs on the whole response at the close")
+    live_pii: bool = Field(True, description="run pii_boundary on the text so far, so a leak is reported as soon as "
+                           "the entity is complete, before its sentence ends")
+    max_pending_verdicts: int = Field(8, ge=1, description="verdicts waiting for a slow reader; past them the stream "
+                                      "stops checking (and its memory stops growing) until the reader catches up")
+
+    @field_validator("sentence_invariants")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in REGISTRY:
+                raise ValueError(f"unknown invariant {name!r}; known: {sorted(REGISTRY)}")
+        return list(dict.fromkeys(value))
+
+
 class LimitsConfig(_Strict):
     """Documented input limits; exceeding one is RESOURCE_EXHAUSTED naming the field."""
 
@@ -232,6 +259,11 @@ class InvariantPolicy(_Strict):
     calibration: CalibrationNote | None = Field(None, description="written by `guardrail calibrate` with threshold")
     on_fail: Literal["flag", "block"] = "flag"
     on_error: Literal["fail_open", "fail_closed"] = "fail_open"
+    on_partial: Literal["allow", "flag", "block"] = Field(
+        "flag", description="the decision at least, when the invariant could not check all of the response: outcome "
+        "partial (its time budget or a cap ran out; a violation in the checked part is still on_fail), or a timeout "
+        "(nothing checked; the stricter of this and on_error). allow lets the unchecked part through (counted in "
+        "guardrail_fail_open_total)")
     timeout_s: float = Field(2.0, gt=0)
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -387,6 +419,7 @@ class Config(_Strict):
     models: ModelsConfig = ModelsConfig()
     workers: WorkersConfig = WorkersConfig()
     admission: AdmissionConfig = AdmissionConfig()
+    streaming: StreamingConfig = StreamingConfig()
     review: ReviewConfig = ReviewConfig()
     metrics: MetricsConfig = MetricsConfig()
     invariants: dict[str, InvariantPolicy] = Field(

@@ -8,6 +8,7 @@ from typing import Any
 from google.protobuf.duration_pb2 import Duration
 
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
+from guardrail_server import generation
 from guardrail_server.engine import CheckResult
 from guardrail_server.policy import Decision
 from guardrail_invariants.types import Case, Finding, Outcome, Passage, Sensitivity, Verdict, parse_sensitivity
@@ -130,6 +131,28 @@ def result_to_pb(result: CheckResult) -> pb.CheckResponse:
         duration=_duration(result.duration_s),
         review_sample_id=result.review_sample_id or "",
     )
+
+
+def generation_event_to_pb(event: generation.Event) -> pb.GenerationVerdict:
+    """A CheckGeneration event (`guardrail_server.generation`) on the wire."""
+    reply = pb.GenerationVerdict(request_id=event.request_id, decision=_DECISION_TO_PB[event.running])
+    if isinstance(event, generation.Started):
+        reply.started.CopyFrom(pb.GenerationStarted(sentence_invariants=list(event.sentence_invariants),
+                                                    live_pii=event.live_pii,
+                                                    final_invariants=list(event.final_invariants)))
+    elif isinstance(event, generation.SentenceChecked):
+        reply.sentence.CopyFrom(pb.SentenceVerdict(
+            index=event.index, start=event.start, end=event.end,
+            results=[verdict_to_pb(v) for v in event.verdicts], decision=_DECISION_TO_PB[event.decision],
+            latency=_duration(event.latency_s)))
+    elif isinstance(event, generation.LeakFound):
+        reply.leak.CopyFrom(pb.LeakVerdict(findings=[finding_to_pb(f) for f in event.findings],
+                                           checked_until=event.checked_until,
+                                           decision=_DECISION_TO_PB[event.decision]))
+    else:
+        reply.final.CopyFrom(pb.FinalVerdict(response=result_to_pb(event.result), cut=event.cut,
+                                             sentences=event.sentences))
+    return reply
 
 
 def verdict_from_pb(r: pb.InvariantResult) -> Verdict:

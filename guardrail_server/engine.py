@@ -70,8 +70,9 @@ class CheckEngine:
         self.admission.close()
         await self.runner.close(timeout_s)
 
-    def validate(self, case: Case, requested: Sequence[str]) -> None:
-        validate_case(case, requested, self.invariants.keys(), REGISTRY.keys(), self.config.limits)
+    def validate(self, case: Case, requested: Sequence[str], *, response_required: bool = True) -> None:
+        validate_case(case, requested, self.invariants.keys(), REGISTRY.keys(), self.config.limits,
+                      response_required=response_required)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every configured invariant and its policy. Built once at load: a disabled invariant's default threshold
@@ -122,6 +123,22 @@ class CheckEngine:
         duration = time.perf_counter() - started
         self._observe(case, verdicts, decision, duration, disagreements, sample_id)
         return CheckResult(case.request_id, decision, verdicts, duration, sample_id, disagreements)
+
+    async def check_part(self, case: Case, names: Sequence[str], *, deadline_s: float | None,
+                         kind: Kind = "generation") -> list[Verdict]:
+        """Runs `names` on part of a response (a sentence, the text so far) behind admission control, without a
+        decision, metrics, log line or review sample of its own: CheckGeneration's live checks
+        (`guardrail_server.generation`). The response they belong to gets all of those once, from `check`, at its
+        close. A generation check waits for a worker as long as `deadline_s` allows (else `Shed`)."""
+        policies = self.config.invariants
+        try:
+            async with self.admission.slot(kind, deadline_s) as waited:
+                remaining = None if deadline_s is None else max(0.0, deadline_s - waited)
+                verdicts = await self.runner.run(case, names, {n: policies[n].timeout_s for n in names}, remaining)
+        except Shed as shed:
+            metrics.SHED.labels(kind, shed.reason).inc()
+            raise
+        return [_capped(v, self.config.limits.max_findings) for v in verdicts]
 
     def _observe(
         self,

@@ -33,12 +33,31 @@ JUDGE_AGREEMENT = Gauge(
 SHED = Counter(
     "guardrail_shed_total", "Calls refused by admission control before any check ran (RESOURCE_EXHAUSTED)",
     ["kind", "reason"],
-)  # kind: unary | stream; reason: queue_full | queue_timeout | deadline | shutting_down
+)  # kind: unary | stream | generation; reason: queue_full | queue_timeout | deadline | shutting_down | streams_full
 FAIL_OPEN = Counter(
     "guardrail_fail_open_total", "Invariants that errored and were let through by an on_error: fail_open policy",
     ["invariant", "reason"],
 )  # reason: timeout | exception | worker_lost
 ADMISSION_QUEUE_DEPTH = Gauge("guardrail_admission_queue_depth", "Calls waiting for a check worker", ["kind"])
+GENERATION_STREAMS_OPEN = Gauge("guardrail_generation_streams_open", "CheckGeneration streams open now")
+GENERATION_STREAMS = Counter(
+    "guardrail_generation_streams_total", "CheckGeneration streams that ended, by how: closed (final verdict sent), "
+    "cut (by a BLOCK), idle_timeout, deadline, cancelled (by the client), invalid (bad input or over a limit), shed "
+    "(refused at the start), error", ["end"],
+)
+GENERATION_CUT = Counter(
+    "guardrail_generation_streams_cut_total", "CheckGeneration streams cut by a BLOCK before their close, by the "
+    "invariant whose verdict blocked", ["invariant"],
+)
+SENTENCE_VERDICT_LATENCY = Histogram(
+    "guardrail_generation_sentence_verdict_seconds", "CheckGeneration: time from the arrival of a sentence's last "
+    "character to its verdict being sent (waiting for the text that proves its end, for a worker, and the checks)",
+    buckets=LATENCY_BUCKETS,
+)
+LEAK_VERDICT_LATENCY = Histogram(
+    "guardrail_generation_leak_verdict_seconds", "CheckGeneration: time from the arrival of a leaked entity's last "
+    "character to the leak verdict being sent", buckets=LATENCY_BUCKETS,
+)
 ADMISSION_WAIT = Histogram(
     "guardrail_admission_wait_seconds", "Time an admitted call waited for a check worker", buckets=LATENCY_BUCKETS
 )
@@ -53,8 +72,9 @@ THRESHOLD = Gauge(
 
 OUTCOMES = ("pass", "fail", "error", "skipped")  # guardrail_invariants.types.Outcome
 DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
-SHED_KINDS = ("unary", "stream")
-SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down")
+SHED_KINDS = ("unary", "stream", "generation")
+SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down", "streams_full")
+GENERATION_ENDS = ("closed", "cut", "idle_timeout", "deadline", "cancelled", "invalid", "shed", "error")
 FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")
 REJECTED_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
 APP_OTHER = "other"  # an app not on the allow-list
@@ -98,6 +118,10 @@ def publish_config(config: Config) -> None:
             SHED.labels(kind, reason)
     for code in REJECTED_CODES:
         REJECTED.labels(code)
+    for end in GENERATION_ENDS:
+        GENERATION_STREAMS.labels(end)
+    for name in enabled:
+        GENERATION_CUT.labels(name)
 
 
 def build_identity(config: Config) -> tuple[str, str, str]:

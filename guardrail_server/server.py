@@ -93,7 +93,8 @@ class GuardrailServer:
         ]
         interceptors = [AuthInterceptor(s.auth)] if s.auth.enabled else []
         server = grpc.aio.server(options=opts, interceptors=interceptors)
-        add_to_server(GuardrailServicer(self.engine), server)
+        self.servicer = GuardrailServicer(self.engine)
+        add_to_server(self.servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if s.reflection:
             reflection.enable_server_reflection(

@@ -22,8 +22,9 @@ from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_server import metrics
 from guardrail_server.admission import Shed
-from guardrail_server.convert import case_from_request, result_to_pb
+from guardrail_server.convert import case_from_request, generation_event_to_pb, result_to_pb
 from guardrail_server.engine import CheckEngine
+from guardrail_server.generation import BadChunk, Chunk, Close, Delta, GenerationService, StreamEnded
 from guardrail_server.logs import get_logger
 from guardrail_server.validation import InputError
 
@@ -46,9 +47,17 @@ def decode_check_request(data: bytes) -> pb.CheckRequest | Undecodable:
         return Undecodable(type(exc).__name__)
 
 
+def decode_generation_chunk(data: bytes) -> pb.GenerationChunk | Undecodable:
+    try:
+        return pb.GenerationChunk.FromString(data)
+    except (DecodeError, ValueError, UnicodeDecodeError) as exc:
+        return Undecodable(type(exc).__name__)
+
+
 class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
     def __init__(self, engine: CheckEngine) -> None:
         self.engine = engine
+        self.generation = GenerationService(engine)
 
     def _deadline(self, context: grpc.aio.ServicerContext) -> float:
         """Seconds the checks may take: the caller's deadline less a margin so the reply still gets back in time."""
@@ -139,6 +148,52 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
             for task in list(tasks):
                 task.cancel()
 
+    async def CheckGeneration(
+        self, request_iterator: AsyncIterator[pb.GenerationChunk | Undecodable], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerationVerdict]:
+        """Maps chunks to `guardrail_server.generation` events and its events to replies; the stream is its logic."""
+        chunks = aiter(request_iterator)
+        first = await anext(chunks, None)
+        if isinstance(first, Undecodable) or first is None or first.WhichOneof("chunk") != "start":
+            metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "start: the first GenerationChunk must carry `start` (a valid CheckRequest)")
+        remaining = context.time_remaining()
+        try:
+            stream = self.generation.start(case_from_request(first.start), list(first.start.invariants),
+                                           deadline_s=None if remaining is None else max(0.0, remaining - 0.05))
+        except InputError as err:
+            metrics.REJECTED.labels(err.code).inc()
+            await context.abort(_CODES[err.code], str(err))
+        except Shed as shed:
+            metrics.REJECTED.labels("RESOURCE_EXHAUSTED").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(shed))
+
+        async def domain() -> AsyncIterator[Chunk]:
+            async for chunk in chunks:
+                kind = None if isinstance(chunk, Undecodable) else chunk.WhichOneof("chunk")
+                if kind == "delta":
+                    yield Delta(chunk.delta)
+                elif kind == "close":
+                    yield Close(tuple(chunk.close.samples))
+                elif kind == "start":
+                    raise BadChunk("start: only the first GenerationChunk may carry start")
+                elif isinstance(chunk, Undecodable):
+                    raise BadChunk(f"chunk: not a valid guardrail.v1.GenerationChunk ({chunk.reason}; strings must "
+                                   "be UTF-8)")
+
+        try:
+            async for event in stream.events(domain()):
+                yield generation_event_to_pb(event)
+        except InputError as err:
+            metrics.REJECTED.labels(err.code).inc()
+            await context.abort(_CODES[err.code], str(err))
+        except BadChunk as err:
+            metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        except (StreamEnded, Shed) as err:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
+
     async def ListInvariants(
         self, request: pb.ListInvariantsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListInvariantsResponse:
@@ -184,6 +239,9 @@ def add_to_server(servicer: GuardrailServicer, server: Any) -> None:
         "CheckStream": grpc.stream_stream_rpc_method_handler(
             servicer.CheckStream, request_deserializer=decode_check_request,
             response_serializer=pb.CheckResponse.SerializeToString),
+        "CheckGeneration": grpc.stream_stream_rpc_method_handler(
+            servicer.CheckGeneration, request_deserializer=decode_generation_chunk,
+            response_serializer=pb.GenerationVerdict.SerializeToString),
         "ListInvariants": grpc.unary_unary_rpc_method_handler(
             servicer.ListInvariants, request_deserializer=pb.ListInvariantsRequest.FromString,
             response_serializer=pb.ListInvariantsResponse.SerializeToString),

@@ -28,9 +28,12 @@ def _too_long(field: str, value: str, limit: int) -> None:
 
 
 def validate_case(
-    case: Case, requested: Collection[str], enabled: Collection[str], known: Collection[str], limits: LimitsConfig
+    case: Case, requested: Collection[str], enabled: Collection[str], known: Collection[str], limits: LimitsConfig,
+    *, response_required: bool = True,
 ) -> None:
-    if not case.response.strip():
+    """Every documented limit. `response_required=False`: the first message of a CheckGeneration stream, whose
+    response is still to come (its limit is checked as it grows)."""
+    if response_required and not case.response.strip():
         raise InputError("INVALID_ARGUMENT", "response", "must not be empty")
     _too_long("response", case.response, limits.max_response_chars)
     _too_long("question", case.question, limits.max_question_chars)

@@ -53,6 +53,8 @@ class SentenceStream:
         self.text = ""
         self.region = 0  # start of the open region: every sentence before it has been given out
         self.count = 0  # sentences given out
+        self.following = 0  # where the text that belongs to the last sentence given out ends (its trailing markers):
+        # the next sentence's start, the line break, or the end of the response
         self.closed = False
         self._base_state: tuple[int, str] = (0, "")  # (line start, the prefix that restores its marker context)
 
@@ -92,6 +94,8 @@ class SentenceStream:
             return []
         out = self._split(self.region, cut)
         self.region = cut + 1
+        if out:
+            self.following = cut
         return self._emit(out)
 
     def _open_line(self, final: bool) -> list[Span]:
@@ -99,7 +103,7 @@ class SentenceStream:
         spans = self._split(self.region, end)
         if final:
             if spans:
-                self.region = end
+                self.region = self.following = end
             return self._emit(spans)
         view_end = end
         done = 0
@@ -109,6 +113,7 @@ class SentenceStream:
             done = i + 1
         if done:
             self.region = spans[done - 1].end
+            self.following = spans[done].start
         return self._emit(spans[:done])
 
     def _emit(self, spans: list[Span]) -> list[Span]:

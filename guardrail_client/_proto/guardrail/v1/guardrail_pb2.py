@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4guardrail_client/_proto/guardrail/v1/guardrail.proto\x12\x0cguardrail.v1\x1a\x1egoogle/protobuf/duration.proto\"o\n\x07Passage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12.\n\x0bsensitivity\x18\x05 \x01(\x0e\x32\x19.guardrail.v1.Sensitivity\"\x8d\x02\n\x0c\x43heckRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12&\n\x07\x63ontext\x18\x04 \x03(\x0b\x32\x15.guardrail.v1.Passage\x12\x10\n\x08response\x18\x05 \x01(\t\x12\x0f\n\x07samples\x18\x06 \x03(\t\x12\x12\n\ninvariants\x18\x07 \x03(\t\x12:\n\x08metadata\x18\x08 \x03(\x0b\x32(.guardrail.v1.CheckRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x07\x46inding\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\npassage_id\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x01\x12\x11\n\thas_score\x18\x07 \x01(\x08\"\xc0\x02\n\x0fInvariantResult\x12\x11\n\tinvariant\x18\x01 \x01(\t\x12&\n\x07outcome\x18\x02 \x01(\x0e\x32\x15.guardrail.v1.Outcome\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\'\n\x08\x66indings\x18\x05 \x03(\x0b\x32\x15.guardrail.v1.Finding\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05judge\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12)\n\x06judges\x18\t \x03(\x0b\x32\x19.guardrail.v1.JudgeResult\x12\x17\n\x0fjudges_disagree\x18\n \x01(\x08\x12\x18\n\x10\x66indings_omitted\x18\x0b \x01(\r\"\xb0\x01\n\x0bJudgeResult\x12\r\n\x05judge\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0e\n\x06passed\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x14\n\x0c\x64isagreement\x18\x07 \x01(\t\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xef\x01\n\rCheckResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x16.guardrail.v1.Decision\x12.\n\x07results\x18\x03 \x03(\x0b\x32\x1d.guardrail.v1.InvariantResult\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10review_sample_id\x18\x05 \x01(\t\x12\x12\n\nerror_code\x18\x06 \x01(\x05\x12\x15\n\rerror_message\x18\x07 \x01(\t\"\x17\n\x15ListInvariantsRequest\"\x8c\x01\n\rInvariantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0f\n\x07on_fail\x18\x04 \x01(\t\x12\x10\n\x08on_error\x18\x05 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\r\n\x05judge\x18\x07 \x01(\t\"I\n\x16ListInvariantsResponse\x12/\n\ninvariants\x18\x01 \x03(\x0b\x32\x1b.guardrail.v1.InvariantInfo*[\n\x0bSensitivity\x12\x1b\n\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SENSITIVITY_PUBLIC\x10\x01\x12\x17\n\x13SENSITIVITY_PRIVATE\x10\x02*D\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x46LAG\x10\x02\x12\t\n\x05\x42LOCK\x10\x03*N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x08\n\x04PASS\x10\x01\x12\x08\n\x04\x46\x41IL\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x12\x0b\n\x07SKIPPED\x10\x04\x32\xfd\x01\n\x10GuardrailService\x12@\n\x05\x43heck\x12\x1a.guardrail.v1.CheckRequest\x1a\x1b.guardrail.v1.CheckResponse\x12J\n\x0b\x43heckStream\x12\x1a.guardrail.v1.CheckRequest\x1a\x1b.guardrail.v1.CheckResponse(\x01\x30\x01\x12[\n\x0eListInvariants\x12#.guardrail.v1.ListInvariantsRequest\x1a$.guardrail.v1.ListInvariantsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n4guardrail_client/_proto/guardrail/v1/guardrail.proto\x12\x0cguardrail.v1\x1a\x1egoogle/protobuf/duration.proto\"o\n\x07Passage\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0b\n\x03url\x18\x04 \x01(\t\x12.\n\x0bsensitivity\x18\x05 \x01(\x0e\x32\x19.guardrail.v1.Sensitivity\"\x8d\x02\n\x0c\x43heckRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x10\n\x08question\x18\x03 \x01(\t\x12&\n\x07\x63ontext\x18\x04 \x03(\x0b\x32\x15.guardrail.v1.Passage\x12\x10\n\x08response\x18\x05 \x01(\t\x12\x0f\n\x07samples\x18\x06 \x03(\t\x12\x12\n\ninvariants\x18\x07 \x03(\t\x12:\n\x08metadata\x18\x08 \x03(\x0b\x32(.guardrail.v1.CheckRequest.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"z\n\x07\x46inding\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x12\n\npassage_id\x18\x05 \x01(\t\x12\r\n\x05score\x18\x06 \x01(\x01\x12\x11\n\thas_score\x18\x07 \x01(\x08\"\xc0\x02\n\x0fInvariantResult\x12\x11\n\tinvariant\x18\x01 \x01(\t\x12&\n\x07outcome\x18\x02 \x01(\x0e\x32\x15.guardrail.v1.Outcome\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\'\n\x08\x66indings\x18\x05 \x03(\x0b\x32\x15.guardrail.v1.Finding\x12+\n\x08\x64uration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\r\n\x05judge\x18\x07 \x01(\t\x12\r\n\x05\x65rror\x18\x08 \x01(\t\x12)\n\x06judges\x18\t \x03(\x0b\x32\x19.guardrail.v1.JudgeResult\x12\x17\n\x0fjudges_disagree\x18\n \x01(\x08\x12\x18\n\x10\x66indings_omitted\x18\x0b \x01(\r\"\xb0\x01\n\x0bJudgeResult\x12\r\n\x05judge\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x01\x12\x11\n\tthreshold\x18\x04 \x01(\x01\x12\x0e\n\x06passed\x18\x05 \x01(\x08\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\x14\n\x0c\x64isagreement\x18\x07 \x01(\t\x12+\n\x08\x64uration\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xef\x01\n\rCheckResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x16.guardrail.v1.Decision\x12.\n\x07results\x18\x03 \x03(\x0b\x32\x1d.guardrail.v1.InvariantResult\x12+\n\x08\x64uration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x18\n\x10review_sample_id\x18\x05 \x01(\t\x12\x12\n\nerror_code\x18\x06 \x01(\x05\x12\x15\n\rerror_message\x18\x07 \x01(\t\"\x88\x01\n\x0fGenerationChunk\x12+\n\x05start\x18\x01 \x01(\x0b\x32\x1a.guardrail.v1.CheckRequestH\x00\x12\x0f\n\x05\x64\x65lta\x18\x02 \x01(\tH\x00\x12.\n\x05\x63lose\x18\x03 \x01(\x0b\x32\x1d.guardrail.v1.GenerationCloseH\x00\x42\x07\n\x05\x63hunk\"\"\n\x0fGenerationClose\x12\x0f\n\x07samples\x18\x01 \x03(\t\"\x9b\x02\n\x11GenerationVerdict\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12(\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x16.guardrail.v1.Decision\x12\x32\n\x07started\x18\x03 \x01(\x0b\x32\x1f.guardrail.v1.GenerationStartedH\x00\x12\x31\n\x08sentence\x18\x04 \x01(\x0b\x32\x1d.guardrail.v1.SentenceVerdictH\x00\x12)\n\x04leak\x18\x05 \x01(\x0b\x32\x19.guardrail.v1.LeakVerdictH\x00\x12+\n\x05\x66inal\x18\x06 \x01(\x0b\x32\x1a.guardrail.v1.FinalVerdictH\x00\x42\t\n\x07verdict\"\\\n\x11GenerationStarted\x12\x1b\n\x13sentence_invariants\x18\x01 \x03(\t\x12\x10\n\x08live_pii\x18\x02 \x01(\x08\x12\x18\n\x10\x66inal_invariants\x18\x03 \x03(\t\"\xc2\x01\n\x0fSentenceVerdict\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05start\x18\x02 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x03 \x01(\x05\x12.\n\x07results\x18\x04 \x03(\x0b\x32\x1d.guardrail.v1.InvariantResult\x12(\n\x08\x64\x65\x63ision\x18\x05 \x01(\x0e\x32\x16.guardrail.v1.Decision\x12*\n\x07latency\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\"w\n\x0bLeakVerdict\x12\'\n\x08\x66indings\x18\x01 \x03(\x0b\x32\x15.guardrail.v1.Finding\x12\x15\n\rchecked_until\x18\x02 \x01(\x05\x12(\n\x08\x64\x65\x63ision\x18\x03 \x01(\x0e\x32\x16.guardrail.v1.Decision\"]\n\x0c\x46inalVerdict\x12-\n\x08response\x18\x01 \x01(\x0b\x32\x1b.guardrail.v1.CheckResponse\x12\x0b\n\x03\x63ut\x18\x02 \x01(\x08\x12\x11\n\tsentences\x18\x03 \x01(\r\"\x17\n\x15ListInvariantsRequest\"\x8c\x01\n\rInvariantInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x0f\n\x07on_fail\x18\x04 \x01(\t\x12\x10\n\x08on_error\x18\x05 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x06 \x01(\x01\x12\r\n\x05judge\x18\x07 \x01(\t\"I\n\x16ListInvariantsResponse\x12/\n\ninvariants\x18\x01 \x03(\x0b\x32\x1b.guardrail.v1.InvariantInfo*[\n\x0bSensitivity\x12\x1b\n\x17SENSITIVITY_UNSPECIFIED\x10\x00\x12\x16\n\x12SENSITIVITY_PUBLIC\x10\x01\x12\x17\n\x13SENSITIVITY_PRIVATE\x10\x02*D\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\t\n\x05\x41LLOW\x10\x01\x12\x08\n\x04\x46LAG\x10\x02\x12\t\n\x05\x42LOCK\x10\x03*N\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x08\n\x04PASS\x10\x01\x12\x08\n\x04\x46\x41IL\x10\x02\x12\t\n\x05\x45RROR\x10\x03\x12\x0b\n\x07SKIPPED\x10\x04\x32\xd4\x02\n\x10GuardrailService\x12@\n\x05\x43heck\x12\x1a.guardrail.v1.CheckRequest\x1a\x1b.guardrail.v1.CheckResponse\x12J\n\x0b\x43heckStream\x12\x1a.guardrail.v1.CheckRequest\x1a\x1b.guardrail.v1.CheckResponse(\x01\x30\x01\x12[\n\x0eListInvariants\x12#.guardrail.v1.ListInvariantsRequest\x1a$.guardrail.v1.ListInvariantsResponse\x12U\n\x0f\x43heckGeneration\x12\x1d.guardrail.v1.GenerationChunk\x1a\x1f.guardrail.v1.GenerationVerdict(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CHECKREQUEST_METADATAENTRY']._loaded_options = None
   _globals['_CHECKREQUEST_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_SENSITIVITY']._serialized_start=1598
-  _globals['_SENSITIVITY']._serialized_end=1689
-  _globals['_DECISION']._serialized_start=1691
-  _globals['_DECISION']._serialized_end=1759
-  _globals['_OUTCOME']._serialized_start=1761
-  _globals['_OUTCOME']._serialized_end=1839
+  _globals['_SENSITIVITY']._serialized_start=2566
+  _globals['_SENSITIVITY']._serialized_end=2657
+  _globals['_DECISION']._serialized_start=2659
+  _globals['_DECISION']._serialized_end=2727
+  _globals['_OUTCOME']._serialized_start=2729
+  _globals['_OUTCOME']._serialized_end=2807
   _globals['_PASSAGE']._serialized_start=102
   _globals['_PASSAGE']._serialized_end=213
   _globals['_CHECKREQUEST']._serialized_start=216
@@ -54,12 +54,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JUDGERESULT']._serialized_end=1111
   _globals['_CHECKRESPONSE']._serialized_start=1114
   _globals['_CHECKRESPONSE']._serialized_end=1353
-  _globals['_LISTINVARIANTSREQUEST']._serialized_start=1355
-  _globals['_LISTINVARIANTSREQUEST']._serialized_end=1378
-  _globals['_INVARIANTINFO']._serialized_start=1381
-  _globals['_INVARIANTINFO']._serialized_end=1521
-  _globals['_LISTINVARIANTSRESPONSE']._serialized_start=1523
-  _globals['_LISTINVARIANTSRESPONSE']._serialized_end=1596
-  _globals['_GUARDRAILSERVICE']._serialized_start=1842
-  _globals['_GUARDRAILSERVICE']._serialized_end=2095
+  _globals['_GENERATIONCHUNK']._serialized_start=1356
+  _globals['_GENERATIONCHUNK']._serialized_end=1492
+  _globals['_GENERATIONCLOSE']._serialized_start=1494
+  _globals['_GENERATIONCLOSE']._serialized_end=1528
+  _globals['_GENERATIONVERDICT']._serialized_start=1531
+  _globals['_GENERATIONVERDICT']._serialized_end=1814
+  _globals['_GENERATIONSTARTED']._serialized_start=1816
+  _globals['_GENERATIONSTARTED']._serialized_end=1908
+  _globals['_SENTENCEVERDICT']._serialized_start=1911
+  _globals['_SENTENCEVERDICT']._serialized_end=2105
+  _globals['_LEAKVERDICT']._serialized_start=2107
+  _globals['_LEAKVERDICT']._serialized_end=2226
+  _globals['_FINALVERDICT']._serialized_start=2228
+  _globals['_FINALVERDICT']._serialized_end=2321
+  _globals['_LISTINVARIANTSREQUEST']._serialized_start=2323
+  _globals['_LISTINVARIANTSREQUEST']._serialized_end=2346
+  _globals['_INVARIANTINFO']._serialized_start=2349
+  _globals['_INVARIANTINFO']._serialized_end=2489
+  _globals['_LISTINVARIANTSRESPONSE']._serialized_start=2491
+  _globals['_LISTINVARIANTSRESPONSE']._serialized_end=2564
+  _globals['_GUARDRAILSERVICE']._serialized_start=2810
+  _globals['_GUARDRAILSERVICE']._serialized_end=3150
 # @@protoc_insertion_point(module_scope)

@@ -166,6 +166,84 @@ class CheckResponse(_message.Message):
     error_message: str
     def __init__(self, request_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., results: _Optional[_Iterable[_Union[InvariantResult, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., review_sample_id: _Optional[str] = ..., error_code: _Optional[int] = ..., error_message: _Optional[str] = ...) -> None: ...
 
+class GenerationChunk(_message.Message):
+    __slots__ = ("start", "delta", "close")
+    START_FIELD_NUMBER: _ClassVar[int]
+    DELTA_FIELD_NUMBER: _ClassVar[int]
+    CLOSE_FIELD_NUMBER: _ClassVar[int]
+    start: CheckRequest
+    delta: str
+    close: GenerationClose
+    def __init__(self, start: _Optional[_Union[CheckRequest, _Mapping]] = ..., delta: _Optional[str] = ..., close: _Optional[_Union[GenerationClose, _Mapping]] = ...) -> None: ...
+
+class GenerationClose(_message.Message):
+    __slots__ = ("samples",)
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    samples: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, samples: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GenerationVerdict(_message.Message):
+    __slots__ = ("request_id", "decision", "started", "sentence", "leak", "final")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    SENTENCE_FIELD_NUMBER: _ClassVar[int]
+    LEAK_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    decision: Decision
+    started: GenerationStarted
+    sentence: SentenceVerdict
+    leak: LeakVerdict
+    final: FinalVerdict
+    def __init__(self, request_id: _Optional[str] = ..., decision: _Optional[_Union[Decision, str]] = ..., started: _Optional[_Union[GenerationStarted, _Mapping]] = ..., sentence: _Optional[_Union[SentenceVerdict, _Mapping]] = ..., leak: _Optional[_Union[LeakVerdict, _Mapping]] = ..., final: _Optional[_Union[FinalVerdict, _Mapping]] = ...) -> None: ...
+
+class GenerationStarted(_message.Message):
+    __slots__ = ("sentence_invariants", "live_pii", "final_invariants")
+    SENTENCE_INVARIANTS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_PII_FIELD_NUMBER: _ClassVar[int]
+    FINAL_INVARIANTS_FIELD_NUMBER: _ClassVar[int]
+    sentence_invariants: _containers.RepeatedScalarFieldContainer[str]
+    live_pii: bool
+    final_invariants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, sentence_invariants: _Optional[_Iterable[str]] = ..., live_pii: _Optional[bool] = ..., final_invariants: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SentenceVerdict(_message.Message):
+    __slots__ = ("index", "start", "end", "results", "decision", "latency")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    start: int
+    end: int
+    results: _containers.RepeatedCompositeFieldContainer[InvariantResult]
+    decision: Decision
+    latency: _duration_pb2.Duration
+    def __init__(self, index: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., results: _Optional[_Iterable[_Union[InvariantResult, _Mapping]]] = ..., decision: _Optional[_Union[Decision, str]] = ..., latency: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class LeakVerdict(_message.Message):
+    __slots__ = ("findings", "checked_until", "decision")
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    findings: _containers.RepeatedCompositeFieldContainer[Finding]
+    checked_until: int
+    decision: Decision
+    def __init__(self, findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., checked_until: _Optional[int] = ..., decision: _Optional[_Union[Decision, str]] = ...) -> None: ...
+
+class FinalVerdict(_message.Message):
+    __slots__ = ("response", "cut", "sentences")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CUT_FIELD_NUMBER: _ClassVar[int]
+    SENTENCES_FIELD_NUMBER: _ClassVar[int]
+    response: CheckResponse
+    cut: bool
+    sentences: int
+    def __init__(self, response: _Optional[_Union[CheckResponse, _Mapping]] = ..., cut: _Optional[bool] = ..., sentences: _Optional[int] = ...) -> None: ...
+
 class ListInvariantsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

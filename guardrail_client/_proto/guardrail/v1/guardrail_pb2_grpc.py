@@ -50,6 +50,11 @@ class GuardrailServiceStub:
                 request_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.SerializeToString,
                 response_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.FromString,
                 _registered_method=True)
+        self.CheckGeneration = channel.stream_stream(
+                '/guardrail.v1.GuardrailService/CheckGeneration',
+                request_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.GenerationChunk.SerializeToString,
+                response_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.GenerationVerdict.FromString,
+                _registered_method=True)
 
 
 class GuardrailServiceServicer:
@@ -77,6 +82,16 @@ class GuardrailServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckGeneration(self, request_iterator, context):
+        """One response checked while it is generated (docs/streaming.md): first a chunk with `start` (the request without
+        its response), then the response as text deltas cut anywhere, then `close` (or a half-close). Verdicts come per
+        sentence as each one ends, per PII leak as soon as the entity is complete, and last the final verdict, which is
+        what Check returns for the full text. A BLOCK is sent at once and ends the stream (`final.cut`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GuardrailServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +109,11 @@ def add_GuardrailServiceServicer_to_server(servicer, server):
                     servicer.ListInvariants,
                     request_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.FromString,
                     response_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.SerializeToString,
+            ),
+            'CheckGeneration': grpc.stream_stream_rpc_method_handler(
+                    servicer.CheckGeneration,
+                    request_deserializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.GenerationChunk.FromString,
+                    response_serializer=guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.GenerationVerdict.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +198,33 @@ class GuardrailService:
             '/guardrail.v1.GuardrailService/ListInvariants',
             guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsRequest.SerializeToString,
             guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.ListInvariantsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckGeneration(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/guardrail.v1.GuardrailService/CheckGeneration',
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.GenerationChunk.SerializeToString,
+            guardrail__client_dot___proto_dot_guardrail_dot_v1_dot_guardrail__pb2.GenerationVerdict.FromString,
             options,
             channel_credentials,
             insecure,
