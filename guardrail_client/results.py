@@ -39,13 +39,15 @@ class Decision(_NamedIntEnum):
 
 
 class Outcome(_NamedIntEnum):
-    """One invariant's result: PASS / FAIL, ERROR (it could not decide; its on_error policy applied) or SKIPPED."""
+    """One invariant's result: PASS / FAIL, ERROR (it could not decide; its on_error policy applied), SKIPPED, or
+    PARTIAL (what it checked holds, but it did not check all of the response: see `InvariantResult.unchecked`)."""
 
     UNSPECIFIED = pb.OUTCOME_UNSPECIFIED
     PASS = pb.PASS
     FAIL = pb.FAIL
     ERROR = pb.ERROR
     SKIPPED = pb.SKIPPED
+    PARTIAL = pb.PARTIAL
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class InvariantResult:
     judges: tuple[JudgeResult, ...] = ()
     judges_disagree: bool = False
     findings_omitted: int = 0  # findings past the server's limits.max_findings: counted, not listed
+    # Only when the invariant did not check all of the response: (start, end) spans it checked and did not, which
+    # together cover the response, and why (`deadline` | `limit`). Both empty: it checked all of it.
+    checked: tuple[tuple[int, int], ...] = ()
+    unchecked: tuple[tuple[int, int], ...] = ()
+    unchecked_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,4 +166,7 @@ def _result(r: pb.InvariantResult) -> InvariantResult:
         ),
         judges_disagree=r.judges_disagree,
         findings_omitted=r.findings_omitted,
+        checked=tuple((s.start, s.end) for s in r.checked),
+        unchecked=tuple((s.start, s.end) for s in r.unchecked),
+        unchecked_reason=r.unchecked_reason,
     )

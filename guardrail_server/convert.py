@@ -11,13 +11,23 @@ from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server import generation
 from guardrail_server.engine import CheckResult
 from guardrail_server.policy import Decision
-from guardrail_invariants.types import Case, Finding, Outcome, Passage, Sensitivity, Verdict, parse_sensitivity
+from guardrail_invariants.types import (
+    Case,
+    Coverage,
+    Finding,
+    Outcome,
+    Passage,
+    Sensitivity,
+    Verdict,
+    parse_sensitivity,
+)
 
 _OUTCOME_TO_PB = {
     Outcome.PASS: pb.PASS,
     Outcome.FAIL: pb.FAIL,
     Outcome.ERROR: pb.ERROR,
     Outcome.SKIPPED: pb.SKIPPED,
+    Outcome.PARTIAL: pb.PARTIAL,
 }
 _OUTCOME_FROM_PB = {v: k for k, v in _OUTCOME_TO_PB.items()}
 _DECISION_TO_PB = {Decision.ALLOW: pb.ALLOW, Decision.FLAG: pb.FLAG, Decision.BLOCK: pb.BLOCK}
@@ -107,8 +117,24 @@ def judges_from_pb(r: pb.InvariantResult) -> dict[str, Any]:
     return out
 
 
+def _spans(spans: Iterable[tuple[int, int]]) -> list[pb.Span]:
+    return [pb.Span(start=start, end=end) for start, end in spans]
+
+
+def coverage_from_pb(r: pb.InvariantResult) -> Coverage | None:
+    if not (r.checked or r.unchecked):
+        return None
+    spans = [(s.start, s.end) for s in (*r.checked, *r.unchecked)]
+    reason = r.unchecked_reason if r.unchecked_reason in ("deadline", "limit") else "deadline"
+    return Coverage.of(max(e for _, e in spans), [(s.start, s.end) for s in r.checked], reason)  # type: ignore[arg-type]
+
+
 def verdict_to_pb(v: Verdict) -> pb.InvariantResult:
+    c = v.coverage
     return pb.InvariantResult(
+        checked=_spans(c.checked) if c else [],
+        unchecked=_spans(c.unchecked) if c else [],
+        unchecked_reason=c.reason if c else "",
         judges=judges_to_pb(v.details),
         judges_disagree=bool(v.details.get("judges_disagree")),
         findings_omitted=int(v.details.get("findings_omitted", 0)),
@@ -176,6 +202,7 @@ def verdict_from_pb(r: pb.InvariantResult) -> Verdict:
         judge=r.judge,
         error=r.error,
         details={**judges_from_pb(r), **({"findings_omitted": r.findings_omitted} if r.findings_omitted else {})},
+        coverage=coverage_from_pb(r),
     )
 
 
@@ -198,6 +225,9 @@ def response_to_dict(resp: pb.CheckResponse) -> dict[str, Any]:
                 "threshold": r.threshold,
                 "judge": r.judge,
                 "error": r.error or None,
+                **({"checked": [[s.start, s.end] for s in r.checked],
+                    "unchecked": [[s.start, s.end] for s in r.unchecked],
+                    "unchecked_reason": r.unchecked_reason} if r.checked or r.unchecked else {}),
                 **({"judges_disagree": r.judges_disagree,
                     "judges": [{"judge": j.judge, "family": j.family, "score": round(j.score, 6),
                                 "passed": j.passed, "error": j.error or None,

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from guardrail_server import metrics
 from guardrail_server.config import Config, zoo_settings  # noqa: F401 - zoo_settings re-exported
 from guardrail_server.logs import get_logger
-from guardrail_server.policy import Decision, decide
+from guardrail_server.policy import Decision, decide, let_through_unchecked
 from guardrail_server.validation import validate_case
 from guardrail_server.admission import Admission, Kind, Shed
 from guardrail_server.workers import CheckRunner, InlineRunner, InvariantInfo, ProcessRunner
@@ -21,7 +21,7 @@ from guardrail_invariants.types import Case, Outcome, Verdict
 from guardrail_models.zoo import ModelZoo
 
 log = get_logger("guardrail.engine")
-FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")
+FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")  # finding kinds of an ERROR verdict
 
 
 class Sampler(Protocol):
@@ -85,6 +85,7 @@ class CheckEngine:
                     "threshold": info.threshold if (info := self.invariants.get(name)) else self.config.threshold(name),
                     "on_fail": policy.on_fail,
                     "on_error": policy.on_error,
+                    "on_partial": policy.on_partial,
                     "timeout_s": policy.timeout_s,
                     "judge": info.judge if info else "",
                 }
@@ -154,8 +155,12 @@ class CheckEngine:
         for v in verdicts:
             metrics.CHECKS.labels(v.invariant, v.outcome.value, app).inc()
             metrics.CHECK_DURATION.labels(v.invariant).observe(v.latency_s)
-            if v.outcome is Outcome.ERROR and policies[v.invariant].on_error == "fail_open":
-                reason = next((f.kind for f in v.findings if f.kind in FAIL_OPEN_REASONS), "exception")
+            if v.coverage is not None and v.unchecked:
+                metrics.PARTIAL_CHECKS.labels(v.invariant, v.coverage.reason).inc()
+                metrics.UNCHECKED_CHARS.labels(v.invariant).inc(v.coverage.unchecked_chars)
+            if let_through_unchecked(v, policies[v.invariant]):
+                reason = ("partial" if v.outcome is not Outcome.ERROR else
+                          next((f.kind for f in v.findings if f.kind in FAIL_OPEN_REASONS), "exception"))
                 metrics.FAIL_OPEN.labels(v.invariant, reason).inc()
                 log.warning("fail_open", request_id=case.request_id, invariant=v.invariant, reason=reason)
         for name in disagreements:
@@ -168,6 +173,7 @@ class CheckEngine:
             app=case.app,
             decision=decision.value,
             outcomes={v.invariant: v.outcome.value for v in verdicts},
+            unchecked_chars={v.invariant: v.coverage.unchecked_chars for v in verdicts if v.coverage is not None},
             scores={v.invariant: round(v.score, 4) for v in verdicts},
             latency_ms={v.invariant: round(v.latency_s * 1000, 2) for v in verdicts},
             duration_ms=round(duration * 1000, 2),

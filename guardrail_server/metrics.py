@@ -35,9 +35,19 @@ SHED = Counter(
     ["kind", "reason"],
 )  # kind: unary | stream | generation; reason: queue_full | queue_timeout | deadline | shutting_down | streams_full
 FAIL_OPEN = Counter(
-    "guardrail_fail_open_total", "Invariants that errored and were let through by an on_error: fail_open policy",
+    "guardrail_fail_open_total", "Invariants whose unchecked response was let through (ALLOW): an error under "
+    "on_error: fail_open (a timeout also under on_partial: allow), or a partial check under on_partial: allow",
     ["invariant", "reason"],
-)  # reason: timeout | exception | worker_lost
+)  # reason: timeout | exception | worker_lost | partial
+PARTIAL_CHECKS = Counter(
+    "guardrail_partial_checks_total", "Invariant checks that left part of the response unchecked (outcome partial, a "
+    "fail found in the checked part, or a timeout), by why: its time budget ran out (deadline) or a configured cap "
+    "(limit, e.g. max_sentences)", ["invariant", "reason"],
+)
+UNCHECKED_CHARS = Counter(
+    "guardrail_unchecked_chars_total", "Response characters an invariant did not check (see "
+    "guardrail_partial_checks_total)", ["invariant"],
+)
 ADMISSION_QUEUE_DEPTH = Gauge("guardrail_admission_queue_depth", "Calls waiting for a check worker", ["kind"])
 GENERATION_STREAMS_OPEN = Gauge("guardrail_generation_streams_open", "CheckGeneration streams open now")
 GENERATION_STREAMS = Counter(
@@ -55,7 +65,7 @@ SENTENCE_VERDICT_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 LEAK_VERDICT_LATENCY = Histogram(
-    "guardrail_generation_leak_verdict_seconds", "CheckGeneration: time from the arrival of a leaked entity's last "
+FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost", "partial")
     "character to the leak verdict being sent", buckets=LATENCY_BUCKETS,
 )
 ADMISSION_WAIT = Histogram(
@@ -70,7 +80,8 @@ THRESHOLD = Gauge(
     "a calibration change shows here", ["invariant"],
 )
 
-OUTCOMES = ("pass", "fail", "error", "skipped")  # guardrail_invariants.types.Outcome
+OUTCOMES = ("pass", "fail", "error", "skipped", "partial")  # guardrail_invariants.types.Outcome
+PARTIAL_REASONS = ("deadline", "limit")  # guardrail_invariants.types.COVERAGE_REASONS
 DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
 SHED_KINDS = ("unary", "stream", "generation")
 SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down", "streams_full")
@@ -109,6 +120,9 @@ def publish_config(config: Config) -> None:
                 CHECKS.labels(name, outcome, app)
         for reason in FAIL_OPEN_REASONS:
             FAIL_OPEN.labels(name, reason)
+        for reason in PARTIAL_REASONS:
+            PARTIAL_CHECKS.labels(name, reason)
+        UNCHECKED_CHARS.labels(name)
     for decision in DECISION_VALUES:
         for app in apps:
             DECISIONS.labels(decision, app)

@@ -205,6 +205,7 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
                     threshold=d["threshold"],
                     on_fail=d["on_fail"],
                     on_error=d["on_error"],
+                    on_partial=d["on_partial"],
                     timeout_seconds=d["timeout_s"],
                     judge=d["judge"],
                 )

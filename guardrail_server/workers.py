@@ -38,7 +38,7 @@ from guardrail_server.childproc import protocol_streams, read_frame, start_child
 from guardrail_server.config import Config, zoo_settings
 from guardrail_server.logs import get_logger
 from guardrail_invariants.registry import REGISTRY, build_invariant
-from guardrail_invariants.runner import ScheduledInvariant, error_verdict, run_checks
+from guardrail_invariants.runner import ScheduledInvariant, error_verdict, run_checks, timeout_verdict
 from guardrail_invariants.types import Case, Verdict
 
 log = get_logger("guardrail.workers")
@@ -261,7 +261,7 @@ class ProcessRunner:
                   deadline_s: float | None) -> list[Verdict]:
         started = time.perf_counter()
         if not self._idle:  # admission is sized to live workers; only a race with a dying worker lands here
-            return [self._lost_verdict(n, "worker_lost", 0.0, started) for n in names]
+            return [self._lost_verdict(n, "worker_lost", 0.0, started, len(case.response)) for n in names]
         worker = self._idle.pop()
         self._job += 1
         job = self._job
@@ -279,7 +279,8 @@ class ProcessRunner:
             lost = "worker_lost"
         self._release(worker, lost)
         overdue = {n for n in names if n not in verdicts and started + limits[n] + grace <= time.perf_counter()}
-        return [verdicts.get(n) or self._lost_verdict(n, lost if n in overdue else "worker_lost", limits[n], started)
+        return [verdicts.get(n) or self._lost_verdict(n, lost if n in overdue else "worker_lost", limits[n], started,
+                                                      len(case.response))
                 for n in names]
 
     async def _collect(self, worker: _Worker, job: int, names: Sequence[str], limits: dict[str, float],
@@ -336,10 +337,11 @@ class ProcessRunner:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _lost_verdict(self, name: str, reason: str, limit: float, started: float) -> Verdict:
+    def _lost_verdict(self, name: str, reason: str, limit: float, started: float, response_chars: int) -> Verdict:
         threshold = self.infos[name].threshold if name in self.infos else 0.0
         if reason == "timeout":
-            return error_verdict(name, threshold, "timeout", f"check exceeded {limit:.3f}s (worker stopped)", started)
+            return timeout_verdict(name, threshold, f"check exceeded {limit:.3f}s (worker stopped)", started,
+                                   response_chars)
         return error_verdict(name, threshold, "worker_lost", "check stopped: its worker died or was stopped for "
                              "another invariant that overran", started)
 

@@ -7,7 +7,7 @@ from typing import ClassVar, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from guardrail_invariants.types import Case, Finding, Outcome, Verdict
+from guardrail_invariants.types import Case, Coverage, Finding, Outcome, Verdict
 
 
 class InvariantOptions(BaseModel):
@@ -41,18 +41,26 @@ def verdict_from_score(
     started: float,
     judge: str = "",
     details: dict | None = None,
+    coverage: Coverage | None = None,
 ) -> Verdict:
-    """Builds the verdict for a computed score: the single place where score vs. threshold becomes an outcome."""
+    """Builds the verdict for a computed score: the single place where score vs. threshold becomes an outcome.
+
+    With an incomplete `coverage` a passing score is PARTIAL (the checked part holds, the rest is unknown); a
+    failing one stays FAIL — a violation found in the checked part is a violation — and keeps the coverage."""
     score = min(1.0, max(0.0, float(score)))
+    if coverage is not None and coverage.complete:
+        coverage = None
+    passed = score >= threshold
     return Verdict(
         invariant=name,
-        outcome=Outcome.PASS if score >= threshold else Outcome.FAIL,
+        outcome=Outcome.FAIL if not passed else Outcome.PARTIAL if coverage is not None else Outcome.PASS,
         score=score,
         threshold=threshold,
         findings=tuple(findings),
         latency_s=time.perf_counter() - started,
         judge=judge,
         details=details or {},
+        coverage=coverage,
     )
 
 

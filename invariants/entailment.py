@@ -10,6 +10,10 @@ sentence score is that entailment probability, or — with `judge: hybrid` — a
 alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
 manifest. The response score is the weakest sentence's.
 
+Claims are scored front to back, `CLAIMS_PER_STEP` at a time, while the check's time budget lasts
+(`guardrail_invariants.deadline`); the claims it did not reach (or past `max_sentences`) are an unchecked span from
+the first of them to the end of the response, and a verdict whose checked claims pass is `partial`.
+
 Non-claims are skipped (documented rule, `guardrail_invariants.text.is_non_claim`): questions (end with "?"); short (<= 8 words)
 greetings, thanks and offers of help; abstentions ("I don't know", "I'm not sure", "the context does not mention ..."); short
 lead-ins ending with ":"; sentences without a content word.
@@ -28,6 +32,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from guardrail_invariants import deadline as deadlines
 from guardrail_invariants.base import skipped, verdict_from_score
 from guardrail_invariants.citations import claim_sentences
 from guardrail_invariants.disagreement import JudgeScore
@@ -43,8 +48,11 @@ from guardrail_invariants.text import (
     is_non_claim,
     make_windows,
 )
-from guardrail_invariants.types import Case, Finding, Passage, Verdict
+from guardrail_invariants.types import Case, Coverage, Finding, Passage, Verdict
 
+# Claims scored per step of a check; the time budget is looked at between steps. 8 claims are ~8-40 NLI pairs:
+# 0.1-0.5 s on two shared cores, within the budget's reserve (`guardrail_invariants.deadline`).
+CLAIMS_PER_STEP = 8
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 _CAP = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-zA-Z\-]+")
 
@@ -109,7 +117,10 @@ class EntailmentOptions(JudgedOptions):
     min_claim_words: int = Field(1, ge=1, description="shorter sentences are skipped")
     aggregation: Literal["min", "mean"] = "min"
     contradiction_threshold: float = Field(0.5, ge=0, le=1, description="report `contradicted_claim` above this")
-    max_sentences: int = Field(64, ge=1, description="longer responses are checked on their first N claims")
+    max_sentences: int = Field(
+        512, ge=1, description="claims checked at most; past them the verdict is partial (reason limit). 32,000 "
+        "characters of prose hold ~250 claims: the time budget (timeout_s), not this cap, decides how far a long "
+        "response is checked")
 
     @model_validator(mode="after")
     def _primary_is_the_model(self) -> EntailmentOptions:
@@ -127,57 +138,97 @@ async def score_claims(model: Any, claims: Sequence[str], passages: Sequence[tup
     `model` is a `guardrail_models.zoo.NliModel`; `embedder` a `guardrail_models.zoo.EmbeddingModel`, required by the hybrid judge when
     its rule uses `embed_sim`. This is also the support check other invariants reuse.
     """
-    opts = options or EntailmentOptions()
-    if not claims:
-        return []
-    if windows is None:
-        windows = make_windows(passages, model.token_count, opts.window_tokens, opts.stride_tokens)
-    context = " ".join(t for _, t in passages)
-    context_lower, vocab = context.lower(), set(content_words(context))
-    rule = model.manifest.judge if opts.judge == "hybrid" else None
-    if not windows:
-        return [ClaimScore(0.0, 0.0, 0.0, None, {}) for _ in claims]
-    if rule and "embed_sim" in rule.get("weights", {}) and embedder is None:
-        raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`")
-    bm25 = Bm25([w.text for w in windows])
-    tops = [bm25.top_k(claim, opts.top_k) for claim in claims]
-    scored: list[dict[int | None, np.ndarray]] = [{} for _ in claims]  # claim -> {window index | None (merged): probs}
+    return await ClaimScorer(model, passages, options, windows, embedder).score(claims)
 
-    async def run(wanted: list[tuple[int, int | None, str]]) -> None:
-        if wanted:
-            probs = await model.predict([(text, claims[ci]) for ci, _, text in wanted])
-            for (ci, wi, _), row in zip(wanted, probs, strict=True):
-                scored[ci][wi] = row
 
-    # round 1: each claim against its best BM25 window; a claim that window clearly entails is decided there
-    await run([(ci, top[0], windows[top[0]].text) for ci, top in enumerate(tops)])
-    open_claims = [ci for ci in range(len(claims))
-                   if opts.early_exit is None or scored[ci][tops[ci][0]][0] < opts.early_exit]
-    sims: dict[int, np.ndarray] = {}
-    if embedder is not None:
-        sims = await _similarities(embedder, claims, windows, tops, open_claims)
-    # round 2: the open claims against the rest of their top-k, the embedding's pick and the merged top-2
-    wanted: list[tuple[int, int | None, str]] = []
-    for ci in open_claims:
-        top = list(tops[ci])
-        if ci in sims:
-            top += [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in top]
-        wanted += [(ci, wi, windows[wi].text) for wi in top[1:]]
-        if opts.merge_top2 and len(top) >= 2 and _relevant_enough(bm25, claims[ci], top[0], top[1],
-                                                                   opts.merge_min_relevance):
-            a, b = sorted(top[:2], key=lambda i: (windows[i].passage_index, windows[i].start))
-            if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
-                wanted.append((ci, None, windows[a].text + " " + windows[b].text))
-    await run(wanted)
-    out = []
-    for ci, claim in enumerate(claims):
-        best_wi, best = max(scored[ci].items(), key=lambda kv: kv[1][0])
-        ent = float(best[0])
-        con = float(max(row[2] for row in scored[ci].values()))
-        wi = best_wi if best_wi is not None else tops[ci][0]
-        f = features(ent, con, claim, context_lower, vocab, float(sims[ci].max()) if ci in sims else None)
-        out.append(ClaimScore(judge_score(f, rule), ent, con, windows[wi], f, len(scored[ci])))
-    return out
+class ClaimScorer:
+    """`score_claims` for one context, so the claims of a response can be scored a block at a time — the check's
+    budget is looked at between blocks — for the cost of scoring them at once: the windows, their BM25 index, the
+    context's vocabulary and the windows' embeddings are built once. A claim's score does not depend on which other
+    claims share its block (each pair is scored alone: `models.max_batch_size` 1, the default)."""
+
+    def __init__(self, model: Any, passages: Sequence[tuple[str, str]], options: EntailmentOptions | None = None,
+                 windows: Sequence[Window] | None = None, embedder: Any = None) -> None:
+        self.model = model
+        self.opts = opts = options or EntailmentOptions()
+        self.windows = (make_windows(passages, model.token_count, opts.window_tokens, opts.stride_tokens)
+                        if windows is None else windows)
+        context = " ".join(t for _, t in passages)
+        self.context_lower, self.vocab = context.lower(), set(content_words(context))
+        self.rule = model.manifest.judge if opts.judge == "hybrid" else None
+        if self.windows and self.rule and "embed_sim" in self.rule.get("weights", {}) and embedder is None:
+            raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`")
+        self.embedder = embedder
+        self.bm25 = Bm25([w.text for w in self.windows]) if self.windows else None
+        self._window_vecs: dict[int, np.ndarray] = {}
+        self.setup_s = 0.0  # one-time work done inside `score` calls so far (embedding the windows), in seconds
+
+    async def score(self, claims: Sequence[str]) -> list[ClaimScore]:
+        opts, windows, bm25 = self.opts, self.windows, self.bm25
+        if not claims:
+            return []
+        if not windows or bm25 is None:
+            return [ClaimScore(0.0, 0.0, 0.0, None, {}) for _ in claims]
+        tops = [bm25.top_k(claim, opts.top_k) for claim in claims]
+        scored: list[dict[int | None, np.ndarray]] = [{} for _ in claims]  # claim -> {window | None (merged): probs}
+
+        async def run(wanted: list[tuple[int, int | None, str]]) -> None:
+            if wanted:
+                probs = await self.model.predict([(text, claims[ci]) for ci, _, text in wanted])
+                for (ci, wi, _), row in zip(wanted, probs, strict=True):
+                    scored[ci][wi] = row
+
+        # round 1: each claim against its best BM25 window; a claim that window clearly entails is decided there
+        await run([(ci, top[0], windows[top[0]].text) for ci, top in enumerate(tops)])
+        open_claims = [ci for ci in range(len(claims))
+                       if opts.early_exit is None or scored[ci][tops[ci][0]][0] < opts.early_exit]
+        sims: dict[int, np.ndarray] = {}
+        if self.embedder is not None:
+            sims = await self._similarities(claims, tops, open_claims)
+        # round 2: the open claims against the rest of their top-k, the embedding's pick and the merged top-2
+        wanted: list[tuple[int, int | None, str]] = []
+        for ci in open_claims:
+            top = list(tops[ci])
+            if ci in sims:
+                top += [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in top]
+            wanted += [(ci, wi, windows[wi].text) for wi in top[1:]]
+            if opts.merge_top2 and len(top) >= 2 and _relevant_enough(bm25, claims[ci], top[0], top[1],
+                                                                       opts.merge_min_relevance):
+                a, b = sorted(top[:2], key=lambda i: (windows[i].passage_index, windows[i].start))
+                if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
+                    wanted.append((ci, None, windows[a].text + " " + windows[b].text))
+        await run(wanted)
+        out = []
+        for ci, claim in enumerate(claims):
+            best_wi, best = max(scored[ci].items(), key=lambda kv: kv[1][0])
+            ent = float(best[0])
+            con = float(max(row[2] for row in scored[ci].values()))
+            wi = best_wi if best_wi is not None else tops[ci][0]
+            f = features(ent, con, claim, self.context_lower, self.vocab,
+                         float(sims[ci].max()) if ci in sims else None)
+            out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[wi], f, len(scored[ci])))
+        return out
+
+    async def _similarities(self, claims: Sequence[str], tops: list[list[int]],
+                            open_claims: list[int]) -> dict[int, np.ndarray]:
+        """Cosine similarity of claims to windows. Open claims get every window (to pick extra windows and take the
+        max); decided claims only their round-1 window, so a response whose claims all exit early never embeds the
+        whole context. A window is embedded once per check, whichever block first needs it."""
+        windows = self.windows
+        needed = list(range(len(windows))) if open_claims else sorted({top[0] for top in tops})
+        missing = [i for i in needed if i not in self._window_vecs]
+        if missing:  # timed apart from the claims: a step that embeds the context is not what the next step costs
+            began = time.perf_counter()
+            self._window_vecs.update(zip(missing, await self.embedder.embed([windows[i].text for i in missing]),
+                                         strict=True))
+            self.setup_s += time.perf_counter() - began
+        claim_vecs = await self.embedder.embed(list(claims))
+        window_vecs = np.stack([self._window_vecs[i] for i in needed])
+        column = {wi: k for k, wi in enumerate(needed)}
+        open_set = set(open_claims)
+        return {ci: window_vecs @ claim_vecs[ci] if ci in open_set
+                else np.array([float(window_vecs[column[tops[ci][0]]] @ claim_vecs[ci])])
+                for ci in range(len(claims))}
 
 
 def _relevant_enough(bm25: Bm25, claim: str, best: int, second: int, share: float) -> bool:
@@ -185,20 +236,6 @@ def _relevant_enough(bm25: Bm25, claim: str, best: int, second: int, share: floa
         return True
     scores = bm25.scores(claim)
     return scores[best] > 0 and scores[second] >= share * scores[best]
-
-
-async def _similarities(embedder: Any, claims: Sequence[str], windows: Sequence[Window], tops: list[list[int]],
-                        open_claims: list[int]) -> dict[int, np.ndarray]:
-    """Cosine similarity of claims to windows. Open claims get every window (to pick extra windows and take the max);
-    decided claims only their round-1 window, so a response whose claims all exit early never embeds the context."""
-    needed = list(range(len(windows))) if open_claims else sorted({top[0] for top in tops})
-    vecs = await embedder.embed(list(claims) + [windows[i].text for i in needed])
-    claim_vecs, window_vecs = vecs[: len(claims)], vecs[len(claims):]
-    column = {wi: k for k, wi in enumerate(needed)}
-    open_set = set(open_claims)
-    return {ci: window_vecs @ claim_vecs[ci] if ci in open_set
-            else np.array([float(window_vecs[column[tops[ci][0]]] @ claim_vecs[ci])])
-            for ci in range(len(claims))}
 
 
 async def check_support(model: Any, passage: Passage | str, sentence: str,
@@ -272,10 +309,13 @@ class EntailmentInvariant:
 
     def claims(self, response: str, passages: Sequence[Passage] = ()) -> list[Span]:
         """Claim sentences: spans into `response`, text without citation markers (see `citations.strip_markers`)."""
+        return self._claims(response, passages)[: self.options.max_sentences]
+
+    def _claims(self, response: str, passages: Sequence[Passage] = ()) -> list[Span]:
         spans = claim_sentences(response, passages)
         return [s for s in spans
                 if len(s.text.split()) >= self.options.min_claim_words
-                and not (self.options.skip_non_claims and is_non_claim(s.text))][: self.options.max_sentences]
+                and not (self.options.skip_non_claims and is_non_claim(s.text))]
 
     async def check(self, case: Case) -> Verdict:
         started = time.perf_counter()
@@ -284,16 +324,31 @@ class EntailmentInvariant:
         passages = [(p.id or str(i + 1), p.text) for i, p in enumerate(case.context) if p.text.strip()]
         if not passages:
             return skipped(self.name, self.threshold, "no context to check the response against", started=started)
-        claims = self.claims(case.response, case.context)
-        if not claims:
+        budget = deadlines.current()
+        every_claim = self._claims(case.response, case.context)
+        if not every_claim:
             return skipped(self.name, self.threshold, "no checkable claims in the response", started=started)
-        windows = await asyncio.to_thread(make_windows, passages, self.model.token_count, self.options.window_tokens,
-                                          self.options.stride_tokens)
+        claims = every_claim[: self.options.max_sentences]
+        scorer = await asyncio.to_thread(ClaimScorer, self.model, passages, self.options, None, self.embedder)
+        windows = scorer.windows
         texts = [c.text for c in claims]
         secondary = self.panel.start(case, lambda judge: self._judge_score(judge, texts, passages, windows))
-        scores = await score_claims(self.model, texts, passages, self.options, windows, embedder=self.embedder)
+        scores: list[ClaimScore] = []
+        last = 0.0
+        for at in range(0, len(texts), CLAIMS_PER_STEP):  # claim by claim, front to back, a few per step
+            if budget.expired(last):
+                break
+            began, setup = time.perf_counter(), scorer.setup_s
+            scores += await scorer.score(texts[at : at + CLAIMS_PER_STEP])
+            last = time.perf_counter() - began - (scorer.setup_s - setup)  # what the next step will cost
+        claims = claims[: len(scores)]
+        coverage = None
+        if len(claims) < len(every_claim):
+            reason = "deadline" if len(claims) < min(len(every_claim), self.options.max_sentences) else "limit"
+            coverage = Coverage.prefix(len(case.response), every_claim[len(claims)].start, reason)
         values = np.array([s.score for s in scores])
-        total = float(values.min() if self.options.aggregation == "min" else values.mean())
+        total = (float(values.min() if self.options.aggregation == "min" else values.mean()) if len(values)
+                 else 1.0)  # nothing checked: no evidence either way; the verdict is partial
         findings = []
         for span, sc in zip(claims, scores, strict=True):
             if sc.score >= self.threshold:
@@ -314,11 +369,15 @@ class EntailmentInvariant:
             {"start": c.start, "end": c.end, "score": round(s.score, 4), "entailment": round(s.entailment, 4),
              "contradiction": round(s.contradiction, 4), "passage_id": s.window.passage_id if s.window else "",
              "pairs": s.pairs}
-            for c, s in zip(claims, scores, strict=True)], "windows": len(windows)}
+            for c, s in zip(claims, scores, strict=True)], "windows": len(windows),
+            "claims": len(every_claim), "claims_checked": len(claims)}
         primary = JudgeScore(self.judge, self.model.manifest.family, total, self.threshold)
+        if coverage is not None:  # the secondaries judged every claim, the primary not: not comparable, not awaited
+            self.panel.cancel(secondary)
+            secondary = []
         details.update(await self.panel.details(primary, secondary))
         return verdict_from_score(self.name, total, self.threshold, findings, started=started, judge=self.judge,
-                                  details=details)
+                                  details=details, coverage=coverage)
 
     async def _judge_score(self, judge: Any, claims: list[str], passages: list[tuple[str, str]],
                            windows: Sequence[Window]) -> float:

@@ -6,6 +6,13 @@ in the question. Detection (Presidio) runs on the response only; provenance is a
 question and the passages (cached per passage content), plus NER on small windows only for partial names.
 The value itself never leaves this module: findings carry spans, types, passage ids and `<ENTITY_TYPE>`.
 
+No response is too long to check: a response longer than `chunk_chars` is first swept whole by the pattern
+recognizers (contact identifiers: e-mail, phone, card, SSN...; ~0.1 s for 30,000 characters), then analysed fully
+(NER too) in chunks of `chunk_chars`, overlapping by `chunk_overlap_chars` so an entity across a cut is still found
+whole, front to back. When the check's time budget (`guardrail_invariants.deadline`) or `ner_max_tokens` runs out
+first, names and places past that point were not looked for: the verdict is `partial` (or `fail` when a leak was
+found anywhere) with that span unchecked (`pii.detect.scan`).
+
 Names and places are personal data only about private people. "Paris" in an answer grounded in an encyclopedia
 passage is not a leak (it was: 35% of grounded HaluEval answers were flagged). So the contextual types (PERSON,
 LOCATION, NRP) depend on the passage they come from:
@@ -28,10 +35,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from guardrail_invariants import deadline as deadlines
 from guardrail_invariants.base import InvariantOptions, verdict_from_score
-from guardrail_invariants.pii.detect import KNOWN_ENTITIES, NER_TYPES, Detection, analyze, detect
+from guardrail_invariants.pii.detect import KNOWN_ENTITIES, NER_TYPES, Detection, Scan, analyze, scan
 from guardrail_invariants.pii.index import LruCache, TextIndex, content_key
 from guardrail_invariants.pii.names import (
     Budget,
@@ -44,7 +52,7 @@ from guardrail_invariants.pii.names import (
 )
 from guardrail_invariants.pii.normalize import Name, fold, normalize, phone_key, trim_name
 from guardrail_invariants.pii.places import is_public_place
-from guardrail_invariants.types import Case, Finding, Passage, Verdict
+from guardrail_invariants.types import Case, Coverage, Finding, Passage, Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +133,20 @@ class PiiBoundaryOptions(InvariantOptions):
     ner_max_tokens: int = Field(
         8000, ge=100, description="spaCy NER (PERSON, LOCATION, NRP) reads the response's first N tokens — prose of "
         "32,000 characters is ~6,500; symbol-dense text can reach 30,000, ~7 s of NER. Pattern types (e-mail, phone, "
-        "card, ...) always read all of it")
+        "card, ...) always read all of it; past the cap the verdict is partial (reason limit)")
+    chunk_chars: int = Field(
+        2000, ge=200, le=32_000, description="the response is analysed in chunks of about this many characters, "
+        "front to back, so the time budget can stop it between chunks (~60 ms a chunk of prose on an idle core)")
+    chunk_overlap_chars: int = Field(
+        200, ge=32, le=8000, description="consecutive chunks overlap by this much, so an entity across a cut (up to "
+        "about this long) is still found whole")
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> PiiBoundaryOptions:
+        if self.chunk_overlap_chars * 4 > self.chunk_chars:
+            raise ValueError(f"chunk_overlap_chars ({self.chunk_overlap_chars}) must be at most a quarter of "
+                             f"chunk_chars ({self.chunk_chars})")
+        return self
 
     @field_validator("entities", "contextual_entities", "tie_entities")
     @classmethod
@@ -177,6 +198,7 @@ class PiiBoundaryInvariant:
         self.options = options
         self._analyzer: Any = None
         self._patterns: Any = None  # the pattern-only analyzer, for contact identifiers near names in passages
+        self._sweep: Any = None  # the pattern-only analyzer for the part of a response NER did not reach
         self._entities: tuple[str, ...] = ()
         self._tie_entities: tuple[str, ...] = ()
         self._passages: LruCache[bytes, TextIndex] = LruCache(options.cache_size)
@@ -200,6 +222,7 @@ class PiiBoundaryInvariant:
             supported -= NER_TYPES
         else:
             self._tagger = spacy_person_tagger(spacy_nlp())
+            self._sweep = await asyncio.to_thread(get_analyzer, True)
         self._entities = tuple(e for e in o.entities if e in supported)
         missing = sorted(set(o.entities) - set(self._entities))
         if missing:
@@ -213,8 +236,9 @@ class PiiBoundaryInvariant:
         started = time.perf_counter()
         if self._analyzer is None:
             await self.load()
+        budget = deadlines.current()
         try:
-            findings, tally, score = await asyncio.to_thread(self._check_sync, case)
+            findings, tally, score, swept = await asyncio.to_thread(self._check_sync, case, budget)
         except Exception as exc:
             # Exception texts from parsers may quote their input: only the type leaves this method.
             raise PiiCheckError(f"pii analysis failed ({type(exc).__name__})") from None
@@ -228,17 +252,24 @@ class PiiBoundaryInvariant:
             "public": tally.public,
             "untied": tally.untied,
             "leaks_by_type": tally.by_type,
+            "chunks": swept.chunks,
+            "checked_chars": swept.full_until,
+            "swept_chars": swept.swept_until,
         }
-        return verdict_from_score(
-            self.name, score, self.threshold, findings, started=started, judge=f"presidio/{self.mode}", details=details
-        )
+        coverage = (Coverage.prefix(len(case.response), swept.full_until, swept.reason)  # type: ignore[arg-type]
+                    if swept.full_until < len(case.response) else None)
+        return verdict_from_score(self.name, score, self.threshold, findings, started=started,
+                                  judge=f"presidio/{self.mode}", details=details, coverage=coverage)
 
     # --- the synchronous core, run in a worker thread ------------------------------------------------
 
-    def _check_sync(self, case: Case) -> tuple[list[Finding], _Tally, float]:
+    def _check_sync(self, case: Case, budget: deadlines.Deadline) -> tuple[list[Finding], _Tally, float, Scan]:
         o = self.options
-        detections = detect(self._analyzer, case.response, self._entities, o.score_thresholds, o.score_threshold,
-                            None if o.pattern_only else o.ner_max_tokens)
+        swept = scan(self._analyzer, case.response, self._entities, o.score_thresholds, o.score_threshold,
+                     chunk_chars=o.chunk_chars, overlap_chars=o.chunk_overlap_chars,
+                     ner_max_tokens=None if o.pattern_only else o.ner_max_tokens, patterns=self._sweep,
+                     stop_full=budget.expired, stop_sweep=budget.late, presweep=budget.limited)
+        detections = swept.detections
         question = TextIndex(case.question)
         passages = [(p.id or str(i), p, self._index(p.text)) for i, p in enumerate(case.context, 1)]
         budget = Budget(o.max_name_windows)
@@ -287,7 +318,7 @@ class PiiBoundaryInvariant:
             not_leaked *= 1.0 - min(1.0, d.score)
             if len(findings) < o.max_findings:
                 findings.append(self._finding(d, [pid for pid, _ in private], match))
-        return findings, tally, (not_leaked if math.isfinite(not_leaked) else 0.0)
+        return findings, tally, (not_leaked if math.isfinite(not_leaked) else 0.0), swept
 
     def _finding(self, d: Detection, passage_ids: list[str], match: str) -> Finding:
         return Finding(

@@ -9,6 +9,9 @@ The default threshold 1.0 fails a response on any dangling citation. Parsing and
 With `support_check`, each resolved citation must also be *supported*: the cited passage must entail the sentence
 citing it (the entailment judge, through the shared model zoo); the score is then also capped by the share of
 supported (sentence, passage) pairs, and each unsupported one is an `unsupported_citation` finding on the sentence.
+The pairs are checked front to back, a few per step, while the check's time budget lasts
+(`guardrail_invariants.deadline`); from the first pair it did not reach to the end the response is unchecked, and a
+verdict whose checked part holds is `partial`.
 
 Without the support check it is pure CPU, no model: a 2,000-character response takes a few milliseconds (sentence segmentation dominates and only
 runs when there is a citation or `require_citations` is on). Longer responses are checked in a worker thread so a
@@ -23,11 +26,13 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
+from guardrail_invariants import deadline as deadlines
 from guardrail_invariants.base import verdict_from_score
 from guardrail_invariants.citations import Analysis, Citation, CitationOptions, analyze, claim_text, strip_markers
-from guardrail_invariants.types import Case, Finding, Verdict
+from guardrail_invariants.types import Case, Coverage, Finding, Verdict
 
 INLINE_MAX_CHARS = 4000
+PAIRS_PER_STEP = 8  # support pairs scored per step; the budget is looked at between steps
 
 
 class ReferenceIntegrityInvariant:
@@ -71,24 +76,37 @@ class ReferenceIntegrityInvariant:
             score, findings, details, analysis = await asyncio.to_thread(_evaluate, case, self.options)
         else:
             score, findings, details, analysis = _evaluate(case, self.options)
+        coverage = None
         if self.support is not None:
-            score = min(score, await self._check_support(case, analysis, findings, details))
+            support, coverage = await self._check_support(case, analysis, findings, details)
+            score = min(score, support)
         return verdict_from_score(self.name, score, self.threshold, findings, started=started, details=details,
-                                  judge=self.judge)
+                                  judge=self.judge, coverage=coverage)
 
     async def _check_support(
         self, case: Case, analysis: Analysis, findings: list[Finding], details: dict[str, Any]
-    ) -> float:
-        """Share of (citing sentence, cited passage) pairs where the passage supports the sentence; adds a finding
-        spanning each unsupported sentence."""
-        pairs = analysis.support_pairs()
+    ) -> tuple[float, Coverage | None]:
+        """Share of (citing sentence, cited passage) pairs where the passage supports the sentence, over the pairs
+        reached within the budget (and the coverage when that was not all of them); adds a finding spanning each
+        unsupported sentence."""
+        pairs = sorted(analysis.support_pairs())
         if not pairs:
-            return 1.0
+            return 1.0, None
         view = strip_markers(case.response, case.context, self.options)
         sentences = [claim_text(view[start:end]) for start, end, _ in pairs]
-        scores = await asyncio.gather(
-            *(self.support.support(case.context[p], sentence) for (_, _, p), sentence in zip(pairs, sentences))
-        )
+        budget = deadlines.current()
+        scores: list[Any] = []
+        last = 0.0
+        for at in range(0, len(pairs), PAIRS_PER_STEP):
+            if budget.expired(last):
+                break
+            began = time.perf_counter()
+            scores += await asyncio.gather(*(self.support.support(case.context[p], sentence) for (_, _, p), sentence
+                                             in zip(pairs[at : at + PAIRS_PER_STEP], sentences[at : at + PAIRS_PER_STEP])))
+            last = time.perf_counter() - began
+        coverage = (Coverage.prefix(len(case.response), pairs[len(scores)][0], "deadline")
+                    if len(scores) < len(pairs) else None)
+        pairs = pairs[: len(scores)]
         threshold = self.options.support_threshold
         unsupported = 0
         for (start, end, p), result in zip(pairs, scores):
@@ -110,7 +128,7 @@ class ReferenceIntegrityInvariant:
                 )
             )
         details.update(support_pairs=len(pairs), unsupported=unsupported)
-        return (len(pairs) - unsupported) / len(pairs)
+        return ((len(pairs) - unsupported) / len(pairs) if pairs else 1.0), coverage
 
 
 def evaluate(case: Case, options: CitationOptions) -> tuple[float, list[Finding], dict[str, Any]]:

@@ -11,6 +11,10 @@ Samples come with the request (or the dataset, or offline from `guardrail_server
 the check is SKIPPED, never an error. The scoring runs through judges (`judges: [primary, secondary]`): the primary
 gives the verdict, a secondary of another family runs on `secondary_fraction` of the cases and its disagreement is
 reported for review (see `guardrail_invariants.disagreement`).
+
+Sentences are scored front to back, a few per step, while the check's time budget lasts
+(`guardrail_invariants.deadline`); the sentences it did not reach (or past `max_sentences`) are an unchecked span
+from the first of them to the end, and a verdict whose checked sentences hold is `partial`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
+from guardrail_invariants import deadline as deadlines
 from guardrail_invariants.base import skipped, verdict_from_score
 from guardrail_invariants.disagreement import JudgeScore
 from guardrail_invariants.judges import JudgedOptions, JudgeError, load_judges
@@ -32,7 +37,10 @@ from guardrail_invariants.judges.panel import SecondaryPanel
 from guardrail_invariants.runner import error_verdict
 from guardrail_invariants.citations import claim_sentences, without_markers
 from guardrail_invariants.text import Bm25, Span, content_words, is_non_claim, make_windows
-from guardrail_invariants.types import Case, Finding, Verdict
+from guardrail_invariants.types import Case, Coverage, Finding, Verdict
+
+SENTENCES_PER_STEP = 8  # sentences scored per step (x samples x top_k pairs); the budget is looked at between steps
+Prepared = list[tuple[list[str], Bm25 | None]]  # per sample: its windows, and their BM25 index when there are many
 
 
 class SelfConsistencyOptions(JudgedOptions):
@@ -44,7 +52,9 @@ class SelfConsistencyOptions(JudgedOptions):
                                "premises like the judge's training data, so one contradicting sentence is not diluted")
     stride_tokens: int = Field(32, ge=8, le=480)
     skip_non_claims: bool = Field(True, description="questions, greetings, abstentions are not checked")
-    max_sentences: int = Field(32, ge=1, description="longer responses are checked on their first N sentences")
+    max_sentences: int = Field(
+        512, ge=1, description="sentences checked at most; past them the verdict is partial (reason limit). The time "
+        "budget (timeout_s) decides how far a long response is checked")
     max_samples: int = Field(10, ge=1, description="further samples are ignored (cost is sentences x samples)")
     min_decisive: float = Field(0.5, gt=0.0, le=1.0, description="normalized: least P(e) + P(c) a sample counts for")
     evidence_min: float = Field(0.5, ge=0.0, le=1.0, description="a sample is named as evidence at this contradiction")
@@ -67,19 +77,30 @@ def _approx_tokens(text: str) -> int:
     return int(len(text.split()) * 1.3) + 1
 
 
+def prepare_samples(samples: Sequence[str], options: SelfConsistencyOptions,
+                    count_tokens: Callable[[str], int]) -> Prepared:
+    """Each sample's windows (and BM25 index when it has more than `top_k`): built once per check, whatever the
+    number of steps its sentences are scored in."""
+    out: Prepared = []
+    for sample in samples:
+        windows = [w.text for w in make_windows([("", sample)], count_tokens, options.window_tokens,
+                                                options.stride_tokens)] or [sample]
+        out.append((windows, Bm25(windows) if len(windows) > options.top_k else None))
+    return out
+
+
 async def probability_tensor(judge: Judge, sentences: Sequence[str], samples: Sequence[str],
                              options: SelfConsistencyOptions,
-                             count_tokens: Callable[[str], int] | None = None) -> np.ndarray:
+                             count_tokens: Callable[[str], int] | None = None,
+                             prepared: Prepared | None = None) -> np.ndarray:
     """[len(sentences), len(samples), 3] NLI probabilities (sample as premise), from one batched judge call."""
     count = count_tokens or getattr(judge, "token_count", None) or _approx_tokens
 
     def plan() -> tuple[list[tuple[str, str]], list[tuple[int, int]]]:
         pairs: list[tuple[str, str]] = []
         owners: list[tuple[int, int]] = []
-        for j, sample in enumerate(samples):
-            windows = [w.text for w in make_windows([("", sample)], count, options.window_tokens,
-                                                    options.stride_tokens)] or [sample]
-            bm25 = Bm25(windows) if len(windows) > options.top_k else None
+        for j, (windows, bm25) in enumerate(prepared if prepared is not None
+                                            else prepare_samples(samples, options, count)):
             for i, sentence in enumerate(sentences):
                 chosen = bm25.top_k(sentence, options.top_k) if bm25 else range(len(windows))
                 for w in chosen:
@@ -114,6 +135,8 @@ def summarize(probs: np.ndarray, options: SelfConsistencyOptions) -> Consistency
     else:
         matrix = c
         per_sentence = c.mean(axis=1)
+    if not len(per_sentence):  # no sentence reached within the budget: nothing contradicted (the verdict is partial)
+        return Consistency(matrix, per_sentence, 0.0)
     total = float(per_sentence.max() if options.aggregation == "max" else per_sentence.mean())
     return Consistency(matrix, per_sentence, total)
 
@@ -147,13 +170,32 @@ class SelfConsistencyInvariant:
                                                    primary=(self.primary.name, self.primary.family))
 
     def sentences(self, response: str) -> list[Span]:
+        return self._sentences(response)[: self.options.max_sentences]
+
+    def _sentences(self, response: str) -> list[Span]:
         spans = [s for s in claim_sentences(response) if content_words(s.text)]
         if self.options.skip_non_claims:
             spans = [s for s in spans if _is_claim(s.text)]
-        return spans[: self.options.max_sentences]
+        return spans
 
-    async def consistency(self, judge: Judge, sentences: Sequence[str], samples: Sequence[str]) -> Consistency:
-        return summarize(await probability_tensor(judge, sentences, samples, self.options), self.options)
+    async def consistency(self, judge: Judge, sentences: Sequence[str], samples: Sequence[str],
+                          budget: deadlines.Deadline = deadlines.NO_DEADLINE) -> tuple[Consistency, int]:
+        """The judge's view of the first sentences it reached within `budget`, and how many that was (all of them
+        without a budget). Stepwise, front to back: a step's pairs are scored as they would be all at once."""
+        count = getattr(judge, "token_count", None) or _approx_tokens
+        prepared = await asyncio.to_thread(prepare_samples, samples, self.options, count)
+        blocks: list[np.ndarray] = []
+        done, last = 0, 0.0
+        for at in range(0, len(sentences), SENTENCES_PER_STEP):
+            if budget.expired(last):
+                break
+            began = time.perf_counter()
+            step = sentences[at : at + SENTENCES_PER_STEP]
+            blocks.append(await probability_tensor(judge, step, samples, self.options, count, prepared))
+            done += len(step)
+            last = time.perf_counter() - began
+        probs = np.concatenate(blocks) if blocks else np.zeros((0, len(samples), 3))
+        return summarize(probs, self.options), done
 
     async def check(self, case: Case) -> Verdict:
         started = time.perf_counter()
@@ -163,21 +205,29 @@ class SelfConsistencyInvariant:
         indexed = [(j, s) for j, s in enumerate(case.samples) if s.strip()][: self.options.max_samples]
         if not indexed:
             return skipped(self.name, self.threshold, "no samples to compare the response with", started=started)
-        spans = self.sentences(case.response)
+        every = self._sentences(case.response)
+        spans = every[: self.options.max_sentences]
         if not spans:
             return skipped(self.name, self.threshold, "no checkable sentences in the response", started=started)
         sentences = [s.text for s in spans]
         samples = [without_markers(s) for _, s in indexed]
 
         async def score_with(judge: Judge) -> float:
-            return (await self.consistency(judge, sentences, samples)).score
+            return (await self.consistency(judge, sentences, samples))[0].score
 
         secondary = self.panel.start(case, score_with)
         try:
-            result = await self.consistency(self.primary, sentences, samples)
+            result, done = await self.consistency(self.primary, sentences, samples, deadlines.current())
         except JudgeError as exc:
             self.panel.cancel(secondary)
             return error_verdict(self.name, self.threshold, "judge_error", str(exc)[:500], started)
+        coverage = None
+        if done < len(every):
+            reason = "deadline" if done < len(spans) else "limit"
+            coverage = Coverage.prefix(len(case.response), every[done].start, reason)
+            spans = spans[:done]
+            self.panel.cancel(secondary)  # they judged every sentence, the primary not: not comparable
+            secondary = []
         primary = JudgeScore(self.judge, self.primary.family, result.score, self.threshold,
                              time.perf_counter() - started)
         details: dict[str, Any] = {
@@ -188,7 +238,7 @@ class SelfConsistencyInvariant:
         }
         findings = self._findings(spans, result, [j for j, _ in indexed])
         return verdict_from_score(self.name, result.score, self.threshold, findings, started=started,
-                                  judge=self.judge, details=details)
+                                  judge=self.judge, details=details, coverage=coverage)
 
     def _findings(self, spans: Sequence[Span], result: Consistency, sample_ids: Sequence[int]) -> list[Finding]:
         findings = []

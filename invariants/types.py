@@ -6,6 +6,7 @@ They are plain frozen dataclasses, not protobuf messages: the checks must not de
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -56,6 +57,69 @@ class Outcome(str, enum.Enum):
     FAIL = "fail"
     ERROR = "error"
     SKIPPED = "skipped"
+    # The part of the response the invariant checked holds, but it could not check all of it (its time budget ran
+    # out, or a configured cap such as `max_sentences`): `Verdict.coverage` says which spans. Never a PASS, because
+    # the caller's policy (`on_partial`) decides what an unchecked span is worth.
+    PARTIAL = "partial"
+
+
+CoverageReason = Literal["deadline", "limit"]
+COVERAGE_REASONS: tuple[str, ...] = ("deadline", "limit")
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Which characters of the response an invariant checked and which it did not, when it did not check them all.
+
+    `checked` and `unchecked` are sorted, disjoint, non-empty `(start, end)` char spans (end exclusive) that together
+    cover `[0, length)` exactly — build it with `Coverage.of`, which guarantees that. `reason` says why something is
+    unchecked: `deadline` (the check's time budget ran out) or `limit` (a configured cap, e.g. `max_sentences`).
+    """
+
+    length: int
+    checked: tuple[tuple[int, int], ...]
+    unchecked: tuple[tuple[int, int], ...]
+    reason: CoverageReason
+
+    @classmethod
+    def of(cls, length: int, checked: Iterable[tuple[int, int]], reason: CoverageReason) -> Coverage:
+        """From the spans that were checked (any order, may overlap or spill outside the response): clipped to
+        `[0, length)`, merged, and the rest of the response listed as unchecked."""
+        if reason not in COVERAGE_REASONS:
+            raise ValueError(f"coverage reason must be one of {COVERAGE_REASONS}, got {reason!r}")
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted((max(0, s), min(length, e)) for s, e in checked):
+            if end <= start:
+                continue
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+            else:
+                merged.append((start, end))
+        gaps, at = [], 0
+        for start, end in merged:
+            if start > at:
+                gaps.append((at, start))
+            at = end
+        if at < length:
+            gaps.append((at, length))
+        return cls(length, tuple(merged), tuple(gaps), reason)
+
+    @classmethod
+    def prefix(cls, length: int, until: int, reason: CoverageReason) -> Coverage:
+        """Checked from the start up to `until` (the invariants work front to back), unchecked after it."""
+        return cls.of(length, [(0, until)], reason)
+
+    @property
+    def complete(self) -> bool:
+        return not self.unchecked
+
+    @property
+    def checked_chars(self) -> int:
+        return sum(e - s for s, e in self.checked)
+
+    @property
+    def unchecked_chars(self) -> int:
+        return sum(e - s for s, e in self.unchecked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +156,15 @@ class Verdict:
     judge: str = ""
     error: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    # None: the verdict is about the whole response. Set when part of it went unchecked (outcome PARTIAL, a FAIL
+    # found in the checked part, or a timeout: ERROR with nothing checked).
+    coverage: Coverage | None = None
 
     @property
     def failed(self) -> bool:
         return self.outcome is Outcome.FAIL
+
+    @property
+    def unchecked(self) -> tuple[tuple[int, int], ...]:
+        """The spans of the response this verdict says nothing about (empty when it covers all of it)."""
+        return self.coverage.unchecked if self.coverage is not None else ()

@@ -43,7 +43,10 @@ async def test_pii_boundary_on_pathological_runs_is_fast(pii: PiiBoundaryInvaria
     started = time.perf_counter()
     verdict = await pii.check(Case(response=RUNS[label], context=(Passage("1", "Call Jane Doe on 212 555 0187."),)))
     elapsed = time.perf_counter() - started
-    assert verdict.outcome.value == "pass"
+    # no leak; where the run is ~30,000 tokens (`a-a-...`, `[1][1]...`) NER stops at ner_max_tokens and says so:
+    # partial, reason limit (the pattern recognizers still read all of it)
+    assert verdict.outcome.value in ("pass", "partial"), verdict
+    assert verdict.coverage is None or verdict.coverage.reason == "limit"
     # within pii_boundary's default timeout (3 s) on 2 idle cores; was 50-110 s for the first five (the NER pass is
     # capped at ner_max_tokens, ~1 s; the symbol runs never reach spaCy's tokenizer)
     assert elapsed < 3.0, f"{label}: {elapsed:.2f}s"

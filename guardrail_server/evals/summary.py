@@ -69,6 +69,8 @@ def summarize_invariant(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "n": n, "n_pass": n_pass, "n_fail": n_fail, "n_error": outcomes.get("error", 0),
         "n_skipped": outcomes.get("skipped", 0),
+        # checked only in part (time budget or a cap): out of the rates, since their score covers part of the case
+        "n_partial": outcomes.get("partial", 0),
         "violation_rate": _ratio(n_fail, scored), "violation_rate_low": low, "violation_rate_high": high,
         "pass_rate": _ratio(n_pass, scored), "error_rate": _ratio(outcomes.get("error", 0), n),
         "skipped_rate": _ratio(outcomes.get("skipped", 0), n),

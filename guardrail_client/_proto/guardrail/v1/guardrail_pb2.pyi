@@ -30,6 +30,7 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FAIL: _ClassVar[Outcome]
     ERROR: _ClassVar[Outcome]
     SKIPPED: _ClassVar[Outcome]
+    PARTIAL: _ClassVar[Outcome]
 SENSITIVITY_UNSPECIFIED: Sensitivity
 SENSITIVITY_PUBLIC: Sensitivity
 SENSITIVITY_PRIVATE: Sensitivity
@@ -42,6 +43,7 @@ PASS: Outcome
 FAIL: Outcome
 ERROR: Outcome
 SKIPPED: Outcome
+PARTIAL: Outcome
 
 class Passage(_message.Message):
     __slots__ = ("id", "text", "title", "url", "sensitivity")
@@ -84,6 +86,14 @@ class CheckRequest(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     def __init__(self, request_id: _Optional[str] = ..., app: _Optional[str] = ..., question: _Optional[str] = ..., context: _Optional[_Iterable[_Union[Passage, _Mapping]]] = ..., response: _Optional[str] = ..., samples: _Optional[_Iterable[str]] = ..., invariants: _Optional[_Iterable[str]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class Span(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
 class Finding(_message.Message):
     __slots__ = ("start", "end", "kind", "message", "passage_id", "score", "has_score")
     START_FIELD_NUMBER: _ClassVar[int]
@@ -103,7 +113,7 @@ class Finding(_message.Message):
     def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., kind: _Optional[str] = ..., message: _Optional[str] = ..., passage_id: _Optional[str] = ..., score: _Optional[float] = ..., has_score: _Optional[bool] = ...) -> None: ...
 
 class InvariantResult(_message.Message):
-    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error", "judges", "judges_disagree", "findings_omitted")
+    __slots__ = ("invariant", "outcome", "score", "threshold", "findings", "duration", "judge", "error", "judges", "judges_disagree", "findings_omitted", "checked", "unchecked", "unchecked_reason")
     INVARIANT_FIELD_NUMBER: _ClassVar[int]
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +125,9 @@ class InvariantResult(_message.Message):
     JUDGES_FIELD_NUMBER: _ClassVar[int]
     JUDGES_DISAGREE_FIELD_NUMBER: _ClassVar[int]
     FINDINGS_OMITTED_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_FIELD_NUMBER: _ClassVar[int]
+    UNCHECKED_FIELD_NUMBER: _ClassVar[int]
+    UNCHECKED_REASON_FIELD_NUMBER: _ClassVar[int]
     invariant: str
     outcome: Outcome
     score: float
@@ -126,7 +139,10 @@ class InvariantResult(_message.Message):
     judges: _containers.RepeatedCompositeFieldContainer[JudgeResult]
     judges_disagree: bool
     findings_omitted: int
-    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ..., judges: _Optional[_Iterable[_Union[JudgeResult, _Mapping]]] = ..., judges_disagree: _Optional[bool] = ..., findings_omitted: _Optional[int] = ...) -> None: ...
+    checked: _containers.RepeatedCompositeFieldContainer[Span]
+    unchecked: _containers.RepeatedCompositeFieldContainer[Span]
+    unchecked_reason: str
+    def __init__(self, invariant: _Optional[str] = ..., outcome: _Optional[_Union[Outcome, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ..., duration: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., judge: _Optional[str] = ..., error: _Optional[str] = ..., judges: _Optional[_Iterable[_Union[JudgeResult, _Mapping]]] = ..., judges_disagree: _Optional[bool] = ..., findings_omitted: _Optional[int] = ..., checked: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., unchecked: _Optional[_Iterable[_Union[Span, _Mapping]]] = ..., unchecked_reason: _Optional[str] = ...) -> None: ...
 
 class JudgeResult(_message.Message):
     __slots__ = ("judge", "family", "score", "threshold", "passed", "error", "disagreement", "duration")
@@ -249,7 +265,7 @@ class ListInvariantsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InvariantInfo(_message.Message):
-    __slots__ = ("name", "enabled", "threshold", "on_fail", "on_error", "timeout_seconds", "judge")
+    __slots__ = ("name", "enabled", "threshold", "on_fail", "on_error", "timeout_seconds", "judge", "on_partial")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ENABLED_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -257,6 +273,7 @@ class InvariantInfo(_message.Message):
     ON_ERROR_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     JUDGE_FIELD_NUMBER: _ClassVar[int]
+    ON_PARTIAL_FIELD_NUMBER: _ClassVar[int]
     name: str
     enabled: bool
     threshold: float
@@ -264,7 +281,8 @@ class InvariantInfo(_message.Message):
     on_error: str
     timeout_seconds: float
     judge: str
-    def __init__(self, name: _Optional[str] = ..., enabled: _Optional[bool] = ..., threshold: _Optional[float] = ..., on_fail: _Optional[str] = ..., on_error: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., judge: _Optional[str] = ...) -> None: ...
+    on_partial: str
+    def __init__(self, name: _Optional[str] = ..., enabled: _Optional[bool] = ..., threshold: _Optional[float] = ..., on_fail: _Optional[str] = ..., on_error: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., judge: _Optional[str] = ..., on_partial: _Optional[str] = ...) -> None: ...
 
 class ListInvariantsResponse(_message.Message):
     __slots__ = ("invariants",)
