@@ -65,7 +65,7 @@ SENTENCE_VERDICT_LATENCY = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 LEAK_VERDICT_LATENCY = Histogram(
-FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost", "partial")
+    "guardrail_generation_leak_verdict_seconds", "CheckGeneration: time from the arrival of a leaked entity's last "
     "character to the leak verdict being sent", buckets=LATENCY_BUCKETS,
 )
 ADMISSION_WAIT = Histogram(
@@ -86,7 +86,7 @@ DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
 SHED_KINDS = ("unary", "stream", "generation")
 SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down", "streams_full")
 GENERATION_ENDS = ("closed", "cut", "idle_timeout", "deadline", "cancelled", "invalid", "shed", "error")
-FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost")
+FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost", "partial")
 REJECTED_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
 APP_OTHER = "other"  # an app not on the allow-list
 APP_UNSET = "unset"  # the caller sent no app
