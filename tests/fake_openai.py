@@ -1,7 +1,9 @@
 """A tiny OpenAI-compatible chat endpoint on 127.0.0.1 (stdlib http.server in a thread).
 
-The only fake in the suite: no LLM runs here, so the LLM judge and the sampler are tested against this stand-in,
-which records every request and answers through a test-supplied function.
+The only fake in the suite: no LLM runs here, so the LLM judge, the sampler and the streaming adapter are tested
+against this stand-in, which records every request and answers through a test-supplied function. A request with
+`"stream": true` is answered with server-sent events: the reply's text one token (`" word"`) per event,
+`stream_delay_s` apart, then `data: [DONE]`; a client that hangs up stops the stream (`streams_cut` counts those).
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ Reply = Callable[[dict[str, Any]], Any]
 
 
 class FakeOpenAI:
-    def __init__(self, reply: Reply, delay_s: float = 0.0) -> None:
+    def __init__(self, reply: Reply, delay_s: float = 0.0, stream_delay_s: float = 0.0) -> None:
         self.reply = reply
         self.delay_s = delay_s
+        self.stream_delay_s = stream_delay_s
         self.requests: list[dict[str, Any]] = []
         self.paths: list[str] = []
+        self.events_sent = 0  # SSE events written (streamed requests)
+        self.streams_cut = 0  # streamed replies the client hung up on before [DONE]
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -33,6 +38,9 @@ class FakeOpenAI:
                 fake.paths.append(self.path)
                 if fake.delay_s:
                     time.sleep(fake.delay_s)
+                if body.get("stream"):
+                    self._stream(body)
+                    return
                 status, payload = 200, None
                 out = fake.reply(body)
                 if isinstance(out, tuple):
@@ -52,6 +60,28 @@ class FakeOpenAI:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
+
+            def _stream(self, body: dict[str, Any]) -> None:
+                text = fake.reply(body)
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}}]}]
+                events += [{"choices": [{"index": 0, "delta": {"content": tok}}]}
+                           for tok in re.findall(r"\s*\S+\s*?", text)]
+                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                try:
+                    for event in events:
+                        self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                        self.wfile.flush()
+                        fake.events_sent += 1
+                        if fake.stream_delay_s:
+                            time.sleep(fake.stream_delay_s)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    fake.streams_cut += 1
 
             def log_message(self, *args: Any) -> None:
                 pass

@@ -1,5 +1,8 @@
 """`guardrail check`: one case from flags or a JSON file, against a running server or in-process.
 
+`--stream` reads the response from stdin as it arrives (a model's output piped in) and checks it over CheckGeneration:
+a line per sentence as its verdict comes, a line per PII leak as soon as it is found, then the final verdict.
+
 The exit code is the decision, so a shell script can gate on it without parsing output:
 0 ALLOW, 1 FLAG, 3 BLOCK, 2 the check could not be made (bad input or flags, config error, server unreachable,
 a call that failed). 1 and 3 keep the grep/diff convention (1 = "found something", 2 = trouble) and leave any
@@ -10,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import codecs
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -46,10 +51,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--invariant", "-i", action="append", default=[], help="run only these (repeatable)")
     p.add_argument("--target", "-t", default="localhost:50051", help="server address (default %(default)s)")
     p.add_argument("--in-process", action="store_true", help="run the invariants here instead of calling a server")
-    p.add_argument("--timeout", type=float, default=30.0, help="call deadline in seconds")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="call deadline in seconds (default 30; with --stream the whole stream's, default none: the "
+                        "server's streaming.max_duration_s)")
     _add_connection_flags(p)
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--exit-zero", action="store_true", help="exit 0 whatever the decision (errors still exit 2)")
+    p.add_argument("--stream", action="store_true",
+                   help="read the response from stdin as it arrives and print a verdict line per sentence "
+                        "(CheckGeneration; needs a server; --json prints one JSON object per event)")
     add_config_flags(p)
     p.set_defaults(handler=run)
 
@@ -113,9 +123,9 @@ def _add_connection_flags(p: argparse.ArgumentParser) -> None:
                    help="file holding the bearer token or the app's API key (default: $GUARDRAIL_TOKEN)")
 
 
-def _remote(args: argparse.Namespace, request: pb.CheckRequest) -> pb.CheckResponse:
-    """One Check through the thin client (TLS/mTLS and the credential from the flags or environment)."""
-    from guardrail_client import TLS, GuardrailClient
+def _transport(args: argparse.Namespace) -> tuple[object, str | None]:
+    """TLS settings and the credential from the flags or environment."""
+    from guardrail_client import TLS
 
     tls = None
     if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
@@ -124,13 +134,123 @@ def _remote(args: argparse.Namespace, request: pb.CheckRequest) -> pb.CheckRespo
         token = Path(args.token_file).read_text(encoding="utf-8").strip() or None
     else:
         token = os.environ.get("GUARDRAIL_TOKEN", "").strip() or None
+    return tls, token
+
+
+def _remote(args: argparse.Namespace, request: pb.CheckRequest) -> pb.CheckResponse:
+    """One Check through the thin client (TLS/mTLS and the credential from the flags or environment)."""
+    from guardrail_client import GuardrailClient
+
+    tls, token = _transport(args)
     with GuardrailClient(args.target, tls=tls, token=token, timeout=args.timeout) as client:
         reply = client.check_request(request).raw
     assert reply is not None
     return reply
 
 
+def _stdin_deltas(fd: int) -> Iterator[str]:
+    """The response as it arrives on `fd`: whatever the pipe holds at each read, decoded as UTF-8 (a character
+    split across two reads is joined)."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    while chunk := os.read(fd, 4096):
+        text = decoder.decode(chunk)
+        if text:
+            yield text
+    tail = decoder.decode(b"", final=True)
+    if tail:
+        yield tail
+
+
+def _stream(args: argparse.Namespace) -> int:
+    """`--stream`: CheckGeneration over the response read from stdin."""
+    from guardrail_client import GuardrailClient
+    from guardrail_client.generation import GenerationResult, LeakResult, SentenceResult
+
+    if args.in_process:
+        print("guardrail check: --stream needs a server (--target), not --in-process", file=sys.stderr)
+        return EXIT_USAGE
+    if args.file == "-" or args.response is not None:
+        print("guardrail check: with --stream the response is read from stdin (no --response, no --file -)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        case = case_from_dict({**_load_case(args), "response": "-"})
+    except (OSError, ValueError) as exc:
+        print(f"guardrail check: cannot read the case: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    text: list[str] = []
+
+    def deltas() -> Iterator[str]:
+        for delta in _stdin_deltas(sys.stdin.fileno()):
+            text.append(delta)
+            yield delta
+
+    request = request_from_case(case, args.invariant)
+    context = [{"id": p.id, "text": p.text, "title": p.title, "url": p.url} for p in request.context]
+    tls, token = _transport(args)
+    final = None
+    try:
+        with GuardrailClient(args.target, tls=tls, token=token, timeout=args.timeout or 30.0) as client:
+            for event in client.check_generation(deltas(), question=request.question, context=context,
+                                                 samples=list(request.samples), invariants=list(request.invariants),
+                                                 timeout=args.timeout):
+                response = "".join(text)
+                if isinstance(event, GenerationResult):
+                    final = event
+                if args.json:
+                    print(json.dumps(_event_dict(event)), flush=True)
+                elif isinstance(event, SentenceResult):
+                    scores = "  ".join(f"{r.invariant} {r.outcome.name} {r.score:.3f}" for r in event.results)
+                    print(f"sentence {event.index} [{event.start}:{event.end}] {event.decision.name:<5} {scores}  "
+                          f"({event.latency_s * 1000:.0f} ms)  {_snippet(response[event.start:event.end])}",
+                          flush=True)
+                elif isinstance(event, LeakResult):
+                    for f in event.findings:
+                        print(f"leak [{f.start}:{f.end}] {event.decision.name:<5} {f.message}  "
+                              f"{response[f.start:f.end]!r}", flush=True)
+    except grpc.RpcError as err:
+        print(f"guardrail check: {err.code().name}: {err.details()}", file=sys.stderr)
+        return EXIT_USAGE
+    if final is None or final.raw is None:
+        print("guardrail check: the stream ended without a final verdict", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.json:
+        if final.cut:
+            print(f"cut by BLOCK after {final.sentences} sentence(s): stop the generation")
+        _print_readable(response_to_dict(final.raw.final.response), "".join(text))
+    return 0 if args.exit_zero else exit_code(final.decision.name)
+
+
+def _snippet(text: str, limit: int = 60) -> str:
+    return repr(text if len(text) <= limit else text[: limit - 1] + "\u2026")
+
+
+def _event_dict(event: object) -> dict:
+    from guardrail_client.generation import GenerationResult, GenerationStarted, LeakResult, SentenceResult
+
+    if isinstance(event, GenerationStarted):
+        return {"event": "started", "request_id": event.request_id,
+                "sentence_invariants": list(event.sentence_invariants), "live_pii": event.live_pii}
+    if isinstance(event, SentenceResult):
+        return {"event": "sentence", "index": event.index, "start": event.start, "end": event.end,
+                "decision": event.decision.name.lower(), "running": event.running.name.lower(),
+                "latency_ms": round(event.latency_s * 1000, 1),
+                "results": [{"invariant": r.invariant, "outcome": r.outcome.name.lower(), "score": r.score,
+                             "findings": [{"start": f.start, "end": f.end, "kind": f.kind} for f in r.findings]}
+                            for r in event.results]}
+    if isinstance(event, LeakResult):
+        return {"event": "leak", "decision": event.decision.name.lower(), "checked_until": event.checked_until,
+                "findings": [{"start": f.start, "end": f.end, "kind": f.kind, "message": f.message}
+                             for f in event.findings]}
+    assert isinstance(event, GenerationResult) and event.raw is not None
+    return {"event": "final", "cut": event.cut, "sentences": event.sentences,
+            **response_to_dict(event.raw.final.response)}
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.stream:
+        return _stream(args)
+    args.timeout = args.timeout or 30.0
     try:
         case = case_from_dict(_load_case(args))
     except (OSError, ValueError) as exc:
