@@ -107,3 +107,16 @@ def test_the_committed_seed_restarts_a_lost_run(tiny_backbone, groups, tmp_path,
     train_main(_args(groups, tiny_backbone, run))
     assert ck.newest([run]).stem == "ckpt-8"
     assert torch.load(ck.newest([run]), map_location="cpu", weights_only=False)["step"] == 8
+
+
+def test_a_seed_is_written_from_the_newest_checkpoint_alone(tiny_backbone, groups, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(ck, "SEED_DIR", tmp_path / "no-seeds")
+    run = tmp_path / "run"
+    train_main(_args(groups, tiny_backbone, run, "--stop-at-step", "3"))
+    seed = ck.seed_from_run(run, None, tmp_path / "seed.pt")
+    blob = torch.load(seed, map_location="cpu", weights_only=False)
+    state = torch.load(ck.newest([run]), map_location="cpu", weights_only=False)["model"]
+    assert blob["step"] == 3 and blob["run"] == json.loads((run / "run.json").read_text())
+    assert blob["model"].keys() == state.keys()
+    for key, value in state.items():
+        torch.testing.assert_close(blob["model"][key].float(), value.float(), atol=1e-2, rtol=1e-2)

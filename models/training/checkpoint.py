@@ -85,16 +85,28 @@ def trainable_state(model) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.state_dict().items() if not is_frozen(k)}
 
 
-def write_seed(path: Path, model, step: int, run_config: dict[str, Any]) -> Path:
-    """The committed fallback: fp16 transformer weights and the step they were saved at."""
+def write_seed(path: Path, state: dict[str, Any], step: int, run_config: dict[str, Any]) -> Path:
+    """The committed fallback: fp16 transformer weights (a `trainable_state`) and the step they were saved at."""
     import torch
 
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in trainable_state(model).items()}
+    half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items() if not is_frozen(k)}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"step": step, "run": run_config, "model": state}, tmp)
+    torch.save({"step": step, "run": run_config, "model": half}, tmp)
     os.replace(tmp, path)
     return path
+
+
+def seed_from_run(run_dir: Path, mirror: Path | None, out: Path) -> Path:
+    """The seed of a run's newest checkpoint, without loading data or a model (end of a session)."""
+    import torch
+
+    newest_ckpt = newest([run_dir] + ([mirror] if mirror else []))
+    if newest_ckpt is None:
+        raise FileNotFoundError(f"no checkpoint in {run_dir} or {mirror}")
+    blob = torch.load(newest_ckpt, map_location="cpu", weights_only=False)
+    config = json.loads((newest_ckpt.parent / "run.json").read_text())
+    return write_seed(out, blob["model"], int(blob["step"]), config)
 
 
 def load_seed(path: Path, model, run_config: dict[str, Any]) -> int:
@@ -110,3 +122,18 @@ def load_seed(path: Path, model, run_config: dict[str, Any]) -> int:
     if unexpected or any(not is_frozen(k) for k in missing):
         raise RunMismatchError(f"seed {path} does not fit the model (missing {missing}, unexpected {unexpected})")
     return int(blob["step"])
+
+
+def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Writes the committed seed checkpoint of a run from its newest checkpoint.")
+    ap.add_argument("run", type=Path, help="the run folder, runs/<name>")
+    ap.add_argument("--out", type=Path, default=None, help="default models/seed/<name>.pt")
+    args = ap.parse_args()
+    out = args.out or SEED_DIR / f"{args.run.name}.pt"
+    print(seed_from_run(args.run, CACHE / args.run.name, out))
+
+
+if __name__ == "__main__":
+    main()

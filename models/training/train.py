@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> None:
         snapshot(step)
     print(f"stretch: steps {start}->{step} of {planned} in {(time.time() - t_stretch) / 60:.1f} min", flush=True)
     if args.write_seed:
-        ck.write_seed(args.write_seed, model, step, config)
+        ck.write_seed(args.write_seed, ck.trainable_state(model), step, config)
         print(f"seed checkpoint {args.write_seed} (step {step})", flush=True)
     if args.no_export or (step < planned and not args.export):
         return
