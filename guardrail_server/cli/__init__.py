@@ -1,10 +1,10 @@
 """`guardrail` command line: serve, check, config, models, eval, metamorph, review, anchors, calibrate, recalibrate,
-synth (`guardrail COMMAND --help` for each).
+synth, adapt (`guardrail COMMAND --help` for each).
 
 exit codes (every command): 0 done, 2 usage, input or start-up problem (one line on stderr naming the config key,
 file, port or URL), 130 interrupted, 1 a crash. `guardrail check` adds 1 = FLAG and 3 = BLOCK; `guardrail eval` and
 `guardrail metamorph` add 1 = a --fail-if gate tripped; `guardrail calibrate --strict` adds 1 = an invariant below
---target.
+--target; `guardrail adapt` adds 1 = the adapted judge is worse on the anchors (no overlay written).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from guardrail_server.logs import configure_logging
 
-COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review", "synth")  # each registers its own subcommand(s)
+COMMAND_MODULES = ("serve", "check", "show_config", "models", "eval", "metamorph", "review", "synth", "adapt")  # each registers its own subcommand(s)
 DISTRIBUTION = "guardrail-sidecar"
 
 
