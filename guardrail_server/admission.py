@@ -44,6 +44,7 @@ class Shed(Exception):
 class _Waiter:
     kind: Kind
     future: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    since: float = field(default_factory=time.perf_counter)
 
 
 def _granted(waiter: _Waiter) -> bool:
@@ -78,6 +79,11 @@ class Admission:
 
     def queued(self, kind: Kind | None = None) -> int:
         return sum(1 for w in self._waiters if kind is None or w.kind == kind)
+
+    def oldest_wait(self, kind: Kind) -> float:
+        """Seconds the longest-waiting call of `kind` has waited so far (0 when none waits)."""
+        now = time.perf_counter()
+        return max((now - w.since for w in self._waiters if w.kind == kind and not w.future.done()), default=0.0)
 
     def resize(self, capacity: int) -> None:
         """Live capacity (a worker being replaced does not count); waiters start as soon as it grows."""

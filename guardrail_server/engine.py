@@ -95,7 +95,7 @@ class CheckEngine:
 
     async def check(
         self, case: Case, requested: Sequence[str] = (), *, deadline_s: float | None = None, sample: bool = True,
-        kind: Kind = "offline",
+        kind: Kind = "offline", prefer: int | None = None,
     ) -> CheckResult:
         """Validates, waits for a check slot (or raises `Shed`), runs the requested (or all enabled) invariants,
         decides, records metrics, logs, samples. `kind` is the admission class: "unary"/"stream" calls wait a
@@ -110,7 +110,8 @@ class CheckEngine:
         try:
             async with self.admission.slot(kind, budget) as waited:
                 remaining = None if deadline_s is None else max(0.0, deadline_s - waited)
-                verdicts = await self.runner.run(case, names, {n: policies[n].timeout_s for n in names}, remaining)
+                verdicts = await self.runner.run(case, names, {n: policies[n].timeout_s for n in names}, remaining,
+                                                 prefer=prefer)
         except Shed as shed:
             metrics.SHED.labels(kind, shed.reason).inc()
             log.warning("shed", request_id=case.request_id, kind=kind, reason=shed.reason)
@@ -126,7 +127,7 @@ class CheckEngine:
         return CheckResult(case.request_id, decision, verdicts, duration, sample_id, disagreements)
 
     async def check_part(self, case: Case, names: Sequence[str], *, deadline_s: float | None,
-                         kind: Kind = "generation") -> list[Verdict]:
+                         kind: Kind = "generation", prefer: int | None = None) -> list[Verdict]:
         """Runs `names` on part of a response (a sentence, the text so far) behind admission control, without a
         decision, metrics, log line or review sample of its own: CheckGeneration's live checks
         (`guardrail_server.generation`). The response they belong to gets all of those once, from `check`, at its
@@ -135,7 +136,8 @@ class CheckEngine:
         try:
             async with self.admission.slot(kind, deadline_s) as waited:
                 remaining = None if deadline_s is None else max(0.0, deadline_s - waited)
-                verdicts = await self.runner.run(case, names, {n: policies[n].timeout_s for n in names}, remaining)
+                verdicts = await self.runner.run(case, names, {n: policies[n].timeout_s for n in names}, remaining,
+                                                 prefer=prefer)
         except Shed as shed:
             metrics.SHED.labels(kind, shed.reason).inc()
             raise

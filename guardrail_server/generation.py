@@ -20,7 +20,13 @@ decided when:
   verdict with `cut` (the blocking verdicts) follows and the call ends; the client stops the generation.
 - **at the close**: the final verdict is `CheckEngine.check` on the full text — the very call unary Check makes, so it
   is what Check returns for the same request (self_consistency, the whole-response rules of every invariant, the
-  decision, metrics, log line and review sample all come from there, once per response).
+  decision, metrics, log line and review sample all come from there, once per response). It starts once the last
+  sentence's check is done (beside that sentence's PII scan) and is sent after every sentence verdict. It is fast because the check workers
+  keep a cache of model outputs (`models.cache_size`): the sentences it scores were scored live, on the worker the
+  stream prefers (`prefer`).
+- **speculation**: when the text ends like a sentence ("... 330 m tall."), that sentence's check starts before the
+  next piece proves the end (workers idle, earlier sentences done); the verdict uses it only for the very same span
+  and text, so a wrong guess ("3." then "5") costs a check, never a wrong verdict.
 
 Bounded everywhere: the text is capped by `limits.max_response_chars`; at most one sentence check and one PII scan
 per stream run or wait for a worker; verdicts waiting for the reader are capped by `streaming.max_pending_verdicts`,
@@ -28,9 +34,11 @@ past which the stream stops checking until the reader catches up (a reader that 
 text, nothing more, until its deadline). A stream sends nothing for `streaming.idle_timeout_s`: it ends with
 DEADLINE_EXCEEDED; `streaming.max_duration_s` (or the call's deadline, if sooner) bounds its whole life.
 
-Admission: a stream is admitted when it opens (`streaming.max_streams`, else `Shed`: RESOURCE_EXHAUSTED); its checks
-then wait for a worker as kind `generation` (after every unary and CheckStream waiter, never shed before the stream's
-deadline; see `guardrail_server.admission`).
+Admission: a stream is admitted when it opens, unless `streaming.max_streams` are open or the open streams' checks
+already wait longer than `streaming.max_check_wait_s` for a worker (past capacity a new stream is shed — `Shed`:
+RESOURCE_EXHAUSTED — instead of every open stream falling behind); its checks then wait for a worker as kind
+`generation` (after every unary and CheckStream waiter, never shed before the stream's deadline; see
+`guardrail_server.admission`).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import bisect
 import re
 import time
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -167,6 +176,9 @@ class GenerationService:
         elif len(self.open) >= cfg.max_streams:
             reason, message = "streams_full", (f"server busy: {cfg.max_streams} CheckGeneration streams open "
                                                 "(streaming.max_streams); retry with backoff")
+        elif (behind := self.engine.admission.oldest_wait("generation")) > cfg.max_check_wait_s:
+            reason, message = "behind", (f"server busy: the open streams' checks wait {behind:.1f}s for a worker "
+                                         "(streaming.max_check_wait_s); retry with backoff")
         else:
             stream = GenerationStream(self, case, requested, deadline_s)
             self.open.add(stream)
@@ -213,6 +225,8 @@ class GenerationStream:
         self.requested = list(dict.fromkeys(requested))
         names = self.requested or list(engine.invariants)
         self.case = case if case.request_id else replace(case, request_id=uuid.uuid4().hex)
+        # the worker this stream's sentences and final verdict prefer (its model cache), PII scans the next one
+        self.affinity = zlib.crc32(self.case.request_id.encode())
         self.sentence_names = [n for n in cfg.sentence_invariants if n in names]
         self.live_pii = cfg.live_pii and PII in names
         self.final_names = names
@@ -227,7 +241,11 @@ class GenerationStream:
         self._error: BaseException | None = None
         self._finished = False
         self._pii_done = not self.live_pii
+        self._spec: tuple[tuple[int, int, str], asyncio.Task[list[Verdict]]] | None = None
+        self.speculated = 0  # sentence checks started before their end was proven
+        self._final: asyncio.Future[CheckResult] | None = None
         self.leak_reports = 0
+        self.pii_scans = 0
 
     @property
     def request_id(self) -> str:
@@ -286,10 +304,15 @@ class GenerationStream:
         finally:
             for task in tasks:
                 task.cancel()
+            if self._spec is not None:
+                self._spec[1].cancel()
+            if self._final is not None:
+                self._final.cancel()
             self.service._closed(self)
             metrics.GENERATION_STREAMS.labels(end).inc()
             log.info("generation", request_id=self.request_id, app=self.case.app, end=end,
                      sentences=len(self.s.sentences), checked=self.s.checked, leaks=len(self.s.leaks),
+                     pii_scans=self.pii_scans, speculated=self.speculated,
                      response_chars=len(self.s.text), decision=self.s.running.value,
                      duration_ms=round((time.perf_counter() - self.started) * 1000, 2))
 
@@ -350,8 +373,34 @@ class GenerationStream:
             else:
                 final = self.splitter.feed(chunk.text)
             self._feed_now(final)
+            self._speculate()
             if self.live_pii and any(ch.isspace() for ch in chunk.text):
                 self._pii_wake.set()
+
+    def _speculate(self) -> None:
+        """Starts checking the sentence the text seems to have just ended ("... tall.") before the next piece proves
+        it: most ends are real, so its verdict is ready about when the proof arrives. Only with every sentence
+        before it checked and no call waiting for a worker (a wrong guess costs a check, never a verdict: the
+        sentence worker uses the result only for the very same span and text)."""
+        s = self.s
+        if not self.sentence_names or s.checked < len(s.sentences) or self._finished:
+            return
+        if self._spec is not None and not self._spec[1].done():
+            return
+        if self.engine.admission.queued():
+            return
+        span = self.splitter.tentative()
+        if span is None:
+            return
+        key = (span.start, span.end, s.text[span.start : span.end])
+        if self._spec is not None and self._spec[0] == key:
+            return
+        part = replace(self.case, response=key[2], samples=())
+        task = asyncio.ensure_future(self.engine.check_part(part, self.sentence_names, deadline_s=self.remaining(),
+                                                            prefer=self.affinity))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failed guess is not an error
+        self._spec = (key, task)
+        self.speculated += 1
 
     def _feed_now(self, final: list[Span]) -> None:
         if not final:
@@ -382,18 +431,27 @@ class GenerationStream:
                 await self._sentence_wake.wait()
             index = s.checked
             span, seg_end = s.sentences[index], s.ends[index]
+            verdicts: list[Verdict] = []
+            if self.sentence_names:
+                segment = s.text[span.start : seg_end].rstrip()
+                spec, self._spec = self._spec, None
+                if spec is not None and spec[0] == (span.start, span.end, segment) and not spec[1].cancelled():
+                    found = await spec[1]  # started before the proof came (see _speculate)
+                else:
+                    if spec is not None:
+                        spec[1].cancel()
+                    part = replace(self.case, response=segment, samples=())
+                    found = await self.engine.check_part(part, self.sentence_names, deadline_s=self.remaining(),
+                                                         prefer=self.affinity)
+                verdicts = [_shifted(v, span.start) for v in found]
+            if s.closed and index == len(s.sentences) - 1:
+                self._start_final()  # its model outputs are cached now: the final verdict starts beside the PII scan
             while self.live_pii and s.scanned_end < span.end and not self._pii_done and not self._finished:
                 # a sentence's verdict follows the PII scan that covered it: its leaks are always reported first
                 self._sentence_wake.clear()
                 await self._sentence_wake.wait()
             if self._finished:
                 return
-            verdicts: list[Verdict] = []
-            if self.sentence_names:
-                segment = s.text[span.start : seg_end].rstrip()
-                part = replace(self.case, response=segment, samples=())
-                found = await self.engine.check_part(part, self.sentence_names, deadline_s=self.remaining())
-                verdicts = [_shifted(v, span.start) for v in found]
             decision = decide(verdicts, policies)
             s.running = worse(s.running, decision)
             s.checked += 1
@@ -411,7 +469,7 @@ class GenerationStream:
         while not self._finished:
             self._pii_wake.clear()
             closed = s.closed  # at the close every entity is complete: the last scan reads to the end
-            scan_end = len(s.text) if closed else _scan_end(s.text)
+            scan_end = len(s.text) if closed else _scan_limit(s.text)
             if scan_end <= s.scanned_end:
                 if closed:
                     break
@@ -425,7 +483,9 @@ class GenerationStream:
                 continue
             anchor = self._pii_anchor(scan_end)
             part = replace(self.case, response=s.text[anchor:scan_end], samples=())
-            (verdict,) = await self.engine.check_part(part, [PII], deadline_s=self.remaining())
+            self.pii_scans += 1
+            (verdict,) = await self.engine.check_part(part, [PII], deadline_s=self.remaining(),
+                                                      prefer=self.affinity + 1)
             if self._finished:
                 return
             s.scanned_end = scan_end
@@ -495,12 +555,25 @@ class GenerationStream:
                     invariants=sorted({v.invariant for v in blocking}), response_chars=len(self.s.text))
         await self._emit(Finished(self.request_id, result, True, len(self.s.sentences), Decision.BLOCK))
 
+    async def _final_check(self) -> CheckResult:
+        """The final verdict: unary Check's on the full text (the very call)."""
+        case = replace(self.case, response=self.s.text, samples=(*self.case.samples, *self.s.samples))
+        return await self.engine.check(case, self.requested, deadline_s=self.remaining(), kind="generation",
+                                       prefer=self.affinity)
+
+    def _start_final(self) -> None:
+        if self._final is None:
+            self._final = asyncio.ensure_future(self._final_check())
+            self._final.add_done_callback(lambda t: t.cancelled() or t.exception())
+
     async def _finish(self) -> None:
-        """The close: every sentence checked; the final verdict is unary Check's on the full text."""
+        """The close, every sentence checked: the final verdict (started with the last sentence's verdict) goes out
+        last."""
         if self._finished:
             return
-        case = replace(self.case, response=self.s.text, samples=(*self.case.samples, *self.s.samples))
-        result = await self.engine.check(case, self.requested, deadline_s=self.remaining(), kind="generation")
+        self._start_final()
+        assert self._final is not None
+        result = await self._final
         self._finished = True
         self.s.running = worse(self.s.running, result.decision)
         await self._emit(Finished(self.request_id, result, False, len(self.s.sentences), result.decision))
@@ -512,6 +585,21 @@ def _scan_end(text: str) -> int:
     while i > 0 and not text[i - 1].isspace():
         i -= 1
     return i
+
+
+def _scan_limit(text: str) -> int:
+    """How far a scan reads now: the complete words, less a trailing run of words that may be an entity still going
+    on ("filed by Marta " waits for the word after "Marta"; "in 1889. " does not wait: an end mark closes a run).
+    One scan per entity, when it is complete, instead of one per word of it."""
+    end = _scan_end(text)
+    base = max(0, end - 400)
+    cut = end
+    for m in reversed(list(re.finditer(r"\S+\s*", text[base:end]))):
+        word = m.group(0).rstrip()
+        if not _ENTITY_START.match(word) or word[-1] in ".!?;:":
+            break
+        cut = base + m.start()
+    return cut
 
 
 def _may_hold_entity(text: str) -> bool:

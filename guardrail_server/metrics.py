@@ -33,7 +33,8 @@ JUDGE_AGREEMENT = Gauge(
 SHED = Counter(
     "guardrail_shed_total", "Calls refused by admission control before any check ran (RESOURCE_EXHAUSTED)",
     ["kind", "reason"],
-)  # kind: unary | stream | generation; reason: queue_full | queue_timeout | deadline | shutting_down | streams_full
+)  # kind: unary | stream | generation; reason: queue_full | queue_timeout | deadline | shutting_down |
+# streams_full | behind (generation: streaming.max_streams open, or their checks waiting past max_check_wait_s)
 FAIL_OPEN = Counter(
     "guardrail_fail_open_total", "Invariants whose unchecked response was let through (ALLOW): an error under "
     "on_error: fail_open (a timeout also under on_partial: allow), or a partial check under on_partial: allow",
@@ -84,7 +85,7 @@ OUTCOMES = ("pass", "fail", "error", "skipped", "partial")  # guardrail_invarian
 PARTIAL_REASONS = ("deadline", "limit")  # guardrail_invariants.types.COVERAGE_REASONS
 DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
 SHED_KINDS = ("unary", "stream", "generation")
-SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down", "streams_full")
+SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down", "streams_full", "behind")
 GENERATION_ENDS = ("closed", "cut", "idle_timeout", "deadline", "cancelled", "invalid", "shed", "error")
 FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost", "partial")
 REJECTED_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")

@@ -61,7 +61,7 @@ class CheckRunner(Protocol):
     async def start(self) -> None: ...
 
     async def run(self, case: Case, names: Sequence[str], timeouts: dict[str, float],
-                  deadline_s: float | None) -> list[Verdict]: ...
+                  deadline_s: float | None, *, prefer: int | None = None) -> list[Verdict]: ...
 
     async def close(self, timeout_s: float = 5.0) -> None: ...
 
@@ -87,7 +87,7 @@ class InlineRunner:
                       self.invariants.items()}
 
     async def run(self, case: Case, names: Sequence[str], timeouts: dict[str, float],
-                  deadline_s: float | None) -> list[Verdict]:
+                  deadline_s: float | None, *, prefer: int | None = None) -> list[Verdict]:
         return await run_checks([ScheduledInvariant(self.invariants[n], timeouts[n]) for n in names], case, deadline_s)
 
     async def close(self, timeout_s: float = 5.0) -> None:
@@ -258,11 +258,17 @@ class ProcessRunner:
         self.admission.resize(self.capacity)
 
     async def run(self, case: Case, names: Sequence[str], timeouts: dict[str, float],
-                  deadline_s: float | None) -> list[Verdict]:
+                  deadline_s: float | None, *, prefer: int | None = None) -> list[Verdict]:
+        """`prefer`: run on worker `prefer % count` when it is idle (its model cache holds what the caller's earlier
+        checks scored: a CheckGeneration's sentences, then its final verdict), else on any idle worker."""
         started = time.perf_counter()
         if not self._idle:  # admission is sized to live workers; only a race with a dying worker lands here
             return [self._lost_verdict(n, "worker_lost", 0.0, started, len(case.response)) for n in names]
-        worker = self._idle.pop()
+        worker = next((w for w in self._idle if prefer is not None and w.slot == prefer % self.count), None)
+        if worker is not None:
+            self._idle.remove(worker)
+        else:
+            worker = self._idle.pop()
         self._job += 1
         job = self._job
         limits = {n: timeouts[n] if deadline_s is None else min(timeouts[n], deadline_s) for n in names}

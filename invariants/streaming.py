@@ -85,6 +85,21 @@ class SentenceStream:
         """Where the first sentence not given out yet may start (the open region)."""
         return self.region
 
+    def tentative(self) -> Span | None:
+        """The sentence the next piece will most likely make final: the text ends with an end mark after a plain
+        word ("... 330 m tall.") and it is the only sentence not given out yet. Not a promise ("3." may become "3.5",
+        "[1]" may follow): a caller may start work on it early and must check it against what `feed` gives out."""
+        text = self.text
+        if self.closed or not text or len(text) - self.region > self.max_region_chars:
+            return None
+        body = text.rstrip("\"')]\u201d\u2019*_")
+        if not body or body[-1] not in ".!?" or not _plain_end(text[self.region :]):
+            return None
+        spans = self._split(self.region, len(text))
+        if len(spans) != 1 or spans[0].end != len(text):
+            return None
+        return spans[0]
+
     # -------------------------------------------------------------------------------------------------- splitting
 
     def _complete_lines(self) -> list[Span]:
@@ -174,6 +189,12 @@ def _certain(sentence: str, after: str) -> bool:
     """An end nothing after it can undo: [.!?] after a plain word, then a capitalised word ("1889. Th")."""
     if len(after) < 2 or not (after[0].isupper() and after[1].islower()):
         return False
+    return _plain_end(sentence)
+
+
+def _plain_end(sentence: str) -> bool:
+    """The sentence ends with one end mark after a plain word (not an abbreviation, initial or number), quotes and
+    brackets closed."""
     body = sentence.rstrip("\"')]\u201d\u2019*_")
     if len(body) < 2 or body[-1] not in ".!?" or body[-2] in ".!?\u2026":
         return False
