@@ -197,10 +197,8 @@ class StreamingConfig(_Strict):
     """`CheckGeneration`: responses checked while they are generated (see `guardrail_server.generation`,
     docs/streaming.md). The limits, auth and admission of Check apply to it too."""
 
-    max_streams: int = Field(
-        10, ge=0, description="CheckGeneration streams open at once; one more is refused with RESOURCE_EXHAUSTED "
-        "(guardrail_shed_total{kind=\"generation\",reason=\"streams_full\"}). Measured (bench.streaming): ~10 "
-        "streams at 20 tokens/s keep 2 check workers on 2 shared cores busy; raise it with more workers or cores")
+    max_streams: int = Field(64, ge=0, description="CheckGeneration streams open at once; one more is refused with "
+                             "RESOURCE_EXHAUSTED (counted in guardrail_shed_total{kind=\"generation\"})")
     idle_timeout_s: float = Field(30.0, gt=0, description="a stream that sends nothing for this long is ended with "
                                   "DEADLINE_EXCEEDED")
     max_duration_s: float = Field(300.0, gt=0, description="longest a stream may stay open (the call's own deadline "
@@ -212,10 +210,6 @@ class StreamingConfig(_Strict):
                            "the entity is complete, before its sentence ends")
     max_pending_verdicts: int = Field(8, ge=1, description="verdicts waiting for a slow reader; past them the stream "
                                       "stops checking (and its memory stops growing) until the reader catches up")
-    max_check_wait_s: float = Field(
-        1.0, gt=0, description="a new stream is refused (RESOURCE_EXHAUSTED) while the open streams' checks have "
-        "waited longer than this for a worker: past capacity new streams are shed, instead of every open stream "
-        "falling behind")
 
     @field_validator("sentence_invariants")
     @classmethod
@@ -283,16 +277,19 @@ class ModelsConfig(_Strict):
     """Model runtime settings shared by every NLI invariant (see `guardrail_models.zoo`)."""
 
     dir: str = ""
+    device: Literal["cpu", "cuda", "auto"] = Field(
+        "auto", description="where the models run: cpu; cuda (onnxruntime's CUDA execution provider: needs "
+        "onnxruntime-gpu, the -gpu image, and a visible GPU, else the server refuses to start naming this key); auto "
+        "= cuda when that provider is installed and starts, else cpu (the CPU image always runs on the CPU)")
     intra_op_threads: int = Field(0, ge=0, description="0 = onnxruntime default")
-    max_batch_size: int = Field(
-        1, ge=1, description="pairs per model call across concurrent requests. 1 (default) on CPU: measured, batching "
-        "gains no throughput there (bench.entailment), and dynamic int8 scales activations per batch, so with "
-        "batch-mates a pair's score would depend on other requests; raise it on hardware where batching pays")
+    max_batch_size: int | None = Field(
+        None, ge=1, description="pairs per model call, gathered from the concurrent checks of a process (the claims, "
+        "windows and invariants of a case; several cases with workers.mode inline). null (default): 1 on the CPU — "
+        "measured, batching gains no throughput there (bench.entailment), and dynamic int8 scales activations per "
+        "batch, so with batch-mates a pair's score would depend on other requests — and 32 on CUDA, where a batch "
+        "costs about what one pair does")
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill (only with max_batch_size > 1)")
     max_queue: int = Field(4096, ge=1)
-    cache_size: int = Field(
-        4096, ge=0, description="model outputs (NLI pairs, embeddings) kept per model and process, by input: a "
-        "CheckGeneration's final verdict re-scores the sentences it checked live, and contexts recur; 0 = no cache")
 
 
 def zoo_settings(config: "Config") -> ZooSettings:
@@ -304,10 +301,10 @@ def zoo_settings(config: "Config") -> ZooSettings:
     return ZooSettings(
         models_dir=Path(m.dir) if m.dir else None,
         intra_op_threads=m.intra_op_threads,
+        device=m.device,
         max_batch_size=m.max_batch_size,
         max_wait_ms=m.max_wait_ms,
         max_queue=m.max_queue,
-        cache_size=m.cache_size,
     )
 
 

@@ -181,6 +181,24 @@ def test_standalone_deployment(helm: str) -> None:
         assert 'namespace="llm-prod"' in rule["expr"]  # alerts.selector reaches every series
 
 
+def test_gpu_values_ask_for_a_gpu_node_and_run_the_models_on_cuda(helm: str) -> None:
+    """ci/gpu-values.yaml (README, "GPU nodes"): one nvidia.com/gpu per pod, scheduled on GPU nodes past their taint,
+    the -gpu image, and models.device: cuda in the config the server reads (it refuses to start without a GPU)."""
+    docs = render(helm, CHART, "--values", str(CHART / "ci" / "gpu-values.yaml"))
+    validate_k8s(docs)
+    container, pod = guard_container(docs)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["image"].endswith(":0.1.0-gpu")
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    config = rendered_config(docs)
+    assert config["models"]["device"] == "cuda"
+    with pytest.raises(Exception, match="models.device"):  # the CPU onnxruntime here: refused at start, naming the key
+        from guardrail_models.runtime import resolve_device
+
+        resolve_device(load_config(None, environ={}, overrides=[("models", config["models"])]).models.device)
+
+
 def test_inline_review_url_becomes_a_secret_and_health_port_the_probes(helm: str) -> None:
     docs = render(helm, CHART, "--values", str(CHART / "ci" / "minimal-values.yaml"))
     secret = one(docs, "Secret")

@@ -4,6 +4,11 @@
 #
 #   deploy/image/build.sh                         # podman (or ENGINE=docker), tag guardrail-sidecar:dev
 #   TAG=registry.example.com/guardrail-sidecar:0.1.0 BASE_IMAGE=python:3.11-slim-bookworm deploy/image/build.sh
+#   GPU=1 deploy/image/build.sh                   # the -gpu variant, tag guardrail-sidecar:dev-gpu: onnxruntime-gpu
+#                                                 # (CUDA 13 + cuDNN 9 from PyPI) instead of onnxruntime; the node
+#                                                 # brings the NVIDIA driver (>= 580) and runtime; models.device: auto
+#                                                 # (the image default) runs on the GPU when one is visible
+#   PRINT_REQUIREMENTS=1 GPU=1 deploy/image/build.sh   # print the pinned dependency list and stop
 #
 # The dependency wheels are cached by the hash of the pinned dependency list (GUARDRAIL_DEPLOY_CACHE, default
 # ~/.cache/guardrail-deploy), so a rebuild after a code change only rebuilds our own wheel and the last layers.
@@ -16,13 +21,18 @@ PYTHON=${PYTHON:-$ROOT/.venv/bin/python}
 ENGINE=${ENGINE:-podman}
 ENGINE_FLAGS=${ENGINE_FLAGS:-}
 BUILD_FLAGS=${BUILD_FLAGS:-}
-TAG=${TAG:-guardrail-sidecar:dev}
+GPU=${GPU:-0}
+if [ "$GPU" = 1 ]; then TAG=${TAG:-guardrail-sidecar:dev-gpu}; else TAG=${TAG:-guardrail-sidecar:dev}; fi
 BASE_IMAGE=${BASE_IMAGE:-}
 CACHE=${GUARDRAIL_DEPLOY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/guardrail-deploy}
 mkdir -p "$CACHE/wheels"
 
 # 1. dependency wheels, keyed by the pinned list in pyproject.toml
 REQS=$(cd "$ROOT" && "$PYTHON" -c 'import tomllib;print("\n".join(tomllib.load(open("pyproject.toml","rb"))["project"]["dependencies"]))')
+if [ "$GPU" = 1 ]; then  # the same pinned version, GPU build, with its CUDA and cuDNN wheels (extras cuda, cudnn)
+  REQS=$(printf '%s\n' "$REQS" | sed -E 's/^onnxruntime==/onnxruntime-gpu[cuda,cudnn]==/')
+fi
+if [ "${PRINT_REQUIREMENTS:-0}" = 1 ]; then printf '%s\n' "$REQS"; exit 0; fi
 VERSION=$(cd "$ROOT" && "$PYTHON" -c 'import tomllib;print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')
 KEY=$(printf '%s\n' "$REQS" | sha256sum | cut -c1-16)
 DEPS="$CACHE/wheels/deps-$KEY"
@@ -62,6 +72,7 @@ cp "$ROOT/Dockerfile" "$ROOT/.dockerignore" "$CTX/"
 cp -r "$ROOT/deploy/image" "$CTX/deploy/image"
 
 ARGS=(--build-arg "VERSION=$VERSION")
+[ "$GPU" = 1 ] && ARGS+=(--build-arg "VARIANT=gpu")
 [ -n "$BASE_IMAGE" ] && ARGS+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 case "$ENGINE" in *podman*) ARGS+=(--format docker) ;; esac  # OCI format drops HEALTHCHECK and STOPSIGNAL
 # shellcheck disable=SC2086

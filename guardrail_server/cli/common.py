@@ -183,6 +183,8 @@ def describe_startup_error(exc: BaseException, config: Config | None = None, sto
         return f"cannot open the review store {url} (review.url): {line.replace(secret, '***') if secret else line}"
     # Model errors may come from a check worker process, as text: "check worker failed to start: UnknownModelError: …"
     text = str(exc)
+    if kind == "DeviceUnavailableError" or "DeviceUnavailableError: " in text:  # its message names models.device
+        return text.split("DeviceUnavailableError: ", 1)[-1]
     for marker in ("UnknownModelError", "ModelNotInstalledError"):
         if kind == marker or f"{marker}: " in text:
             detail = text.split(f"{marker}: ", 1)[1] if f"{marker}: " in text else text

@@ -41,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
                                             spool_dir=config.review.spool_dir)
     web = None
     try:
+        from guardrail_models.runtime import resolve_device
+
+        resolve_device(config.models.device)  # models.device: cuda without the CUDA provider fails here, at once
         check_ports_free(config)
         sampler = ReviewSampler(config.review) if config.review.enabled else None
         web = _start_review_web(config)
