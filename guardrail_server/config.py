@@ -197,8 +197,10 @@ class StreamingConfig(_Strict):
     """`CheckGeneration`: responses checked while they are generated (see `guardrail_server.generation`,
     docs/streaming.md). The limits, auth and admission of Check apply to it too."""
 
-    max_streams: int = Field(64, ge=0, description="CheckGeneration streams open at once; one more is refused with "
-                             "RESOURCE_EXHAUSTED (counted in guardrail_shed_total{kind=\"generation\"})")
+    max_streams: int = Field(
+        10, ge=0, description="CheckGeneration streams open at once; one more is refused with RESOURCE_EXHAUSTED "
+        "(guardrail_shed_total{kind=\"generation\",reason=\"streams_full\"}). Measured (bench.streaming): ~10 "
+        "streams at 20 tokens/s keep 2 check workers on 2 shared cores busy; raise it with more workers or cores")
     idle_timeout_s: float = Field(30.0, gt=0, description="a stream that sends nothing for this long is ended with "
                                   "DEADLINE_EXCEEDED")
     max_duration_s: float = Field(300.0, gt=0, description="longest a stream may stay open (the call's own deadline "
@@ -210,6 +212,10 @@ class StreamingConfig(_Strict):
                            "the entity is complete, before its sentence ends")
     max_pending_verdicts: int = Field(8, ge=1, description="verdicts waiting for a slow reader; past them the stream "
                                       "stops checking (and its memory stops growing) until the reader catches up")
+    max_check_wait_s: float = Field(
+        1.0, gt=0, description="a new stream is refused (RESOURCE_EXHAUSTED) while the open streams' checks have "
+        "waited longer than this for a worker: past capacity new streams are shed, instead of every open stream "
+        "falling behind")
 
     @field_validator("sentence_invariants")
     @classmethod
@@ -290,6 +296,9 @@ class ModelsConfig(_Strict):
         "costs about what one pair does")
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill (only with max_batch_size > 1)")
     max_queue: int = Field(4096, ge=1)
+    cache_size: int = Field(
+        4096, ge=0, description="model outputs (NLI pairs, embeddings) kept per model and process, by input: a "
+        "CheckGeneration's final verdict re-scores the sentences it checked live, and contexts recur; 0 = no cache")
 
 
 def zoo_settings(config: "Config") -> ZooSettings:
@@ -305,6 +314,7 @@ def zoo_settings(config: "Config") -> ZooSettings:
         max_batch_size=m.max_batch_size,
         max_wait_ms=m.max_wait_ms,
         max_queue=m.max_queue,
+        cache_size=m.cache_size,
     )
 
 

@@ -7,10 +7,13 @@ imported ones in `ZooSettings.models_dir/<name>/`, which wins on a name clash.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,15 +43,62 @@ class ZooSettings:
     max_wait_ms: float = 2.0
     max_queue: int = 4096
     default_nli: str = DEFAULT_NLI
+    cache_size: int = 0  # model outputs kept per model (PredictionCache); 0 = none (the server: models.cache_size)
+
+
+class PredictionCache:
+    """A model's outputs by input, the least recently used dropped first: the same (premise, hypothesis) pair or text
+    is scored once per process while it stays among the recent ones. Why: CheckGeneration checks each sentence as it
+    ends and then the whole response at the close; the close's claims are the sentences already scored, against the
+    same context windows (and a context recurs across requests). The model is deterministic for an input (each pair
+    alone: `max_batch_size` 1), so a hit is the very value a new run would give. Keys are 16-byte digests."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(parts: tuple[str, ...]) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        for part in parts:
+            h.update(part.encode("utf-8", "surrogatepass"))
+            h.update(b"\x00")
+        return h.digest()
+
+    async def through(self, inputs: Sequence[tuple[str, ...]], compute: Any) -> np.ndarray:
+        """The rows for `inputs`, computing (`await compute(missing inputs)`) only those not cached."""
+        keys = [self.key(i) for i in inputs]
+        with self._lock:
+            rows: list[np.ndarray | None] = []
+            for k in keys:
+                row = self._rows.get(k)
+                if row is not None:
+                    self._rows.move_to_end(k)
+                rows.append(row)
+        missing = [i for i, row in enumerate(rows) if row is None]
+        self.hits += len(rows) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            fresh = await compute([inputs[i] for i in missing])
+            with self._lock:
+                for i, row in zip(missing, fresh, strict=True):
+                    rows[i] = self._rows[keys[i]] = np.array(row, copy=True)
+                while len(self._rows) > self.size:
+                    self._rows.popitem(last=False)
+        return np.stack(rows)  # type: ignore[arg-type]
 
 
 class _LoadedModel:
     """A runtime behind its batcher, with the manifest it was loaded from."""
 
-    def __init__(self, runtime: NliRuntime | EmbeddingRuntime, batcher: DynamicBatcher, directory: Path) -> None:
+    def __init__(self, runtime: NliRuntime | EmbeddingRuntime, batcher: DynamicBatcher, directory: Path,
+                 cache_size: int = 0) -> None:
         self.runtime = runtime
         self.batcher = batcher
         self.directory = directory
+        self.cache = PredictionCache(cache_size) if cache_size > 0 else None
 
     @property
     def manifest(self) -> ModelManifest:
@@ -66,7 +116,9 @@ class NliModel(_LoadedModel):
 
     async def predict(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """(premise, hypothesis) pairs -> [n, 3] probabilities (entailment, neutral, contradiction)."""
-        return await self.batcher.predict(pairs)
+        if self.cache is None or not pairs:
+            return await self.batcher.predict(pairs)
+        return await self.cache.through([tuple(p) for p in pairs], self.batcher.predict)
 
     def predict_sync(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         """Unbatched, blocking; for scripts and benchmarks, never on the event loop."""
@@ -83,7 +135,9 @@ class EmbeddingModel(_LoadedModel):
 
     async def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> [n, d] unit vectors (cosine similarity = dot product)."""
-        return await self.batcher.predict([(t, "") for t in texts])
+        if self.cache is None or not texts:
+            return await self.batcher.predict([(t, "") for t in texts])
+        return await self.cache.through([(t, "") for t in texts], self.batcher.predict)
 
 
 class ModelZoo:
@@ -141,7 +195,7 @@ class ModelZoo:
                 runtime, batch = self._open(NliRuntime, directory)
                 batcher = DynamicBatcher(runtime.predict, name=name, max_batch_size=batch,
                                          max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue)
-                model = self._models[name] = NliModel(runtime, batcher, directory)
+                model = self._models[name] = NliModel(runtime, batcher, directory, self.settings.cache_size)
             if not isinstance(model, NliModel):
                 raise UnknownModelError(f"model {name!r} is not an NLI model")
             return model
@@ -157,7 +211,7 @@ class ModelZoo:
                 batcher = DynamicBatcher(lambda pairs, rt=runtime: rt.embed([p for p, _ in pairs]), name=name,
                                          max_batch_size=batch,
                                          max_wait_ms=self.settings.max_wait_ms, max_queue=self.settings.max_queue)
-                model = self._models[name] = EmbeddingModel(runtime, batcher, directory)
+                model = self._models[name] = EmbeddingModel(runtime, batcher, directory, self.settings.cache_size)
             if not isinstance(model, EmbeddingModel):
                 raise UnknownModelError(f"model {name!r} is not an embedding model")
             return model
