@@ -154,6 +154,48 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int, *, reaped_children: bool = True) -> float:
+    """User + system CPU seconds of `pid` from /proc/<pid>/stat (utime, stime; with `reaped_children` also cutime,
+    cstime: children it has waited for, e.g. check workers replaced after a timeout). 0.0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    # after the ")" of comm: state is fields[0], so utime (field 14 of stat) is fields[11]
+    ticks = int(fields[11]) + int(fields[12]) + ((int(fields[13]) + int(fields[14])) if reaped_children else 0)
+    return ticks / _TICKS
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of `pid` and of its live children (the server, its check workers and redaction worker)."""
+    return sum(cpu_by_role(pid).values())
+
+
+def cpu_by_role(pid: int) -> dict[str, float]:
+    """CPU seconds of a `guardrail serve` process tree by role: `server` (its own process: gRPC, the event loop,
+    admission, review sampling; plus children it reaped), `workers` (live check workers), `redaction` (the review
+    redaction worker), `other` children."""
+    out = {"server": cpu_seconds(pid), "workers": 0.0, "redaction": 0.0, "other": 0.0}
+    for child in children(pid):
+        try:
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+        except OSError:
+            continue
+        role = ("workers" if b"guardrail_server.workers" in cmd else
+                "redaction" if b"redaction" in cmd else "other")
+        out[role] += cpu_seconds(child)
+    return out
+
+
+def own_cpu_seconds() -> float:
+    """This process's CPU seconds, every thread (the load generator: its event loop and gRPC's threads)."""
+    t = os.times()
+    return t.user + t.system
+
+
 @dataclass
 class Rss:
     server_mb: float
@@ -259,6 +301,11 @@ class ServerProcess:
 
     def rss(self) -> Rss:
         return Rss(rss_bytes(self.pid) / 2**20, [rss_bytes(c) / 2**20 for c in sorted(children(self.pid))])
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds the server has used so far, by role (`cpu_by_role`): its own, its live children's and those of
+        children it reaped."""
+        return cpu_by_role(self.pid)
 
     def metrics(self) -> Samples:
         return scrape(self.metrics_port)

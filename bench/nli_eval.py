@@ -66,12 +66,14 @@ class SetResult:
 
 
 def eval_config(invariant: str, model: str | None, judge: str, models_dir: str | None,
-                threshold: float | None = None) -> Config:
+                threshold: float | None = None, extra_options: dict[str, Any] | None = None) -> Config:
     """Only `invariant` enabled, on `model`, with the service's defaults for everything else — except the timeout:
     accuracy is measured here, so a check slowed by a busy machine must not turn into an `error` row (latency is
-    measured on its own, `--latency`)."""
+    measured on its own, `--latency`). `extra_options` go into the invariant's options (bench.profile_check's
+    levers)."""
     options: dict[str, Any] = {"model": model, "judge": judge} if invariant == "entailment" else {
         "judges": [{"kind": "nli", **({"model": model} if model else {})}]}
+    options.update(extra_options or {})
     invariants: dict[str, dict[str, Any]] = {name: {**policy, "enabled": name == invariant}
                                              for name, policy in DEFAULT_INVARIANTS.items()}
     invariants[invariant].update(options=options, timeout_s=600.0)
@@ -92,11 +94,12 @@ def word_overlap(item: EvalCase) -> float:
 
 async def evaluate_set(path: Path, invariant: str, model: str | None, judge: str, *, models_dir: str | None = None,
                        limit: int | None = None, out_dir: Path | None = None,
-                       threshold: float | None = None) -> SetResult:
-    """`guardrail eval` on one file (in process, the servicer's engine), summarized as the eval report does."""
+                       threshold: float | None = None, options: dict[str, Any] | None = None) -> SetResult:
+    """`guardrail eval` on one file (in process, the servicer's engine), summarized as the eval report does;
+    `options`: more options of the invariant (e.g. a speed lever of entailment)."""
     loaded = load_datasets([path], limit=limit)
     out = Path(out_dir or tempfile.mkdtemp(prefix="nli_eval_"))
-    await run_eval(LocalBackend(eval_config(invariant, model, judge, models_dir, threshold)), loaded, out,
+    await run_eval(LocalBackend(eval_config(invariant, model, judge, models_dir, threshold, options)), loaded, out,
                    requested=[invariant], progress=False)
     rows = [r for r in read_rows(out) if r["invariant"] == invariant]
     summary = summarize_invariant(rows)

@@ -1,14 +1,22 @@
 """`entailment`: is each claim of the response entailed by the context?
 
-Per response sentence (claim): pick the top-k context windows by BM25 (cost grows with sentences x k, not with context
-length), score (window, sentence) with the NLI cross-encoder, keep the max entailment probability (contradiction is
-reported separately — real unsupported claims are mostly absent from the context, not contradicted by it). Scoring runs
-in two rounds: every claim against its best BM25 window first; a claim that window already entails with
-P >= `early_exit` is decided there (the common case for grounded answers), and only the open claims go on to the rest
-of their top-k, the embedding's pick and the merged top-2 — and only then is the whole context embedded. The
-sentence score is that entailment probability, or — with `judge: hybrid` — a logistic combination of it with lexical
-alignment features whose weights were fitted on held-out synthetic (train-side) data and are stored in the model's
-manifest. The response score is the weakest sentence's.
+Per response sentence (claim): build premises from the context, score (premise, sentence) with the NLI cross-encoder,
+keep the max entailment probability (contradiction is reported separately — real unsupported claims are mostly absent
+from the context, not contradicted by it). Premises (`premise`, default `sentences`): the context sentences most
+relevant to the claim by BM25, joined in document order up to `premise_tokens` (96) — cost grows with claims, not
+with context length. Scoring runs in two rounds: every claim against its most relevant sentences first; a claim that
+premise already entails with P >= `early_exit` is decided there (the common case for grounded answers), and only the
+open claims go on to two more premises: their best sentence read in its passage's context (its neighbours: a
+pronoun's antecedent), and the next most relevant sentences. (`premise: windows`, the behaviour before issue 20: the
+top-k 128-token BM25 windows, the embedding's pick and the merged top-2.) The sentence score is that entailment
+probability, or — with `judge: hybrid` — a logistic combination of it with lexical alignment features and the
+claim's embedding similarity to the premises it was scored against (`embedding: scored`; `context` embeds every
+window of the context, as before), whose weights were fitted on held-out synthetic (train-side) data and are stored
+in the model's manifest. The response score is the weakest sentence's.
+
+Measured (`python -m bench.profile_check --levers`, `python -m bench.nli_eval`): sentence premises and the scored
+embedding pass keep dev AUROC (halueval_qa, wice_claims, climate_fever_pairs) within 0.005 of the windowed hybrid or
+above it, for a fraction of the model work (see README, "Performance").
 
 Claims are scored front to back, `CLAIMS_PER_STEP` at a time, while the check's time budget lasts
 (`guardrail_invariants.deadline`); the claims it did not reach (or past `max_sentences`) are an unchecked span from
@@ -30,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from guardrail_invariants import deadline as deadlines
 from guardrail_invariants.base import skipped, verdict_from_score
@@ -47,6 +55,7 @@ from guardrail_invariants.text import (
     coverage,
     is_non_claim,
     make_windows,
+    sentence_units,
 )
 from guardrail_invariants.types import Case, Coverage, Finding, Passage, Verdict
 
@@ -77,6 +86,19 @@ def features(entailment: float, contradiction: float, sentence: str, context_low
     }
 
 
+# The hybrid rule's embed_sim feature without the embedding pass (`embedding: off`), unless the manifest's rule says
+# otherwise (`embed_sim_prior`). A constant shifts every claim's logit alike, so claims keep their order within a
+# response, but the weakest claim of one response is no longer compared with another's on its embedding: measured,
+# dev AUROC halueval_qa +0.005, wice_claims -0.004, climate_fever_pairs -0.008 — over the 0.005 the speed work may
+# cost, so `scored` (a handful of embeddings per check) is the default. 0.5 is a middle value, not fitted: it moves
+# scores against the threshold (balanced accuracy), not their order.
+EMBED_SIM_PRIOR = 0.5
+
+
+def embed_sim_prior(rule: dict[str, Any] | None) -> float:
+    return float((rule or {}).get("embed_sim_prior", EMBED_SIM_PRIOR))
+
+
 def judge_score(feats: dict[str, float], rule: dict[str, Any] | None) -> float:
     """Sentence score: P(entailment) alone, or the fitted logistic rule from the manifest."""
     if not rule:
@@ -102,14 +124,27 @@ class EntailmentOptions(JudgedOptions):
     judge: Literal["hybrid", "model"] = Field(
         "hybrid", description="hybrid: model + lexical alignment, rule fitted on train-side data (manifest); "
         "model: max P(entailment) alone")
-    top_k: int = Field(3, ge=1, le=32, description="windows scored per sentence, chosen by BM25")
+    top_k: int = Field(3, ge=1, le=32, description="premise: windows: windows scored per sentence, chosen by BM25")
     window_tokens: int = Field(128, ge=16, le=480)
     stride_tokens: int = Field(64, ge=8, le=480)
     merge_top2: bool = Field(True, description="also score the two best windows joined (support split across them)")
     merge_min_relevance: float = Field(
         0.0, ge=0.0, le=1.0, description="join the second window only when its BM25 score is at least this share of "
         "the best window's (an irrelevant passage joined to the premise must not lend support)")
-    embed_top_k: int = Field(1, ge=0, le=8, description="hybrid judge: extra windows chosen by embedding similarity")
+    embed_top_k: int = Field(1, ge=0, le=8, description="hybrid judge, embedding: context: extra windows (or "
+                             "sentences) chosen by embedding similarity")
+    embedding: Literal["context", "scored", "off"] = Field(
+        "scored", description="the hybrid judge's embedding pass. context: a claim that round 1 did not decide is "
+        "compared with every window of the context (embed_sim = the highest cosine similarity; embed_top_k more "
+        "windows picked by it); scored: only with the windows its premises came from (embed_sim over those, no "
+        "extra windows): a few embeddings per check instead of the whole context; off: no embedding model is loaded "
+        "or run, embed_sim is a constant (the manifest rule's embed_sim_prior)")
+    premise: Literal["windows", "sentences"] = Field(
+        "sentences", description="windows: each claim against its top_k BM25 windows of window_tokens (and the two best "
+        "joined); sentences: against premises made of the context sentences most relevant to it (BM25), up to "
+        "premise_tokens, in document order, then the best sentence in its passage's context and the next most "
+        "relevant ones")
+    premise_tokens: int = Field(96, ge=16, le=480, description="premise: sentences: tokens per premise at most")
     early_exit: float | None = Field(
         0.9, gt=0, le=1, description="a claim its best BM25 window entails with P >= this is decided by that window "
         "alone (the other windows are not scored); null = always score every window")
@@ -121,6 +156,12 @@ class EntailmentOptions(JudgedOptions):
         512, ge=1, description="claims checked at most; past them the verdict is partial (reason limit). 32,000 "
         "characters of prose hold ~250 claims: the time budget (timeout_s), not this cap, decides how far a long "
         "response is checked")
+
+    @field_validator("embedding", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        """`embedding: off` in YAML (and --set, environment values) is the boolean false."""
+        return "off" if value is False else value
 
     @model_validator(mode="after")
     def _primary_is_the_model(self) -> EntailmentOptions:
@@ -151,16 +192,25 @@ class ClaimScorer:
                  windows: Sequence[Window] | None = None, embedder: Any = None) -> None:
         self.model = model
         self.opts = opts = options or EntailmentOptions()
-        self.windows = (make_windows(passages, model.token_count, opts.window_tokens, opts.stride_tokens)
-                        if windows is None else windows)
+        self.sentences = opts.premise == "sentences" and windows is None
+        if windows is not None:
+            self.windows = windows
+        elif self.sentences:
+            self.windows = sentence_units(passages, model.token_count, opts.premise_tokens)
+        else:
+            self.windows = make_windows(passages, model.token_count, opts.window_tokens, opts.stride_tokens)
         context = " ".join(t for _, t in passages)
         self.context_lower, self.vocab = context.lower(), set(content_words(context))
         self.rule = model.manifest.judge if opts.judge == "hybrid" else None
-        if self.windows and self.rule and "embed_sim" in self.rule.get("weights", {}) and embedder is None:
-            raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`")
-        self.embedder = embedder
+        uses_sim = bool(self.rule and "embed_sim" in self.rule.get("weights", {}))
+        if self.windows and uses_sim and opts.embedding != "off" and embedder is None:
+            raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`, or set "
+                             "embedding: off")
+        self.embedder = embedder if opts.embedding != "off" and uses_sim else None
+        self.sim_prior = embed_sim_prior(self.rule) if uses_sim and self.embedder is None else None
         self.bm25 = Bm25([w.text for w in self.windows]) if self.windows else None
-        self._window_vecs: dict[int, np.ndarray] = {}
+        self._window_vecs: dict[Any, np.ndarray] = {}
+        self._pairs: dict[tuple[str, str], np.ndarray] = {}  # (premise, claim) -> probabilities, for this context
         self.setup_s = 0.0  # one-time work done inside `score` calls so far (embedding the windows), in seconds
 
     async def score(self, claims: Sequence[str]) -> list[ClaimScore]:
@@ -169,12 +219,14 @@ class ClaimScorer:
             return []
         if not windows or bm25 is None:
             return [ClaimScore(0.0, 0.0, 0.0, None, {}) for _ in claims]
+        if self.sentences:
+            return await self._score_sentences(claims)
         tops = [bm25.top_k(claim, opts.top_k) for claim in claims]
         scored: list[dict[int | None, np.ndarray]] = [{} for _ in claims]  # claim -> {window | None (merged): probs}
 
         async def run(wanted: list[tuple[int, int | None, str]]) -> None:
             if wanted:
-                probs = await self.model.predict([(text, claims[ci]) for ci, _, text in wanted])
+                probs = await self._predict([(text, claims[ci]) for ci, _, text in wanted])
                 for (ci, wi, _), row in zip(wanted, probs, strict=True):
                     scored[ci][wi] = row
 
@@ -183,7 +235,7 @@ class ClaimScorer:
         open_claims = [ci for ci in range(len(claims))
                        if opts.early_exit is None or scored[ci][tops[ci][0]][0] < opts.early_exit]
         sims: dict[int, np.ndarray] = {}
-        if self.embedder is not None:
+        if self.embedder is not None and opts.embedding == "context":
             sims = await self._similarities(claims, tops, open_claims)
         # round 2: the open claims against the rest of their top-k, the embedding's pick and the merged top-2
         wanted: list[tuple[int, int | None, str]] = []
@@ -198,6 +250,9 @@ class ClaimScorer:
                 if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
                     wanted.append((ci, None, windows[a].text + " " + windows[b].text))
         await run(wanted)
+        if self.embedder is not None and opts.embedding == "scored":
+            sims = await self._scored_similarities(claims, [[w for w in scored[ci] if w is not None]
+                                                            for ci in range(len(claims))])
         out = []
         for ci, claim in enumerate(claims):
             best_wi, best = max(scored[ci].items(), key=lambda kv: kv[1][0])
@@ -205,9 +260,114 @@ class ClaimScorer:
             con = float(max(row[2] for row in scored[ci].values()))
             wi = best_wi if best_wi is not None else tops[ci][0]
             f = features(ent, con, claim, self.context_lower, self.vocab,
-                         float(sims[ci].max()) if ci in sims else None)
+                         float(sims[ci].max()) if ci in sims else self.sim_prior)
             out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[wi], f, len(scored[ci])))
         return out
+
+    async def _predict(self, pairs: list[tuple[str, str]]) -> list[np.ndarray]:
+        """The model's rows for `pairs`, each distinct (premise, claim) pair scored once per context: a pair already
+        scored (an earlier block, the same claim twice in a response, a round-2 premise equal to round 1's) or twice
+        in this call costs nothing more. Exact: each pair is scored alone (`models.max_batch_size` 1 on the CPU)."""
+        todo = list(dict.fromkeys(p for p in pairs if p not in self._pairs))
+        if todo:
+            self._pairs.update(zip(todo, await self.model.predict(todo), strict=True))
+        return [self._pairs[p] for p in pairs]
+
+    # --- premise: sentences --------------------------------------------------------------------------------------
+
+    def _assemble(self, ranked: Sequence[int], skip: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
+        """The most relevant units (in `ranked` order, none of `skip`) that fit in premise_tokens together; the first
+        one always (a unit is at most premise_tokens long)."""
+        budget, chosen = self.opts.premise_tokens, []
+        for i in ranked:
+            if i in skip:
+                continue
+            if not chosen or budget - self.windows[i].tokens >= 0:
+                chosen.append(i)
+                budget -= self.windows[i].tokens
+            if budget <= 0:
+                break
+        return chosen
+
+    def _around(self, unit: int) -> list[int]:
+        """`unit` and its neighbours in its passage (before, after, before, ...) while they fit in premise_tokens:
+        the sentence read in its context (a pronoun's antecedent, a list's heading)."""
+        w = self.windows
+        chosen, budget, lo, hi = [unit], self.opts.premise_tokens - w[unit].tokens, unit - 1, unit + 1
+        while budget > 0:
+            grew = False
+            for j in (lo, hi):
+                if 0 <= j < len(w) and w[j].passage_index == w[unit].passage_index and w[j].tokens <= budget \
+                        and j not in chosen:
+                    chosen.append(j)
+                    budget -= w[j].tokens
+                    grew = True
+            lo, hi = lo - 1, hi + 1
+            if not grew:
+                break
+        return chosen
+
+    def _premise(self, units: list[int]) -> str:
+        w = self.windows
+        return " ".join(w[i].text for i in sorted(units, key=lambda i: (w[i].passage_index, w[i].start)))
+
+    async def _score_sentences(self, claims: Sequence[str]) -> list[ClaimScore]:
+        opts, windows, bm25 = self.opts, self.windows, self.bm25
+        assert bm25 is not None
+        depth = max(4 * opts.top_k, 12)
+        ranked = [bm25.top_k(claim, depth) for claim in claims]
+        firsts = [self._assemble(r) for r in ranked]
+        scored: list[dict[str, tuple[np.ndarray, int]]] = [{} for _ in claims]  # claim -> {premise: (probs, unit)}
+
+        async def run(wanted: list[tuple[int, str, int]]) -> None:
+            wanted = [(ci, text, top) for ci, text, top in wanted if text not in scored[ci]]
+            if wanted:
+                probs = await self._predict([(text, claims[ci]) for ci, text, _ in wanted])
+                for (ci, text, top), row in zip(wanted, probs, strict=True):
+                    scored[ci][text] = (row, top)
+
+        # round 1: each claim against the most relevant sentences; a premise that clearly entails it decides it
+        await run([(ci, self._premise(units), units[0]) for ci, units in enumerate(firsts)])
+        open_claims = [ci for ci in range(len(claims))
+                       if opts.early_exit is None or max(p[0][0] for p in scored[ci].values()) < opts.early_exit]
+        sims: dict[int, np.ndarray] = {}
+        if self.embedder is not None and opts.embedding == "context":
+            sims = await self._similarities(claims, [[u[0]] for u in firsts], open_claims)
+        # round 2: the best sentence in its passage's context, and the next most relevant sentences
+        wanted: list[tuple[int, str, int]] = []
+        for ci in open_claims:
+            order = list(ranked[ci])
+            if ci in sims:
+                order = [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in firsts[ci]] + order
+            best = firsts[ci][0]
+            wanted.append((ci, self._premise(self._around(best)), best))
+            rest = self._assemble(order, set(firsts[ci]))
+            if rest:
+                wanted.append((ci, self._premise(rest), rest[0]))
+        await run(wanted)
+        if self.embedder is not None and opts.embedding == "scored":
+            sims = await self._scored_similarities(claims, [list(scored[ci]) for ci in range(len(claims))])
+        out = []
+        for ci, claim in enumerate(claims):
+            best_row, best_unit = max(scored[ci].values(), key=lambda v: v[0][0])
+            ent = float(best_row[0])
+            con = float(max(row[2] for row, _ in scored[ci].values()))
+            f = features(ent, con, claim, self.context_lower, self.vocab,
+                         float(sims[ci].max()) if ci in sims else self.sim_prior)
+            out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[best_unit], f, len(scored[ci])))
+        return out
+
+    async def _scored_similarities(self, claims: Sequence[str], premises: list[list[Any]]) -> dict[int, np.ndarray]:
+        """`embedding: scored`: cosine similarity of each claim to the premises it was scored against only (window
+        indices, or premise texts), each embedded once per check."""
+        keys = list(dict.fromkeys(k for ps in premises for k in ps))
+        missing = [k for k in keys if k not in self._window_vecs]
+        if missing:
+            texts = [self.windows[k].text if isinstance(k, int) else k for k in missing]
+            self._window_vecs.update(zip(missing, await self.embedder.embed(texts), strict=True))
+        claim_vecs = await self.embedder.embed(list(claims))
+        return {ci: np.array([float(self._window_vecs[k] @ claim_vecs[ci]) for k in ps])
+                for ci, ps in enumerate(premises) if ps}
 
     async def _similarities(self, claims: Sequence[str], tops: list[list[int]],
                             open_claims: list[int]) -> dict[int, np.ndarray]:
@@ -264,7 +424,7 @@ class SupportChecker:
         rule = self.model.manifest.judge if self.options.judge == "hybrid" else {}
         if self.options.judge == "hybrid" and not rule:
             raise ValueError(f"model {self.model.name!r} has no fitted hybrid judge; use judge: model")
-        if rule and rule.get("embedder"):
+        if rule and rule.get("embedder") and self.options.embedding != "off":
             self.embedder = await self.zoo.load_embedder(rule["embedder"])
 
     async def support(self, passage: Passage | str, sentence: str) -> ClaimScore:
@@ -302,7 +462,7 @@ class EntailmentInvariant:
             rule = self.model.manifest.judge
             if not rule:
                 raise ValueError(f"model {self.model.name!r} has no fitted hybrid judge in its manifest; use judge: model")
-            if rule.get("embedder"):
+            if rule.get("embedder") and self.options.embedding != "off":
                 self.embedder = await self.zoo.load_embedder(rule["embedder"])
                 await self.embedder.embed(["warm-up"])
         await self.model.predict([("The sky is blue today.", "The sky is blue.")])

@@ -135,21 +135,7 @@ def make_windows(passages: Sequence[tuple[str, str]], count_tokens: Callable[[st
     """
     windows: list[Window] = []
     for pi, (pid, text) in enumerate(passages):
-        units: list[tuple[int, int, int]] = []  # (start, end, tokens)
-        for s in split_sentences(text):
-            n = count_tokens(s.text)
-            if n <= window_tokens:
-                units.append((s.start, s.end, n))
-                continue
-            toks = list(re.finditer(r"\S+", s.text))
-            per = max(1, int(len(toks) * window_tokens / n))
-            step = max(1, per // 2)
-            for i in range(0, len(toks), step):
-                chunk = toks[i:i + per]
-                a, b = s.start + chunk[0].start(), s.start + chunk[-1].end()
-                units.append((a, b, count_tokens(text[a:b])))
-                if i + per >= len(toks):
-                    break
+        units = _units(text, count_tokens, window_tokens)
         i = 0
         while i < len(units):
             j, total = i, 0
@@ -166,6 +152,35 @@ def make_windows(passages: Sequence[tuple[str, str]], count_tokens: Callable[[st
                 k += 1
             i = max(k, i + 1)
     return windows
+
+
+def _units(text: str, count_tokens: Callable[[str], int], max_tokens: int) -> list[tuple[int, int, int]]:
+    """(start, end, tokens) of each sentence of `text`; a sentence longer than `max_tokens` is cut into word chunks of
+    about `max_tokens`, overlapping by half."""
+    units: list[tuple[int, int, int]] = []
+    for s in split_sentences(text):
+        n = count_tokens(s.text)
+        if n <= max_tokens:
+            units.append((s.start, s.end, n))
+            continue
+        toks = list(re.finditer(r"\S+", s.text))
+        per = max(1, int(len(toks) * max_tokens / n))
+        step = max(1, per // 2)
+        for i in range(0, len(toks), step):
+            chunk = toks[i:i + per]
+            a, b = s.start + chunk[0].start(), s.start + chunk[-1].end()
+            units.append((a, b, count_tokens(text[a:b])))
+            if i + per >= len(toks):
+                break
+    return units
+
+
+def sentence_units(passages: Sequence[tuple[str, str]], count_tokens: Callable[[str], int],
+                   max_tokens: int = 128) -> list[Window]:
+    """Each sentence of each passage as a `Window` of its own (a sentence over `max_tokens` cut into word chunks, as
+    `make_windows` does): the units premises are assembled from when they are made of the most relevant sentences."""
+    return [Window(pi, pid, text[a:b], a, b, n) for pi, (pid, text) in enumerate(passages)
+            for a, b, n in _units(text, count_tokens, max_tokens)]
 
 
 class Bm25:

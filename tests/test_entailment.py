@@ -148,3 +148,114 @@ async def test_model_only_judge_and_registry_options(zoo: ModelZoo) -> None:
     assert ok.score > bad.score
     with pytest.raises(ValueError):
         build_invariant("entailment", 0.5, {"top_k": 0}, zoo)
+
+
+# --- issue 20 item 2: sentence premises, the scored embedding pass, no pair scored twice (fake models: exact) ------
+
+
+class _Manifest:
+    name, family = "fake", "fake"
+    judge = {"kind": "logistic", "embedder": "fake-embed", "bias": 0.0,
+             "weights": {"entailment_logit": 1.0, "embed_sim": 1.0}}
+
+
+class _FakeNli:
+    """Entails a claim when the premise holds the claim's text; records every pair it is asked to score."""
+
+    manifest = _Manifest()
+    name = "fake"
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[str, str]] = []
+
+    def token_count(self, text: str) -> int:
+        return len(text.split())
+
+    async def predict(self, pairs):
+        self.pairs += list(pairs)
+        return np.array([[0.97, 0.02, 0.01] if h.rstrip(".") in p else [0.05, 0.9, 0.05] for p, h in pairs])
+
+
+class _FakeEmbedder:
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    async def embed(self, texts):
+        self.texts += list(texts)
+        return np.array([[1.0, 0.0] if "Berlin" in t else [0.6, 0.8] for t in texts])
+
+
+SENTS = ["The Pergamon Museum is in Berlin.", "It was built between 1910 and 1930.",
+         "Alfred Messel designed the museum.", "The museum closed in 2023 for a renovation.",
+         "The river Spree flows past the island.", "Bread is made from flour and water."]
+
+
+async def test_sentence_premises_are_the_most_relevant_sentences_and_a_decided_claim_costs_one_pair() -> None:
+    from guardrail_invariants.entailment import ClaimScorer
+
+    model = _FakeNli()
+    opts = EntailmentOptions(premise="sentences", premise_tokens=16, embedding="off")
+    passages = [("p1", " ".join(SENTS[:3])), ("p2", " ".join(SENTS[3:]))]
+    scorer = ClaimScorer(model, passages, opts)
+    assert [w.text for w in scorer.windows] == SENTS  # one unit per sentence
+    (decided,) = await scorer.score(["The museum closed in 2023 for a renovation."])
+    assert decided.pairs == 1 and decided.window.passage_id == "p2" and decided.window.text == SENTS[3]
+    assert SENTS[3] in model.pairs[0][0] and len(model.pairs[0][0].split()) <= 16
+    model.pairs.clear()
+    (open_claim,) = await scorer.score(["Messel also designed a department store in Berlin."])
+    premises = [p for p, _ in model.pairs]
+    assert open_claim.pairs == 3 and len(set(premises)) == 3  # round 1, then two more premises
+    assert all(len(p.split()) <= 16 for p in premises)
+    first, around, _rest = premises
+    top = open_claim.window.text  # its most relevant sentence (every premise is neutral: round 1's wins the tie)
+    assert top in first and top in around
+    own = passages[int(open_claim.window.passage_id[1]) - 1][1]
+    read = [s for s in SENTS if s in around]
+    assert len(read) >= 2 and all(s in own for s in read)  # the best sentence read with its neighbours
+    assert [own.index(s) for s in read] == sorted(own.index(s) for s in read)  # in document order
+
+
+async def test_no_pair_is_scored_twice_across_claims_blocks_and_rounds() -> None:
+    from guardrail_invariants.entailment import ClaimScorer
+
+    model = _FakeNli()
+    opts = EntailmentOptions(premise="sentences", embedding="off")
+    one_sentence = ClaimScorer(model, [("p", SENTS[5])], opts)  # every premise of every round is that sentence
+    await one_sentence.score(["Bread is made of rice.", "Bread is made of rice."])
+    await one_sentence.score(["Bread is made of rice."])  # a later block of the same check
+    assert model.pairs == [(SENTS[5], "Bread is made of rice.")]
+    model.pairs.clear()
+    windows = ClaimScorer(model, [("p", " ".join(SENTS))], EntailmentOptions(premise="windows", embedding="off",
+                                                                              window_tokens=16, stride_tokens=8))
+    await windows.score(["Messel designed a store.", "Messel designed a store."])
+    assert len(model.pairs) == len(set(model.pairs)) > 0
+
+
+async def test_embedding_scored_embeds_only_the_premises_a_claim_was_scored_against() -> None:
+    from guardrail_invariants.entailment import ClaimScorer, EMBED_SIM_PRIOR
+
+    passages = [("p1", " ".join(SENTS[:3])), ("p2", " ".join(SENTS[3:]))]
+    claims = ["The Pergamon Museum is in Berlin.", "Messel also designed a department store."]
+    results = {}
+    for mode in ("context", "scored", "off"):
+        model, embedder = _FakeNli(), _FakeEmbedder()
+        scorer = ClaimScorer(model, passages, EntailmentOptions(premise="windows", embedding=mode, window_tokens=16,
+                                                                stride_tokens=8), embedder=embedder)
+        results[mode] = (await scorer.score(claims), set(embedder.texts) - set(claims), len(scorer.windows),
+                         {p for p, _ in model.pairs})
+    context_texts, n_windows = results["context"][1], results["context"][2]
+    assert len(context_texts) == n_windows  # an open claim: every window of the context embedded
+    scored_texts, scored_premises = results["scored"][1], results["scored"][3]
+    assert scored_texts and scored_texts <= scored_premises and len(scored_texts) < n_windows
+    assert results["off"][1] == set()  # nothing embedded
+    assert all(s.features["embed_sim"] == EMBED_SIM_PRIOR for s in results["off"][0])
+    for s in results["scored"][0]:  # the highest similarity among its own premises
+        assert 0.0 < s.features["embed_sim"] <= 1.0
+
+
+async def test_embedding_off_loads_no_embedding_model(zoo: ModelZoo) -> None:
+    inv = EntailmentInvariant(EntailmentInvariant.default_threshold, EntailmentOptions(embedding="off"), zoo)
+    await inv.load()
+    assert inv.embedder is None
+    verdict = await inv.check(_case("The Pergamon Museum is in Berlin.", MUSEUM, *FILLER))
+    assert verdict.outcome is Outcome.PASS
