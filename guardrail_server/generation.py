@@ -207,7 +207,6 @@ class _State:
     leaks: dict[tuple[int, int], Finding] = field(default_factory=dict)
     checked_until: int = 0  # PII: text before it scanned and its leaks reported
     scanned_end: int = 0
-    blocked: list[Verdict] = field(default_factory=list)
 
 
 class GenerationStream:
@@ -596,7 +595,7 @@ def _scan_limit(text: str) -> int:
     cut = end
     for m in reversed(list(re.finditer(r"\S+\s*", text[base:end]))):
         word = m.group(0).rstrip()
-        if not _ENTITY_START.match(word) or word[-1] in ".!?;:":
+        if not _ENTITY_START.match(word) or word.rstrip("\"')]\u201d\u2019*_")[-1:] in (".", "!", "?", ";", ":"):
             break
         cut = base + m.start()
     return cut

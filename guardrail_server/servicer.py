@@ -153,7 +153,11 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
     ) -> AsyncIterator[pb.GenerationVerdict]:
         """Maps chunks to `guardrail_server.generation` events and its events to replies; the stream is its logic."""
         chunks = aiter(request_iterator)
-        first = await anext(chunks, None)
+        try:
+            first = await asyncio.wait_for(anext(chunks, None), self.engine.config.streaming.idle_timeout_s)
+        except TimeoutError:
+            await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                "start: no first GenerationChunk within streaming.idle_timeout_s")
         if isinstance(first, Undecodable) or first is None or first.WhichOneof("chunk") != "start":
             metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,

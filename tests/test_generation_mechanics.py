@@ -107,6 +107,17 @@ async def test_a_stalled_stream_hits_its_idle_deadline(server: tuple[Any, str]) 
     assert time.perf_counter() - started < 10
     assert sample("guardrail_generation_streams_total", end="idle_timeout") == before + 1
 
+    async def silent() -> AsyncIterator[pb.GenerationChunk]:  # not even the first message
+        await asyncio.sleep(30)
+        yield chunk(start=pb.CheckRequest())
+
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = pb_grpc.GuardrailServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for _ in stub.CheckGeneration(silent(), metadata=(("authorization", f"Bearer {TOKEN}"),)):
+                pass
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED and info.value.details().startswith("start:")
+
 
 async def test_the_calls_deadline_bounds_the_whole_stream(server: tuple[Any, str]) -> None:
     _, target = server
