@@ -120,3 +120,14 @@ def test_a_seed_is_written_from_the_newest_checkpoint_alone(tiny_backbone, group
     assert blob["model"].keys() == state.keys()
     for key, value in state.items():
         torch.testing.assert_close(blob["model"][key].float(), value.float(), atol=1e-2, rtol=1e-2)
+
+
+def test_a_run_moves_between_machines_with_and_without_bf16(tiny_backbone, groups, tmp_path, monkeypatch) -> None:
+    """bf16 autocast exists on some CPUs only: a stretch on another machine resumes the same run."""
+    monkeypatch.setattr(ck, "SEED_DIR", tmp_path / "no-seeds")
+    run = tmp_path / "run"
+    train_main([a for a in _args(groups, tiny_backbone, run, "--stop-at-step", "2") if a != "--no-bf16"] + ["--bf16"])
+    config = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps(config | {"bf16": True}))  # as the first runs wrote it
+    train_main(_args(groups, tiny_backbone, run, "--stop-at-step", "3"))
+    assert ck.newest([run]).stem == "ckpt-3"

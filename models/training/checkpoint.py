@@ -28,6 +28,9 @@ def is_frozen(key: str) -> bool:
     return ".embeddings.word_embeddings." in key
 
 
+MACHINE_KEYS = {"bf16"}  # written by earlier versions; a property of the machine a stretch ran on, not of the run
+
+
 class RunMismatchError(ValueError):
     """The run folder was made with other settings: resuming would silently train a different run."""
 
@@ -46,7 +49,7 @@ def check_run_config(folder: Path, config: dict[str, Any]) -> None:
     """Writes `run.json` on a new run; on a resume, refuses when any key differs."""
     path = folder / "run.json"
     if path.exists():
-        old = json.loads(path.read_text())
+        old = {k: v for k, v in json.loads(path.read_text()).items() if k not in MACHINE_KEYS}
         for key in sorted(set(old) | set(config)):
             if old.get(key) != config.get(key):
                 raise RunMismatchError(f"run {folder} was started with {key}={old.get(key)!r}, now {config.get(key)!r}; "
@@ -105,7 +108,8 @@ def seed_from_run(run_dir: Path, mirror: Path | None, out: Path) -> Path:
     if newest_ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {run_dir} or {mirror}")
     blob = torch.load(newest_ckpt, map_location="cpu", weights_only=False)
-    config = json.loads((newest_ckpt.parent / "run.json").read_text())
+    config = {k: v for k, v in json.loads((newest_ckpt.parent / "run.json").read_text()).items()
+              if k not in MACHINE_KEYS}
     return write_seed(out, blob["model"], int(blob["step"]), config)
 
 
@@ -114,8 +118,9 @@ def load_seed(path: Path, model, run_config: dict[str, Any]) -> int:
     import torch
 
     blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob["run"] != run_config:
-        diff = sorted(k for k in set(blob["run"]) | set(run_config) if blob["run"].get(k) != run_config.get(k))
+    run = {k: v for k, v in blob["run"].items() if k not in MACHINE_KEYS}
+    if run != run_config:
+        diff = sorted(k for k in set(run) | set(run_config) if run.get(k) != run_config.get(k))
         raise RunMismatchError(f"seed {path} belongs to another run (differs in {', '.join(diff)})")
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -172,12 +172,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_config(args: argparse.Namespace, groups_sha: str, planned: int) -> dict:
-    """What fixes the result of a run; a resume must match it exactly."""
+    """What fixes the result of a run; a resume must match it exactly. Not the machine's numerics (bf16 autocast
+    exists on some CPUs only, threads): a run moves between machines, and each stretch logs what it used."""
     return {"groups_sha256": groups_sha, "seed": args.seed, "planned_steps": planned, "lr": args.lr,
             "warmup_steps": args.warmup_steps, "pairs_per_batch": args.pairs_per_batch, "max_length": args.max_length,
             "backbone": str(args.backbone_dir) if args.backbone_dir else args.backbone,
-            "init": str(args.init) if args.init else None, "freeze_embeddings": args.freeze_embeddings,
-            "bf16": args.bf16}
+            "init": str(args.init) if args.init else None, "freeze_embeddings": args.freeze_embeddings}
 
 
 def plan_batches(sizes: list[int], lengths: list[int], args: argparse.Namespace) -> list[list[int]]:
@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
         opt.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start, seen, loss_ema, train_s = state["step"], state["seen"], state["loss_ema"], state["train_s"]
-        print(f"resumed from {resume} at step {start}/{planned}", flush=True)
+        print(f"resumed from {resume} at step {start}/{planned} (this stretch: bf16 autocast {args.bf16}, "
+              f"{args.threads} threads)", flush=True)
     elif seed_file.exists():
         start = ck.load_seed(seed_file, model, config)
         seen = sum(sizes[j] for b in batches[:start] for j in b)
