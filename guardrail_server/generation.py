@@ -546,6 +546,8 @@ class GenerationStream:
         self._finished = True
         for v in blocking:
             metrics.GENERATION_CUT.labels(v.invariant).inc()
+        metrics.DECISIONS.labels(Decision.BLOCK.value,
+                                 metrics.app_label(self.case.app, self.engine.config.metrics.apps)).inc()
         case = replace(self.case, response=self.s.text)
         if self.engine.sampler is not None:
             self.engine.sampler.offer(case, blocking, Decision.BLOCK.value)

@@ -72,6 +72,7 @@ async def test_a_block_is_sent_at_once_and_cuts_the_stream() -> None:
                 await release.wait()  # the model is still generating: the BLOCK must not wait for the close
 
     cut_before = sample("guardrail_generation_streams_cut_total", invariant="test_keyword")
+    blocks_before = sample("guardrail_decisions_total", decision="block", app="unset")
     async with running_server(make_config({"test_keyword": {"on_fail": "block"}}, STREAMING)) as (_, target):
         async with AsyncGuardrailClient(target) as client:
             events = [event async for event in client.check_generation(deltas())]
@@ -86,6 +87,7 @@ async def test_a_block_is_sent_at_once_and_cuts_the_stream() -> None:
     text = "".join(w + " " for w in sent)
     assert text[finding.start:finding.end] == "forbidden"  # offsets into the whole response
     assert sample("guardrail_generation_streams_cut_total", invariant="test_keyword") == cut_before + 1
+    assert sample("guardrail_decisions_total", decision="block", app="unset") == blocks_before + 1
 
 
 async def test_a_stalled_stream_hits_its_idle_deadline(server: tuple[Any, str]) -> None:
