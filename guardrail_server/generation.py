@@ -294,8 +294,8 @@ class GenerationStream:
         except (InputError, BadChunk):
             end = "invalid"
             raise
-        except Shed:
-            end = "deadline"
+        except Shed as exc:
+            end = "shutdown" if exc.reason == "shutting_down" else "deadline"
             raise
         except (asyncio.CancelledError, GeneratorExit):
             end = "cancelled"

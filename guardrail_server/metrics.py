@@ -54,7 +54,7 @@ GENERATION_STREAMS_OPEN = Gauge("guardrail_generation_streams_open", "CheckGener
 GENERATION_STREAMS = Counter(
     "guardrail_generation_streams_total", "CheckGeneration streams that ended, by how: closed (final verdict sent), "
     "cut (by a BLOCK), idle_timeout, deadline, cancelled (by the client), invalid (bad input or over a limit), shed "
-    "(refused at the start), error", ["end"],
+    "(refused at the start), shutdown (the server stopping), error", ["end"],
 )
 GENERATION_CUT = Counter(
     "guardrail_generation_streams_cut_total", "CheckGeneration streams cut by a BLOCK before their close, by the "
@@ -86,7 +86,7 @@ PARTIAL_REASONS = ("deadline", "limit")  # guardrail_invariants.types.COVERAGE_R
 DECISION_VALUES = ("allow", "flag", "block")  # guardrail_server.policy.Decision
 SHED_KINDS = ("unary", "stream", "generation")
 SHED_REASONS = ("queue_full", "queue_timeout", "deadline", "shutting_down", "streams_full", "behind")
-GENERATION_ENDS = ("closed", "cut", "idle_timeout", "deadline", "cancelled", "invalid", "shed", "error")
+GENERATION_ENDS = ("closed", "cut", "idle_timeout", "deadline", "cancelled", "invalid", "shed", "shutdown", "error")
 FAIL_OPEN_REASONS = ("timeout", "exception", "worker_lost", "partial")
 REJECTED_CODES = ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
 APP_OTHER = "other"  # an app not on the allow-list

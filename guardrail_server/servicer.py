@@ -195,7 +195,10 @@ class GuardrailServicer(pb_grpc.GuardrailServiceServicer):
         except BadChunk as err:
             metrics.REJECTED.labels("INVALID_ARGUMENT").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
-        except (StreamEnded, Shed) as err:
+        except Shed as err:  # a live check found no worker: shutting down, or not before the stream's deadline
+            code = grpc.StatusCode.UNAVAILABLE if err.reason == "shutting_down" else grpc.StatusCode.DEADLINE_EXCEEDED
+            await context.abort(code, str(err))
+        except StreamEnded as err:
             await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, str(err))
 
     async def ListInvariants(

@@ -272,3 +272,36 @@ async def test_the_blocking_client_yields_the_same_events(server: tuple[Any, str
     latencies = [e.latency_s for e in events if isinstance(e, SentenceResult)]
     assert all(0 <= x < 5 for x in latencies)
     assert sample("guardrail_generation_sentence_verdict_seconds_count") > 0
+
+
+async def test_an_open_stream_does_not_hold_up_shutdown() -> None:
+    """SIGTERM's path (server.stop with a grace): an open stream's next check is refused (UNAVAILABLE: the server is
+    going away, retry elsewhere) and the server stops within its grace period."""
+    from guardrail_server.server import GuardrailServer
+
+    server = GuardrailServer(make_config(KEYWORD, STREAMING))
+    ports = await server.start()
+    await server.warm()
+    stopping = asyncio.Event()
+
+    async def deltas() -> AsyncIterator[str]:
+        yield "First sentence here. "
+        await stopping.wait()
+        await asyncio.sleep(0.2)
+        for _ in range(20):
+            yield "More text keeps coming. "
+            await asyncio.sleep(0.05)
+
+    async with AsyncGuardrailClient(f"127.0.0.1:{ports.grpc}") as client:
+        async def consume() -> list[Any]:
+            return [e async for e in client.check_generation(deltas())]
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        stopping.set()
+        await server.stop(3.0, flush_s=0.5)
+        assert time.perf_counter() - started < 5.0
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await task
+    assert info.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
