@@ -111,6 +111,17 @@ def test_groups_file_is_what_the_trainer_reads(tmp_path: Path) -> None:
         assert all(json.loads(line)["split"] == "train" for line in fh)
 
 
+def test_pairs_are_written_in_the_form_the_runtime_feeds_the_model() -> None:
+    """A base whose manifest declares an input normalization (the shipped v2: canonical_v1) gets its training pairs
+    normalized as its runtime normalizes premise and claim; a model without one gets them as they are."""
+    from guardrail_models.canonical import canonicalize
+
+    count = lambda text: len(text.split())  # noqa: E731 - one window either way
+    pair = DocPair("The tower is 330 metres tall.", "The tower is 330 m tall.", "entailment", "reword_unit_abbreviation")
+    assert grouping.doc_group(pair, count, canonicalize)["pairs"] == [["The tower is 330 metres tall."] * 2]
+    assert grouping.doc_group(pair, count, None)["pairs"] == [[pair.premise, pair.claim]]
+
+
 # -- the ship rule -------------------------------------------------------------------------------------------
 
 
@@ -126,11 +137,14 @@ def test_agreement_and_the_ship_rule() -> None:
     same = judging.agreement(_rows([(0.91, "pass"), (0.96, "pass"), (0.1, "fail"), (0.87, "fail")]), 0.85)
     fewer = judging.agreement(_rows([(0.84, "pass"), (0.83, "pass"), (0.1, "fail"), (0.2, "fail")]), 0.85)
     ranks_worse = judging.agreement(_rows([(0.9, "pass"), (0.95, "pass"), (0.1, "fail"), (0.99, "fail")]), 0.85)
+    one_swap = judging.agreement(_rows([(0.9, "pass"), (0.95, "pass"), (0.1, "fail"), (0.92, "fail")]), 0.85)
     assert judging.worse(base, better) is None
     assert judging.worse(base, same) is None  # equal is not worse
     assert fewer.auroc == base.auroc
     assert judging.worse(base, fewer) == "it agrees with 2 of 4 anchors, the base with 3 of 4"
-    assert judging.worse(base, ranks_worse) == "its AUROC on the anchors is 0.500, the base's 1.000"
+    assert judging.worse(base, ranks_worse) == ("its AUROC on the anchors is 0.500, the base's 1.000 (more than one "
+                                                "pair of anchors ranked the wrong way round)")
+    assert one_swap.auroc == 0.75 and judging.worse(base, one_swap) is None  # one near-tied pair trading places
     skipped = _rows([(0.9, "pass"), (0.1, "fail")]) + [{"case_id": "x", "score": 1.0, "expected": "pass",
                                                        "threshold": 0.85, "outcome": "skipped"}]
     assert judging.agreement(skipped, 0.85).undecided == 1

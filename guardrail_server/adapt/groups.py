@@ -2,14 +2,16 @@
 
 Format: `guardrail_invariants.judges.training_mix` (one JSON object per line, gzip): `mode` single|mil, `pairs`
 [[premise window, claim], ...], `claim`, `label`, `source`, `weight`, `split`. Every pair goes through
-`training_mix.group` with the base model's own token count (`token_counter`), so a premise longer than a window is
-cut into the invariant's 128-token windows exactly as at inference, and a premise that fits one window stays one
-3-way labelled pair (training_mix's default count pads every sentence to 128 tokens: each sentence would be a window
+`training_mix.group` with the base model's own token count (`token_counter`), so a premise longer than 128 tokens is
+cut into sentence-aligned windows (the invariant's `premise: windows` shape; its default sentence premises are at most
+96 tokens, so a document pair's premise of 1-4 sentences and <= 95 words is one of those), and a premise that fits one
+window stays one 3-way labelled pair (training_mix's default count pads every sentence to 128 tokens: each sentence would be a window
 of its own, and a claim resting on two sentences would be trained as supported by neither). Document pairs are
 `source: adapt/<kind>`; the replay is drawn from the **train side** of the human-labelled
 mix (`training_mix.mix_rows`, `snli_dev_rows`; the rows `training_mix.is_calib` holds out are never replayed) — the
 same rows the judge's general training reads, so a round on the user's documents does not make it forget them.
-`exclude` keeps sources out of the replay (a measurement that evaluates on them, e.g. a SummEdits domain).
+`exclude` keeps sources out of the replay (a measurement that evaluates on them, e.g. a SummEdits domain). Where the
+model's manifest declares an input normalization, every pair is written normalized (`normalizer`).
 """
 
 from __future__ import annotations
@@ -45,10 +47,26 @@ def token_counter(model_dir: Path) -> Counter_:
     return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
 
 
-def doc_group(pair: DocPair, count: Counter_) -> dict[str, Any]:
+def normalizer(model_dir: Path) -> Callable[[str], str] | None:
+    """The input normalization the model's manifest declares (`guardrail_models.canonical`): the runtime rewrites
+    premise and claim with it before tokenizing, so the training pairs are written in the same form."""
+    from guardrail_models.canonical import NORMALIZERS
+    from guardrail_models.manifest import load_manifest
+
+    name = load_manifest(model_dir, verify=False).input_normalization
+    return NORMALIZERS[name] if name else None
+
+
+def _normalized(g: dict[str, Any], normalize: Callable[[str], str] | None) -> dict[str, Any]:
+    if normalize is not None:
+        g["pairs"] = [[normalize(p), normalize(h)] for p, h in g["pairs"]]
+    return g
+
+
+def doc_group(pair: DocPair, count: Counter_, normalize: Callable[[str], str] | None = None) -> dict[str, Any]:
     from guardrail_invariants.judges.training_mix import group
 
-    g = group(pair.premise, pair.claim, pair.label, count_tokens=count)
+    g = _normalized(group(pair.premise, pair.claim, pair.label, count_tokens=count), normalize)
     g.update(source=f"adapt/{pair.kind}", weight=1.0, split="train")
     return g
 
@@ -68,15 +86,16 @@ def replay_rows(n: int, seed: int, exclude: Sequence[str] = ()) -> list[dict[str
     return random.Random(seed).sample(rows, min(n, len(rows)))
 
 
-def replay_groups(rows: Sequence[dict[str, Any]], count: Counter_) -> list[dict[str, Any]]:
+def replay_groups(rows: Sequence[dict[str, Any]], count: Counter_,
+                  normalize: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
     """Mix rows as training_mix makes them (summaries split into claims, HaluEval weighted down), windowed by
     `count`."""
     from guardrail_invariants.judges.training_mix import LOW_WEIGHT, SUMMARY_SOURCES, group
 
     out = []
     for r in rows:
-        g = group(r["premise"], r["hypothesis"], r["label"], split_claims=r["dataset"] in SUMMARY_SOURCES,
-                  count_tokens=count)
+        g = _normalized(group(r["premise"], r["hypothesis"], r["label"],
+                              split_claims=r["dataset"] in SUMMARY_SOURCES, count_tokens=count), normalize)
         g.update(source=r["dataset"], weight=LOW_WEIGHT.get(r["dataset"], 1.0), id=r["id"], split="train")
         out.append(g)
     return out

@@ -11,7 +11,9 @@ rows:
   a held-out part) on the adapted judge's scores, starting from the base's threshold, and kept only when
   `calibration.validate` says the labels back it — otherwise the adapted judge keeps the base's threshold;
 - **the ship rule**: the adapted judge is worse — and no overlay is written — when it agrees with fewer anchors than
-  the base (each at the threshold it would run with) or its AUROC on them is lower. Equal is not worse.
+  the base (each at the threshold it would run with), or ranks them worse: an AUROC lower by more than one discordant
+  pair of anchors (1 / (pass anchors x fail anchors); one pair of near-tied scores trading places is the smallest
+  change there is, and int8 kernels alone move scores by ~1e-3). Equal is not worse.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Agreement:
     high: float | None
     auroc: float | None
     undecided: int = 0  # anchors whose check was skipped or errored
+    pairs: int = 0  # (pass, fail) pairs of decided anchors: the AUROC's denominator
 
     def describe(self) -> str:
         if not self.n:
@@ -118,8 +121,9 @@ def agreement(rows: Sequence[Mapping[str, Any]], threshold: float) -> Agreement:
     lo, hi = calibration.wilson(agree, len(decided))
     area = auroc([float(r["score"]) for r in decided], [r["expected"] == "pass" for r in decided]) if decided else None
     undecided = sum(r["outcome"] not in ("pass", "fail") for r in rows)
+    n_pass = sum(r["expected"] == "pass" for r in decided)
     return Agreement(threshold, len(decided), agree, agree / len(decided) if decided else None, lo, hi, area,
-                     undecided)
+                     undecided, n_pass * (len(decided) - n_pass))
 
 
 def calibrate(rows: Sequence[Mapping[str, Any]], base_threshold: float, *, min_labels: int, test_fraction: float,
@@ -142,8 +146,10 @@ def worse(base: Agreement, adapted: Agreement) -> str | None:
     reasons = []
     if adapted.agree < base.agree or adapted.n < base.n:
         reasons.append(f"it agrees with {adapted.agree} of {adapted.n} anchors, the base with {base.agree} of {base.n}")
-    if base.auroc is not None and (adapted.auroc is None or adapted.auroc < base.auroc - 1e-9):
-        reasons.append(f"its AUROC on the anchors is {_f(adapted.auroc)}, the base's {_f(base.auroc)}")
+    one_pair = 1.0 / base.pairs if base.pairs else 0.0
+    if base.auroc is not None and (adapted.auroc is None or adapted.auroc < base.auroc - one_pair - 1e-9):
+        reasons.append(f"its AUROC on the anchors is {_f(adapted.auroc)}, the base's {_f(base.auroc)} (more than one "
+                       "pair of anchors ranked the wrong way round)")
     return "; ".join(reasons) or None
 
 

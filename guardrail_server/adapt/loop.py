@@ -91,13 +91,17 @@ def scores_onnx(model_dir: Path, pairs: Sequence[DocPair], threads: int) -> np.n
     return _batched(lambda chunk: rt.predict(chunk)[:, 0], pairs)
 
 
-def scores_torch(model: Any, tok: Any, pairs: Sequence[DocPair]) -> np.ndarray:
-    """P(entailment) from a torch checkpoint whose labels are the trainer's (entailment first)."""
+def scores_torch(model: Any, tok: Any, pairs: Sequence[DocPair],
+                 normalize: Callable[[str], str] | None = None) -> np.ndarray:
+    """P(entailment) from a torch checkpoint whose labels are the trainer's (entailment first), on the pairs in the
+    form the runtime feeds the model (`normalize`: the manifest's input normalization)."""
     import torch
 
     model.eval()
 
     def run(chunk: list[tuple[str, str]]) -> np.ndarray:
+        if normalize is not None:
+            chunk = [(normalize(p), normalize(h)) for p, h in chunk]
         with torch.no_grad():
             feats = tok([p for p, _ in chunk], [h for _, h in chunk], truncation="only_first", max_length=256,
                         padding=True, return_tensors="pt")
@@ -221,15 +225,19 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     replay_n = int(round(len(kept) * s.replay))
     replay_rows = grouping.replay_rows(replay_n * 2, s.seed, s.replay_exclude)  # round 2 takes the second half
     t = time.time()
-    count = grouping.token_counter(s.base_dir)
-    doc_groups = [grouping.doc_group(as_trained(p), count) for p in kept]
+    count, normalize = grouping.token_counter(s.base_dir), grouping.normalizer(s.base_dir)
+    doc_groups = [grouping.doc_group(as_trained(p), count, normalize) for p in kept]
     g1 = grouping.write_groups(work / "round1.groups.jsonl.gz",
-                               doc_groups + grouping.replay_groups(replay_rows[:replay_n], count), s.seed)
+                               doc_groups + grouping.replay_groups(replay_rows[:replay_n], count, normalize), s.seed)
     seconds["groups"] = time.time() - t
     rounds: list[RoundInfo] = []
 
     # round 1
     left = s.deadline - time.time() - s.eval_reserve_s - EXPORT_RESERVE_S
+    if left < 3 * MIN_ROUND_S:
+        say(f"note: the budget leaves {max(left, 0) / 60:.1f} min for training after what is fixed (pairs, filter, "
+            f"recovery so far; about {EXPORT_RESERVE_S / 60:.1f} min for the export and {s.eval_reserve_s / 60:.1f} "
+            "for the evaluations): the rounds get the minimum and the command will likely run past --minutes")
     budget1 = max(MIN_ROUND_S, left * 2 / 3)
     steps1 = _plan_steps(budget1, RATE_GUESS, s.pairs_per_batch, g1["pairs"], s.steps)
     say(f"round 1: {g1['documents']} document pairs + {g1['replay']} replayed, {steps1} steps planned, at most "
@@ -251,7 +259,7 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     model.load_state_dict(state["model"], strict=False)
     torch.set_num_threads(s.threads)
     trained = [as_trained(p) for p in kept]
-    p1 = scores_torch(model, tok, trained)
+    p1 = scores_torch(model, tok, trained, normalize)
     still = wrong(trained, p1)
     round1_dir = work / "round1-model"
     model.save_pretrained(str(round1_dir))
@@ -264,7 +272,8 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     right = [i for i in range(len(trained)) if i not in set(still)]
     picked = [trained[i] for i in still] + [trained[i] for i in sample(right, len(still), s.seed + 2)]
     replay2 = replay_rows[replay_n:replay_n + int(round(len(picked) * s.replay))]
-    groups2 = [grouping.doc_group(p, count) for p in picked] + grouping.replay_groups(replay2, count)
+    groups2 = ([grouping.doc_group(p, count, normalize) for p in picked]
+               + grouping.replay_groups(replay2, count, normalize))
     if not groups2:  # nothing wrong: the round only exports round 1
         groups2 = doc_groups[:1]
     g2 = grouping.write_groups(work / "round2.groups.jsonl.gz", groups2, s.seed + 1)
