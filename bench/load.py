@@ -34,7 +34,7 @@ from typing import Any
 
 import grpc
 
-from bench.harness import Rss, Samples, ServerProcess, delta, machine_line, pct, table
+from bench.harness import Rss, Samples, ServerProcess, delta, machine_line, own_cpu_seconds, pct, table
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2_grpc as pb_grpc
 from guardrail_client.client import build_request
@@ -244,6 +244,9 @@ class Step:
     before: Samples = field(default_factory=dict)
     after: Samples = field(default_factory=dict)
     rss: Rss | None = None
+    server_cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used during the step, by role
+    bench_cpu_s: float = math.nan  # ... and this load generator (every thread of this process)
+    wall_s: float = math.nan  # the step's own duration (the drain of the last calls included)
 
     def of(self, kind: str | None = None) -> list[Call]:
         return [c for c in self.calls if kind is None or c.kind == kind]
@@ -271,13 +274,40 @@ class Step:
     def visible_errors(self, kind: str | None = None) -> int:
         return sum(c.error_verdicts for c in self.admitted(kind))
 
+    @property
+    def server_cpu_s(self) -> float:
+        """CPU seconds the server and its workers used during the step."""
+        return sum(self.server_cpu.values()) if self.server_cpu else math.nan
+
+    def cpu_per_check_ms(self, role: str) -> float:
+        n = len(self.admitted())
+        return 1000.0 * self.server_cpu.get(role, 0.0) / n if n else math.nan
+
+    @property
+    def server_cores(self) -> float:
+        """Cores the server (with its check workers and redaction worker) kept busy on average during the step."""
+        return self.server_cpu_s / self.wall_s
+
+    @property
+    def bench_cores(self) -> float:
+        """Cores this load generator used on average: on a shared machine, taken from what the server could use."""
+        return self.bench_cpu_s / self.wall_s
+
+    @property
+    def per_core_second(self) -> float:
+        """Admitted (answered) checks per CPU second the server consumed: its capacity per core, whatever else ran."""
+        return len(self.admitted()) / self.server_cpu_s if self.server_cpu_s > 0 else math.nan
+
 
 async def measured(server: ServerProcess, variant: str, name: str, kind: str, rate: float, seconds: float,
                    run: Callable[[], Any]) -> Step:
     before = await asyncio.to_thread(server.metrics)
+    cpu0, own0, t0 = server.cpu_seconds(), own_cpu_seconds(), time.monotonic()
     calls = await run()
+    cpu1, own1, t1 = server.cpu_seconds(), own_cpu_seconds(), time.monotonic()
     after = await asyncio.to_thread(server.metrics)
-    return Step(variant, name, kind, rate, seconds, calls, before, after, server.rss())
+    return Step(variant, name, kind, rate, seconds, calls, before, after, server.rss(),
+                {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}, own1 - own0, t1 - t0)
 
 
 async def mixed(target: Target, stream_rate: float, unary_rate: float, seconds: float, rng: random.Random
@@ -356,10 +386,14 @@ def report(results: Sequence[VariantResult], ref_rate: float) -> str:
         ["variant", "server flags", "start s", "unloaded p50 ms", "p99 ms", "saturation /s", "at concurrency"],
         [[r.name, " ".join(r.sets) or "(defaults)", r.started_s, ms(r.unloaded.p(0.5)), ms(r.unloaded.p(0.99)),
           r.saturation, r.saturation_concurrency] for r in results]))
-    out.append("\nconcurrency ramp (closed loop; a shed caller backs off 50 ms)")
-    out.append(table(["variant", "concurrency", "admitted /s", "shed /s", "p50 ms", "p99 ms", "fail-opens"],
+    out.append("\nconcurrency ramp (closed loop; a shed caller backs off 50 ms). CPU: cores kept busy on average by "
+               "the server (with its workers) and by this load generator, from /proc/<pid>/stat; checks per server "
+               "core-second = admitted checks / the server's CPU seconds")
+    out.append(table(["variant", "concurrency", "admitted /s", "shed /s", "p50 ms", "p99 ms", "fail-opens",
+                      "server cores", "bench cores", "checks/core-s"],
                      [[r.name, s.name, len(s.admitted()) / s.seconds, len(s.shed()) / s.seconds, ms(s.p(0.5)),
-                       ms(s.p(0.99)), s.fail_opens] for r in results for s in r.ramp]))
+                       ms(s.p(0.99)), s.fail_opens, s.server_cores, s.bench_cores, s.per_core_second]
+                      for r in results for s in r.ramp]))
     out.append(f"\nopen-loop load (Poisson), multiples of {ref_rate:.1f}/s; p50/p99 of admitted calls; fail-opens = "
                "guardrail_fail_open_total delta (ERROR verdicts seen by clients)")
     rows = []
@@ -375,9 +409,12 @@ def report(results: Sequence[VariantResult], ref_rate: float) -> str:
                              f"{s.shed_metric:.0f}" if k == kinds[0] else "", ms(s.p(0.5, k)), ms(s.p(0.99, k)),
                              s.p(0.99, k) / base if base else math.nan,
                              f"{s.fail_opens:.0f} {seen}" if k == kinds[0] else seen,
-                             len(s.errors(k)), f"{s.rss.total_mb:.0f}" if s.rss else "-"])
+                             len(s.errors(k)), f"{s.rss.total_mb:.0f}" if s.rss else "-",
+                             s.server_cores if k == kinds[0] else "", s.bench_cores if k == kinds[0] else "",
+                             s.per_core_second if k == kinds[0] else ""])
     out.append(table(["variant", "step", "sent /s", "admitted /s", "shed /s", "shed/sent", "shed_total", "p50 ms",
-                      "p99 ms", "p99/unloaded p50", "fail-opens", "errors", "RSS MB"], rows))
+                      "p99 ms", "p99/unloaded p50", "fail-opens", "errors", "RSS MB", "server cores", "bench cores",
+                      "checks/core-s"], rows))
     out.append("\ngoal (issue 13): at 4x saturation admitted p99 <= 3x unloaded p50, 0 fail-opens; unary admitted "
                "while a stream floods")
     goal = []
@@ -394,7 +431,32 @@ def report(results: Sequence[VariantResult], ref_rate: float) -> str:
                       "mixed: unary admitted", "goal"], goal))
     out.append("(a single call's own spread bounds what admission can do: unloaded p99/p50 = "
                + ", ".join(f"{r.name} {r.unloaded.p(0.99) / r.unloaded.p(0.5):.1f}" for r in results) + ")")
+    out.append("\n" + capacity(results))
     return "\n".join(out)
+
+
+def capacity(results: Sequence[VariantResult]) -> str:
+    """What a check costs in CPU, by process, at the saturation step of the ramp, and what that predicts for more
+    cores: checks/s on C cores ~ C / (CPU seconds per check), with workers.count = C and nothing else on them (the
+    load generator not on them either), while the server process's own share stays under one core (its event loop
+    is one thread: past 1 / (its CPU per check) it is the limit, whatever the cores)."""
+    rows = []
+    for r in results:
+        sat = max(r.ramp, key=lambda s: len(s.admitted()) / s.seconds)
+        roles = [sat.cpu_per_check_ms(k) for k in ("server", "workers", "redaction")]
+        per_check = sum(x for x in roles if not math.isnan(x)) / 1000.0
+        bench = 1000.0 * sat.bench_cpu_s / max(1, len(sat.admitted()))
+        loop_cap = 1000.0 / roles[0] if roles[0] and not math.isnan(roles[0]) else math.nan
+        predicted = [min(c / per_check, loop_cap) if per_check else math.nan for c in (2, 4, 8)]
+        rows.append([r.name, sat.name, len(sat.admitted()) / sat.seconds, sat.server_cores, sat.bench_cores,
+                     *roles, bench, sat.per_core_second, *predicted, loop_cap])
+    head = ("capacity at the saturation step (closed loop): CPU ms per admitted check by process, measured from "
+            "/proc/<pid>/stat; prediction = cores / CPU per check (workers.count = cores, the machine to itself), "
+            "capped by the server process's one-thread loop")
+    return head + "\n" + table(
+        ["variant", "step", "admitted /s", "server cores", "bench cores", "server-process ms", "workers ms",
+         "redaction ms", "bench ms", "checks/core-s", "pred. 2 cores /s", "pred. 4 cores /s", "pred. 8 cores /s",
+         "loop cap /s"], rows)
 
 
 def parse_try(spec: str) -> tuple[str, list[str]]:
