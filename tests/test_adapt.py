@@ -65,6 +65,20 @@ def test_label_noise_needs_both_signals(claim: str, label: str, p: float, droppe
     assert len(result.dropped) == int(dropped) and len(result.kept) == int(not dropped)
 
 
+def test_rescoring_stops_at_its_time_and_unscored_pairs_are_not_wrong() -> None:
+    import numpy as np
+
+    from guardrail_server.adapt import loop
+    from guardrail_server.adapt.pairs import wrong
+
+    pairs = [DocPair(PREMISE, f"claim {i}", "entailment" if i % 2 else "neutral", "t") for i in range(40)]
+    score = lambda chunk: np.full(len(chunk), 0.9)  # noqa: E731 - everything looks supported
+    full = loop._batched(score, pairs)
+    assert not np.isnan(full).any() and wrong(pairs, full) == [i for i in range(40) if i % 2 == 0]
+    none = loop._batched(score, pairs, until=0.0)  # out of time before the first block
+    assert np.isnan(none).all() and wrong(pairs, none) == []
+
+
 def test_verbatim_ignores_case_and_punctuation_but_not_order() -> None:
     assert verbatim(PREMISE, "it was designed by john bradfield")
     assert not verbatim(PREMISE, "designed by Bradfield John")

@@ -36,6 +36,7 @@ from guardrail_server.adapt.pairs import DocPair, label_noise, make_pairs, sampl
 RATE_GUESS = 12.0  # training pairs/s on two shared cores before a round has measured its own (v2: 28 idle)
 EXPORT_RESERVE_S = 150.0  # ONNX export + int8 + the trainer's agreement check, measured ~70-90 s on two busy cores
 MIN_ROUND_S = 15.0
+RESCORE_SHARE, RESCORE_MIN_S = 0.1, 30.0  # round 1's rescoring of the document pairs: at most this share of --minutes
 MAX_EPOCHS = 3
 
 
@@ -66,6 +67,7 @@ class RoundInfo:
     groups: dict[str, Any]
     pairs_per_s: float | None
     wrong_before: int | None = None  # document pairs the model got wrong going into this round
+    scored_before: int | None = None  # of how many it was scored on
 
 
 @dataclass(slots=True)
@@ -91,10 +93,12 @@ def scores_onnx(model_dir: Path, pairs: Sequence[DocPair], threads: int) -> np.n
     return _batched(lambda chunk: rt.predict(chunk)[:, 0], pairs)
 
 
-def scores_torch(model: Any, tok: Any, pairs: Sequence[DocPair],
-                 normalize: Callable[[str], str] | None = None) -> np.ndarray:
+def scores_torch(model: Any, tok: Any, pairs: Sequence[DocPair], normalize: Callable[[str], str] | None = None, *,
+                 until: float | None = None, seed: int = 0) -> np.ndarray:
     """P(entailment) from a torch checkpoint whose labels are the trainer's (entailment first), on the pairs in the
-    form the runtime feeds the model (`normalize`: the manifest's input normalization)."""
+    form the runtime feeds the model (`normalize`: the manifest's input normalization). With `until` (a time.time()),
+    pairs are scored in a seeded random order until then; the rest stay NaN (fp32 torch on two busy cores scored
+    under 2 pairs/s in the bench: all of 3,000 pairs could eat the budget)."""
     import torch
 
     model.eval()
@@ -107,15 +111,31 @@ def scores_torch(model: Any, tok: Any, pairs: Sequence[DocPair],
                         padding=True, return_tensors="pt")
             return torch.softmax(model(**feats).logits, -1)[:, 0].numpy()
 
-    return _batched(run, pairs)
+    return _batched(run, pairs, until=until, seed=seed)
 
 
-def _batched(fn: Callable[[list[tuple[str, str]]], np.ndarray], pairs: Sequence[DocPair], size: int = 16) -> np.ndarray:
-    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i].premise) + len(pairs[i].claim))
-    out = np.zeros(len(pairs), dtype=np.float32)
-    for start in range(0, len(order), size):
-        idx = order[start:start + size]
-        out[idx] = fn([(pairs[i].premise, pairs[i].claim) for i in idx])
+def _batched(fn: Callable[[list[tuple[str, str]]], np.ndarray], pairs: Sequence[DocPair], size: int = 16, *,
+             until: float | None = None, seed: int = 0) -> np.ndarray:
+    """Scores in batches of similar length (little padding); with `until`, block by block in a seeded random order
+    until that time, the unscored pairs left NaN."""
+    import random
+
+    def by_length(ids: list[int]) -> list[int]:
+        return sorted(ids, key=lambda i: len(pairs[i].premise) + len(pairs[i].claim))
+
+    out = np.full(len(pairs), np.nan, dtype=np.float32)
+    ids = list(range(len(pairs)))
+    if until is None:
+        blocks = [by_length(ids)]
+    else:
+        random.Random(seed).shuffle(ids)
+        blocks = [by_length(ids[i:i + 8 * size]) for i in range(0, len(ids), 8 * size)]
+    for block in blocks:
+        if until is not None and time.time() > until:
+            break
+        for start in range(0, len(block), size):
+            idx = block[start:start + size]
+            out[idx] = fn([(pairs[i].premise, pairs[i].claim) for i in idx])
     return out
 
 
@@ -191,6 +211,7 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     from guardrail_models.training.train import backbone_dir
 
     quiet_libraries()
+    started = time.time()
     work = s.out / "work"
     log = work / "train.log"
     seconds: dict[str, float] = {}
@@ -248,7 +269,7 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     state = _round_state(work / "round1")
     rate1 = state["seen"] / state["train_s"] if state["train_s"] else None
     rounds.append(RoundInfo(int(state["step"]), steps1, round((time.time() - t) / 60, 2), g1,
-                            round(rate1, 1) if rate1 else None, wrong_before=base_wrong))
+                            round(rate1, 1) if rate1 else None, wrong_before=base_wrong, scored_before=len(pairs)))
     say(f"round 1: {state['step']}/{steps1} steps in {rounds[0].minutes:.1f} min"
         + (f" ({rate1:.1f} pairs/s)" if rate1 else ""))
 
@@ -259,17 +280,20 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     model.load_state_dict(state["model"], strict=False)
     torch.set_num_threads(s.threads)
     trained = [as_trained(p) for p in kept]
-    p1 = scores_torch(model, tok, trained, normalize)
+    p1 = scores_torch(model, tok, trained, normalize, seed=s.seed,
+                      until=time.time() + max(RESCORE_MIN_S, RESCORE_SHARE * (s.deadline - started)))
+    scored = [i for i in range(len(trained)) if not np.isnan(p1[i])]
     still = wrong(trained, p1)
     round1_dir = work / "round1-model"
     model.save_pretrained(str(round1_dir))
     tok.save_pretrained(str(round1_dir))
     del model
     seconds["rescore"] = time.time() - t
-    say(f"round 1 gets {len(still)}/{len(trained)} document pairs wrong (base: {base_wrong})")
+    say(f"round 1 gets {len(still)}/{len(scored)} document pairs wrong (base: {base_wrong}/{len(pairs)})"
+        + (f"; {len(scored)} of {len(trained)} rescored in the time allowed" if len(scored) < len(trained) else ""))
 
     # round 2: what it still gets wrong, as many it gets right, replay; exports the model
-    right = [i for i in range(len(trained)) if i not in set(still)]
+    right = sorted(set(scored) - set(still))
     picked = [trained[i] for i in still] + [trained[i] for i in sample(right, len(still), s.seed + 2)]
     replay2 = replay_rows[replay_n:replay_n + int(round(len(picked) * s.replay))]
     groups2 = ([grouping.doc_group(p, count, normalize) for p in picked]
@@ -295,7 +319,7 @@ def run_loop(s: LoopSettings, docs: Sequence[Any], say: Callable[[str], None]) -
     state2 = _round_state(work / "round2")
     rate2 = state2["seen"] / state2["train_s"] if state2["train_s"] else None
     rounds.append(RoundInfo(int(state2["step"]), steps2, round((time.time() - t) / 60, 2), g2,
-                            round(rate2, 1) if rate2 else None, wrong_before=len(still)))
+                            round(rate2, 1) if rate2 else None, wrong_before=len(still), scored_before=len(scored)))
     model_dir = s.zoo_dir / s.name
     training = json.loads((work / "round2" / "training.json").read_text())
     say(f"round 2: {state2['step']}/{steps2} steps; exported {model_dir} in {rounds[1].minutes:.1f} min "

@@ -144,8 +144,10 @@ def label_noise(pairs: Sequence[DocPair], p_entail: Sequence[float]) -> Filtered
 
 
 def wrong(pairs: Sequence[DocPair], p_entail: Sequence[float], threshold: float = 0.5) -> list[int]:
-    """Indices of the pairs the model gets wrong at P(entailment) `threshold` (the second round trains on them)."""
-    return [i for i, (pair, p) in enumerate(zip(pairs, p_entail, strict=True)) if (p >= threshold) != pair.supported]
+    """Indices of the pairs the model gets wrong at P(entailment) `threshold` (the second round trains on them); an
+    unscored pair (NaN) is not wrong."""
+    return [i for i, (pair, p) in enumerate(zip(pairs, p_entail, strict=True))
+            if p == p and (p >= threshold) != pair.supported]
 
 
 def sample(items: Sequence, k: int, seed: int) -> list:

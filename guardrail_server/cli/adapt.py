@@ -241,7 +241,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
                   "dropped_as_label_noise": result.dropped_by_kind,
                   "labels": result.pairs_by_label, "base_wrong": result.base_wrong},
         "rounds": [{"steps": r.steps, "planned_steps": r.planned, "minutes": r.minutes, "groups": r.groups,
-                    "pairs_per_s": r.pairs_per_s, "document_pairs_wrong_before": r.wrong_before}
+                    "pairs_per_s": r.pairs_per_s, "document_pairs_wrong_before": r.wrong_before,
+                    "document_pairs_scored_before": r.scored_before}
                    for r in result.rounds],
         "steps": sum(r.steps for r in result.rounds), "replay_exclude": list(args.replay_exclude),
         "lr": args.lr, "pairs_per_batch": args.pairs_per_batch, "seed": args.seed, "minutes_budget": args.minutes,
