@@ -131,7 +131,7 @@ def test_pairs_are_written_in_the_form_the_runtime_feeds_the_model() -> None:
     from guardrail_models.canonical import canonicalize
 
     count = lambda text: len(text.split())  # noqa: E731 - one window either way
-    pair = DocPair("The tower is 330 metres tall.", "The tower is 330 m tall.", "entailment", "reword_unit_abbreviation")
+    pair = DocPair("The tower is 330 metres tall.", "The tower is 330 m tall.", "entailment", "reword_unit")
     assert grouping.doc_group(pair, count, canonicalize)["pairs"] == [["The tower is 330 metres tall."] * 2]
     assert grouping.doc_group(pair, count, None)["pairs"] == [[pair.premise, pair.claim]]
 
@@ -226,6 +226,10 @@ def test_adapt_refuses_what_it_cannot_do(anchored: dict, tmp_path: Path, capsys:
     assert main(["adapt", docs, "--anchors", str(only_pass), "--out", str(tmp_path / "o4")]) == 2
     assert "all one class" in capsys.readouterr().err
     assert not (tmp_path / "o4").exists()
+    nowhere = tmp_path / "none.db"
+    argv = ["adapt", docs, "--anchors", "golden", "--url", f"sqlite:///{nowhere}", "--out", str(tmp_path / "o5")]
+    assert main(argv) == 2
+    assert "no review store at" in capsys.readouterr().err and not nowhere.exists()  # a read creates no store
 
 
 FLIP = {"entailment": "contradiction", "neutral": "entailment", "contradiction": "entailment"}

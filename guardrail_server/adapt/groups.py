@@ -3,11 +3,11 @@
 Format: `guardrail_invariants.judges.training_mix` (one JSON object per line, gzip): `mode` single|mil, `pairs`
 [[premise window, claim], ...], `claim`, `label`, `source`, `weight`, `split`. Every pair goes through
 `training_mix.group` with the base model's own token count (`token_counter`), so a premise longer than 128 tokens is
-cut into sentence-aligned windows (the invariant's `premise: windows` shape; its default sentence premises are at most
-96 tokens, so a document pair's premise of 1-4 sentences and <= 95 words is one of those), and a premise that fits one
-window stays one 3-way labelled pair (training_mix's default count pads every sentence to 128 tokens: each sentence would be a window
-of its own, and a claim resting on two sentences would be trained as supported by neither). Document pairs are
-`source: adapt/<kind>`; the replay is drawn from the **train side** of the human-labelled
+cut into sentence-aligned windows (the invariant's `premise: windows` shape), and a premise that fits one window — a
+document pair's premise of 1-4 sentences and at most 95 words, about the size of the invariant's default sentence
+premises of at most 96 tokens — stays one 3-way labelled pair (training_mix's default count pads every sentence to 128 tokens: each sentence
+would be a window of its own, and a claim resting on two sentences would be trained as supported by neither).
+Document pairs are `source: adapt/<kind>`; the replay is drawn from the **train side** of the human-labelled
 mix (`training_mix.mix_rows`, `snli_dev_rows`; the rows `training_mix.is_calib` holds out are never replayed) — the
 same rows the judge's general training reads, so a round on the user's documents does not make it forget them.
 `exclude` keeps sources out of the replay (a measurement that evaluates on them, e.g. a SummEdits domain). Where the

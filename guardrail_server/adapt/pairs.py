@@ -6,8 +6,8 @@ another, a short answer span, or reworded (`rewordings`: units, number and date 
 `entailment` — or the same with a number, date or name swapped, a negation flipped, a wrong conversion
 (`contradiction`), or a sentence outside the window, from another document, a detail added (`neutral`). Labels are
 right by construction, up to the generator's mistakes on text it was not written for (a "swap" that swaps nothing
-visible, a rewording that mangles the sentence). Those are what `label_noise` drops: pairs whose label the current judge **and**
-the lexical features both confidently contradict —
+visible, a rewording that mangles the sentence). Those are what `label_noise` drops: pairs whose label the current
+judge **and** the lexical features both confidently contradict —
 
 - labelled supported, but the judge gives it P(entailment) <= `JUDGE_SURE_NO` and fewer than `LEXICAL_SURE_NO` of the
   claim's content words occur in the premise;

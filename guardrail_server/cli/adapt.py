@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guardrail_server.cli.common import add_config_flags, config_from_args, config_files
+from guardrail_server.cli.common import add_config_flags, config_files, config_from_args, review_store_in_use
 
 EXIT_WORSE = 1
 EXIT_USAGE = 2
@@ -150,6 +150,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return _refuse(f"the base judge {base_name!r} is of family {base.family!r}; adapt can continue the training "
                        f"of {', '.join(TRAINABLE_FAMILIES)} models only (the project's own MiniLM judges)")
 
+    if not (Path(args.anchors).suffix == ".jsonl" and Path(args.anchors).is_file()):
+        review_store_in_use(config.review.url, create=False)  # a read: no store is created for it (exit 2)
     try:
         samples, described = load_anchor_samples(args.anchors, config.review.url)
     except (KeyError, OSError, ValueError) as exc:
