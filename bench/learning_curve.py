@@ -187,6 +187,9 @@ def main() -> None:
     ap.add_argument("--plot", type=Path, default=None)
     ap.add_argument("--baseline", default=None, metavar="MODEL",
                     help="also measure this zoo model once, drawn as step 0 (e.g. the shipped judge the run starts from)")
+    ap.add_argument("--baseline-models-dir", type=Path, default=None,
+                    help="where --baseline lives (a copy without input normalization: checkpoints are measured "
+                    "without it, so step 0 must be too)")
     args = ap.parse_args()
     configure_logging("warning")
     mirror = args.mirror or ck.CACHE / args.run.name
@@ -196,7 +199,7 @@ def main() -> None:
         base = args.run / "baseline.json"
         if not base.exists():
             base.write_text(json.dumps({"step": 0, "model": args.baseline,
-                                        **asyncio.run(measure_model(args.baseline, None, files))}))
+                                        **asyncio.run(measure_model(args.baseline, args.baseline_models_dir, files))}))
             if mirror.is_dir():
                 shutil.copy2(base, mirror / base.name)
     while True:
