@@ -97,3 +97,16 @@ def test_a_changed_config_file_is_refused_naming_the_key(tmp_path: Path, capsys:
     capsys.readouterr()
     assert main(["eval", "--resume", "--out", str(run), "--no-progress"]) == 2
     assert "invariants.test_keyword.threshold" in capsys.readouterr().err
+
+
+def test_the_report_path_is_the_same_absolute_path_after_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = _start(tmp_path)
+    first = [ln for ln in capsys.readouterr().err.splitlines() if "report: " in ln]
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["eval", "--resume", "--out", "../run", "--no-progress"]) == 0
+    second = [ln for ln in capsys.readouterr().err.splitlines() if "report: " in ln]
+    paths = {ln.split("report: ", 1)[1] for ln in first + second}
+    assert paths == {str((run / "report.html").resolve())}

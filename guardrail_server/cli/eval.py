@@ -430,9 +430,9 @@ def _finish(outcome: Any, gates: list[Any]) -> int:
     print(render_markdown(summary, read_manifest(outcome.out_dir), gate_lines))
     print(f"{outcome.cases_done}/{outcome.cases_total} cases done; this run: {outcome.cases_run} cases in "
           f"{outcome.run_s:.1f} s ({outcome.cases_per_s:.1f} cases/s) after {outcome.elapsed_s - outcome.run_s:.1f} s "
-          f"of loading; report: {html_path}", file=sys.stderr)
+          f"of loading; report: {Path(html_path).resolve()}", file=sys.stderr)
     if outcome.status == "interrupted":
-        print(f"guardrail eval: stopped; continue with: guardrail eval --resume --out {outcome.out_dir}",
+        print(f"guardrail eval: stopped; continue with: guardrail eval --resume --out {Path(outcome.out_dir).resolve()}",
               file=sys.stderr)
         return EXIT_INTERRUPTED
     if any(r.tripped for r in results):
