@@ -61,11 +61,13 @@ def test_canonical_form_is_a_fixed_point(a: str, _: str) -> None:
 
 
 def test_the_runtime_normalizes_only_when_the_manifest_says_so(tmp_path: Path) -> None:
-    model = tmp_path / "canon"
-    shutil.copytree(SHIPPED, model)
-    manifest = json.loads((model / "manifest.json").read_text())
-    (model / "manifest.json").write_text(json.dumps(manifest | {"input_normalization": "canonical_v1"}))
-    plain, canon = NliRuntime.from_dir(SHIPPED, threads=1), NliRuntime.from_dir(model, threads=1)
+    manifest = json.loads((SHIPPED / "manifest.json").read_text())
+    dirs = {}
+    for name, norm in (("plain", None), ("canon", "canonical_v1")):
+        dirs[name] = tmp_path / name
+        shutil.copytree(SHIPPED, dirs[name])
+        (dirs[name] / "manifest.json").write_text(json.dumps(manifest | {"input_normalization": norm}))
+    plain, canon = NliRuntime.from_dir(dirs["plain"], threads=1), NliRuntime.from_dir(dirs["canon"], threads=1)
     pair = ("The Eiffel Tower is 330 metres tall.", "The Eiffel Tower is 330 m tall.")
     normalized = (canonicalize(pair[0]), canonicalize(pair[1]))
     np.testing.assert_allclose(canon.predict([pair]), plain.predict([normalized]), atol=1e-6)
