@@ -28,12 +28,13 @@ _UNIT_WORDS = {
 _SPELLING = {"meters": "metres", "meter": "metre", "kilometers": "kilometres", "kilometer": "kilometre",
              "centimeters": "centimetres", "millimeters": "millimetres", "liters": "litres", "liter": "litre",
              "milliliters": "millilitres", "per cent": "percent", "tons": "tonnes", "metric tons": "tonnes"}
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(
-    ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-     "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]) if i >= 2}
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
-_MONTH_ABBR = {m[:3].lower(): m for m in _MONTHS} | {"sept": "September"}
+WORD_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+                "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(WORD_NUMBERS) if i >= 2}
+
+_MONTH_ABBR = {m[:3].lower(): m for m in MONTHS} | {"sept": "September"}
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
 _DAY_ABBR = {d[:3].lower(): d for d in _DAYS} | {"tues": "Tuesday", "thur": "Thursday", "thurs": "Thursday"}
 
@@ -57,9 +58,9 @@ _DAY_RANGE_RE = re.compile(r"\b(" + "|".join(list(_DAY_ABBR) + [d.lower() for d 
                            re.IGNORECASE)
 _WEEKDAYS_RE = re.compile(r"\b(?:on\s+)?(?:weekdays|every weekday|each weekday)\b", re.IGNORECASE)
 _TIME_RANGE_RE = re.compile(r"(\d\d:\d\d)\s*(?:-|–|—)\s*(\d\d:\d\d)")
-_MDY_RE = re.compile(r"\b(" + "|".join(_MONTHS) + r"|" + "|".join(m.capitalize() for m in _MONTH_ABBR) + r")\.?\s+"
+_MDY_RE = re.compile(r"\b(" + "|".join(MONTHS) + r"|" + "|".join(m.capitalize() for m in _MONTH_ABBR) + r")\.?\s+"
                      r"(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b")
-_DMY_RE = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(" + "|".join(_MONTHS) + r"|"
+_DMY_RE = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?(" + "|".join(MONTHS) + r"|"
                      + "|".join(m.capitalize() for m in _MONTH_ABBR) + r")\.?,?\s+(\d{4})\b")
 _ISO_RE = re.compile(r"\b(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])\b")
 
@@ -116,7 +117,7 @@ def canonicalize(text: str) -> str:
     s = _TIME_RANGE_RE.sub(r"\1 to \2", s)
     s = _DAY_RANGE_RE.sub(lambda m: f"{_day(m.group(1))} to {_day(m.group(2))}", s)
     s = _WEEKDAYS_RE.sub("Monday to Friday", s)
-    s = _ISO_RE.sub(lambda m: f"{int(m.group(3))} {_MONTHS[int(m.group(2)) - 1]} {m.group(1)}", s)
+    s = _ISO_RE.sub(lambda m: f"{int(m.group(3))} {MONTHS[int(m.group(2)) - 1]} {m.group(1)}", s)
     s = _MDY_RE.sub(lambda m: f"{int(m.group(2))} {_month(m.group(1))} {m.group(3)}", s)
     s = _DMY_RE.sub(lambda m: f"{int(m.group(1))} {_month(m.group(2))} {m.group(3)}", s)
     return s

@@ -13,6 +13,8 @@ from __future__ import annotations
 import random
 import re
 
+from guardrail_models.canonical import MONTHS, WORD_NUMBERS
+
 # (long form, abbreviation). The long form matches singular and plural; only forms after a number are touched.
 UNITS: tuple[tuple[str, str], ...] = (
     ("square kilometres", "km²"), ("square kilometers", "km²"), ("square miles", "sq mi"),
@@ -43,10 +45,6 @@ UNIT_SWAPS = {"metres": "feet", "feet": "metres", "kilometres": "miles", "miles"
               "°C": "°F", "degrees Celsius": "degrees Fahrenheit", "seconds": "minutes"}
 
 _NUM = r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?)"
-WORD_NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-                "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty"]
-MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-          "November", "December"]
 _DMY = re.compile(r"\b([1-9]|[12]\d|3[01]) (" + "|".join(MONTHS) + r"),? (1[5-9]\d\d|20\d\d)\b")
 _MDY = re.compile(r"\b(" + "|".join(MONTHS) + r") ([1-9]|[12]\d|3[01]), (1[5-9]\d\d|20\d\d)\b")
 _LEAD = re.compile(r"^(?P<lead>(?:In|On|During|By|After|Before)\s(?=[^,]*(?:\d|war|War|" + "|".join(MONTHS) + r"))"
