@@ -49,6 +49,7 @@ from guardrail_invariants.judges.config import JudgedOptions
 from guardrail_invariants.judges.panel import SecondaryPanel
 from guardrail_invariants.text import (
     Bm25,
+    SentencePremises,
     Span,
     Window,
     content_words,
@@ -208,7 +209,9 @@ class ClaimScorer:
                              "embedding: off")
         self.embedder = embedder if opts.embedding != "off" and uses_sim else None
         self.sim_prior = embed_sim_prior(self.rule) if uses_sim and self.embedder is None else None
-        self.bm25 = Bm25([w.text for w in self.windows]) if self.windows else None
+        self.premises = SentencePremises(self.windows, opts.premise_tokens, opts.top_k) if self.sentences else None
+        self.bm25 = self.premises.bm25 if self.premises else Bm25([w.text for w in self.windows]) if self.windows \
+            else None
         self._window_vecs: dict[Any, np.ndarray] = {}
         self._pairs: dict[tuple[str, str], np.ndarray] = {}  # (premise, claim) -> probabilities, for this context
         self.setup_s = 0.0  # one-time work done inside `score` calls so far (embedding the windows), in seconds
@@ -273,50 +276,12 @@ class ClaimScorer:
             self._pairs.update(zip(todo, await self.model.predict(todo), strict=True))
         return [self._pairs[p] for p in pairs]
 
-    # --- premise: sentences --------------------------------------------------------------------------------------
-
-    def _assemble(self, ranked: Sequence[int], skip: set[int] = frozenset()) -> list[int]:  # type: ignore[assignment]
-        """The most relevant units (in `ranked` order, none of `skip`) that fit in premise_tokens together; the first
-        one always (a unit is at most premise_tokens long)."""
-        budget, chosen = self.opts.premise_tokens, []
-        for i in ranked:
-            if i in skip:
-                continue
-            if not chosen or budget - self.windows[i].tokens >= 0:
-                chosen.append(i)
-                budget -= self.windows[i].tokens
-            if budget <= 0:
-                break
-        return chosen
-
-    def _around(self, unit: int) -> list[int]:
-        """`unit` and its neighbours in its passage (before, after, before, ...) while they fit in premise_tokens:
-        the sentence read in its context (a pronoun's antecedent, a list's heading)."""
-        w = self.windows
-        chosen, budget, lo, hi = [unit], self.opts.premise_tokens - w[unit].tokens, unit - 1, unit + 1
-        while budget > 0:
-            grew = False
-            for j in (lo, hi):
-                if 0 <= j < len(w) and w[j].passage_index == w[unit].passage_index and w[j].tokens <= budget \
-                        and j not in chosen:
-                    chosen.append(j)
-                    budget -= w[j].tokens
-                    grew = True
-            lo, hi = lo - 1, hi + 1
-            if not grew:
-                break
-        return chosen
-
-    def _premise(self, units: list[int]) -> str:
-        w = self.windows
-        return " ".join(w[i].text for i in sorted(units, key=lambda i: (w[i].passage_index, w[i].start)))
-
     async def _score_sentences(self, claims: Sequence[str]) -> list[ClaimScore]:
-        opts, windows, bm25 = self.opts, self.windows, self.bm25
-        assert bm25 is not None
-        depth = max(4 * opts.top_k, 12)
-        ranked = [bm25.top_k(claim, depth) for claim in claims]
-        firsts = [self._assemble(r) for r in ranked]
+        """The premises of `SentencePremises`, scored in two rounds (the embedding's pick first in round 2's order)."""
+        opts, windows, sp = self.opts, self.windows, self.premises
+        assert sp is not None
+        ranked = [sp.ranked(claim) for claim in claims]
+        firsts = [sp.assemble(r) for r in ranked]
         scored: list[dict[str, tuple[np.ndarray, int]]] = [{} for _ in claims]  # claim -> {premise: (probs, unit)}
 
         async def run(wanted: list[tuple[int, str, int]]) -> None:
@@ -327,7 +292,7 @@ class ClaimScorer:
                     scored[ci][text] = (row, top)
 
         # round 1: each claim against the most relevant sentences; a premise that clearly entails it decides it
-        await run([(ci, self._premise(units), units[0]) for ci, units in enumerate(firsts)])
+        await run([(ci, sp.text(units), units[0]) for ci, units in enumerate(firsts)])
         open_claims = [ci for ci in range(len(claims))
                        if opts.early_exit is None or max(p[0][0] for p in scored[ci].values()) < opts.early_exit]
         sims: dict[int, np.ndarray] = {}
@@ -340,10 +305,10 @@ class ClaimScorer:
             if ci in sims:
                 order = [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in firsts[ci]] + order
             best = firsts[ci][0]
-            wanted.append((ci, self._premise(self._around(best)), best))
-            rest = self._assemble(order, set(firsts[ci]))
+            wanted.append((ci, sp.text(sp.around(best)), best))
+            rest = sp.assemble(order, set(firsts[ci]))
             if rest:
-                wanted.append((ci, self._premise(rest), rest[0]))
+                wanted.append((ci, sp.text(rest), rest[0]))
         await run(wanted)
         if self.embedder is not None and opts.embedding == "scored":
             sims = await self._scored_similarities(claims, [list(scored[ci]) for ci in range(len(claims))])

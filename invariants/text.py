@@ -214,6 +214,73 @@ class Bm25:
         return sorted(range(len(sc)), key=lambda i: (-sc[i], i))[:k]
 
 
+
+class SentencePremises:
+    """The premises a claim is read against when they are made of sentences (`premise: sentences`), as pure
+    functions of the context's sentence units: the entailment check scores exactly these, and the judge's training
+    groups are built from them, so the model learns on the premises it is shown in production.
+
+    `first`: the most relevant sentences (BM25, then document order among them) that fit in `budget` tokens;
+    `around`: the best sentence with its neighbours in its passage (a pronoun's antecedent, a list's heading);
+    `rest`: the next most relevant sentences, none of `first`."""
+
+    def __init__(self, units: Sequence[Window], budget: int, top_k: int = 3) -> None:
+        self.units, self.budget = units, budget
+        self.depth = max(4 * top_k, 12)
+        self.bm25 = Bm25([u.text for u in units]) if units else None
+
+    def ranked(self, claim: str) -> list[int]:
+        return self.bm25.top_k(claim, self.depth) if self.bm25 is not None else []
+
+    def assemble(self, ranked: Sequence[int], skip: frozenset[int] | set[int] = frozenset()) -> list[int]:
+        """The units of `ranked` (in its order, none of `skip`) that fit in `budget` together; the first one always
+        (a unit is at most `budget` long)."""
+        budget, chosen = self.budget, []
+        for i in ranked:
+            if i in skip:
+                continue
+            if not chosen or budget - self.units[i].tokens >= 0:
+                chosen.append(i)
+                budget -= self.units[i].tokens
+            if budget <= 0:
+                break
+        return chosen
+
+    def around(self, unit: int) -> list[int]:
+        """`unit` and its neighbours in its passage (before, after, before, ...) while they fit in `budget`."""
+        w = self.units
+        chosen, budget, lo, hi = [unit], self.budget - w[unit].tokens, unit - 1, unit + 1
+        while budget > 0:
+            grew = False
+            for j in (lo, hi):
+                if 0 <= j < len(w) and w[j].passage_index == w[unit].passage_index and w[j].tokens <= budget \
+                        and j not in chosen:
+                    chosen.append(j)
+                    budget -= w[j].tokens
+                    grew = True
+            lo, hi = lo - 1, hi + 1
+            if not grew:
+                break
+        return chosen
+
+    def text(self, units: Sequence[int]) -> str:
+        w = self.units
+        return " ".join(w[i].text for i in sorted(units, key=lambda i: (w[i].passage_index, w[i].start)))
+
+    def all_for(self, claim: str) -> list[str]:
+        """Every distinct premise the check may score `claim` against without the embedding's pick: `first`, then
+        (when `first` does not decide it) `around` its best sentence and `rest` — in that order."""
+        order = self.ranked(claim)
+        if not order:
+            return []
+        first = self.assemble(order)
+        premises = [self.text(first), self.text(self.around(first[0]))]
+        rest = self.assemble(order, set(first))
+        if rest:
+            premises.append(self.text(rest))
+        return list(dict.fromkeys(premises))
+
+
 # ----------------------------------------------------------------- non-claims (entailment, self_consistency)
 
 _PLEASANTRY = re.compile(  # only when the whole sentence is short: "Hello Kitty was created in 1974." is a claim

@@ -215,6 +215,38 @@ async def test_sentence_premises_are_the_most_relevant_sentences_and_a_decided_c
     assert [own.index(s) for s in read] == sorted(own.index(s) for s in read)  # in document order
 
 
+
+async def test_the_judge_trains_on_the_premises_the_check_scores() -> None:
+    """training_mix's `sentences` groups are cut by the check's own SentencePremises: for a claim no premise decides,
+    the group's pairs are exactly the (premise, claim) pairs the check scores, in its order; the older `windows`
+    shape is not (every sentence its own window, a two-sentence fact never seen whole)."""
+    from guardrail_invariants.entailment import ClaimScorer
+    from guardrail_invariants.judges.training_mix import group
+
+    context, claim = " ".join(SENTS), "Messel also designed a department store in Berlin."
+    model = _FakeNli()
+    await ClaimScorer(model, [("1", context)], EntailmentOptions(premise="sentences", premise_tokens=16,
+                                                                 embedding="off")).score([claim])
+    g = group(context, claim, "neutral", shape="sentences", premise_tokens=16, count_tokens=model.token_count)
+    assert g["mode"] == "mil" and g["label"] == "not_entailment" and g["claim"] == [0, 0, 0]
+    assert [tuple(p) for p in g["pairs"]] == model.pairs
+    short = group(" ".join(SENTS[:2]), "The Pergamon Museum in Berlin was built from 1910.", "entailment",
+                  shape="sentences", count_tokens=model.token_count)
+    assert short == {"mode": "single", "pairs": [[" ".join(SENTS[:2]), "The Pergamon Museum in Berlin was built from "
+                                                  "1910."]], "claim": [0], "label": "entailment"}
+    windowed = group(" ".join(SENTS[:2]), "The Pergamon Museum in Berlin was built from 1910.", "entailment")
+    assert windowed["mode"] == "mil" and all(p in SENTS for p, _ in windowed["pairs"])
+
+
+async def test_training_pairs_are_written_in_the_models_input_normalization() -> None:
+    from guardrail_invariants.judges.training_mix import group
+    from guardrail_models.canonical import canonicalize
+
+    g = group("The tower is 330 m tall.", "The tower is 330 metres tall.", "entailment", shape="sentences",
+              normalize=canonicalize)
+    assert g["pairs"] == [["The tower is 330 metres tall.", "The tower is 330 metres tall."]]
+
+
 async def test_no_pair_is_scored_twice_across_claims_blocks_and_rounds() -> None:
     from guardrail_invariants.entailment import ClaimScorer
 

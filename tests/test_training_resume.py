@@ -122,6 +122,30 @@ def test_a_seed_is_written_from_the_newest_checkpoint_alone(tiny_backbone, group
         torch.testing.assert_close(blob["model"][key].float(), value.float(), atol=1e-2, rtol=1e-2)
 
 
+
+def test_a_seed_warm_starts_a_new_run_with_its_weights(tiny_backbone, groups, tmp_path, monkeypatch) -> None:
+    """A run replaced by another (new data, new schedule) hands its training on: the seed, materialized as an HF
+    checkpoint, is the new run's `--init`, classifier included."""
+    monkeypatch.setattr(ck, "SEED_DIR", tmp_path / "no-seeds")
+    run = tmp_path / "run"
+    train_main(_args(groups, tiny_backbone, run, "--stop-at-step", "3"))
+    seed = ck.seed_from_run(run, None, tmp_path / "seed.pt")
+    out = tmp_path / "warm"
+    assert ck.materialize(seed, tiny_backbone, out) == 3
+    assert json.loads((out / "seed.json").read_text())["step"] == 3
+    warm = transformers.AutoModelForSequenceClassification.from_pretrained(str(out)).state_dict()
+    trained = torch.load(ck.newest([run]), map_location="cpu", weights_only=False)["model"]
+    assert "classifier.weight" in trained
+    for key, value in trained.items():
+        torch.testing.assert_close(warm[key], value.float(), atol=1e-2, rtol=1e-2)
+    fresh = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(tiny_backbone), num_labels=3).state_dict()
+    assert not torch.allclose(fresh["classifier.weight"], warm["classifier.weight"])
+    new_run = tmp_path / "run2"
+    train_main(_args(groups, tiny_backbone, new_run, "--init", str(out), "--stop-at-step", "1"))
+    assert json.loads((new_run / "run.json").read_text())["init"] == str(out)
+
+
 def test_a_run_moves_between_machines_with_and_without_bf16(tiny_backbone, groups, tmp_path, monkeypatch) -> None:
     """bf16 autocast exists on some CPUs only: a stretch on another machine resumes the same run."""
     monkeypatch.setattr(ck, "SEED_DIR", tmp_path / "no-seeds")

@@ -57,16 +57,10 @@ def normalizer(model_dir: Path) -> Callable[[str], str] | None:
     return NORMALIZERS[name] if name else None
 
 
-def _normalized(g: dict[str, Any], normalize: Callable[[str], str] | None) -> dict[str, Any]:
-    if normalize is not None:
-        g["pairs"] = [[normalize(p), normalize(h)] for p, h in g["pairs"]]
-    return g
-
-
 def doc_group(pair: DocPair, count: Counter_, normalize: Callable[[str], str] | None = None) -> dict[str, Any]:
     from guardrail_invariants.judges.training_mix import group
 
-    g = _normalized(group(pair.premise, pair.claim, pair.label, count_tokens=count), normalize)
+    g = group(pair.premise, pair.claim, pair.label, count_tokens=count, normalize=normalize)
     g.update(source=f"adapt/{pair.kind}", weight=1.0, split="train")
     return g
 
@@ -94,8 +88,8 @@ def replay_groups(rows: Sequence[dict[str, Any]], count: Counter_,
 
     out = []
     for r in rows:
-        g = _normalized(group(r["premise"], r["hypothesis"], r["label"],
-                              split_claims=r["dataset"] in SUMMARY_SOURCES, count_tokens=count), normalize)
+        g = group(r["premise"], r["hypothesis"], r["label"], split_claims=r["dataset"] in SUMMARY_SOURCES,
+                  count_tokens=count, normalize=normalize)
         g.update(source=r["dataset"], weight=LOW_WEIGHT.get(r["dataset"], 1.0), id=r["id"], split="train")
         out.append(g)
     return out

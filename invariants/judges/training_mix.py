@@ -1,14 +1,18 @@
-"""Builds the NLI judge's training groups from train-side data, cut into windows exactly as the invariant cuts them.
+"""Builds the NLI judge's training groups from train-side data, cut into premises exactly as the invariant cuts them.
 
-Why here and not in `models/training`: the pairs must look like what the model sees at inference — premises cut by
-`guardrail_invariants.text.make_windows` into 128-token sentence-aligned windows, multi-sentence hypotheses split into claims by
-`split_sentences`, each claim paired with its BM25-best windows — and `models` may not import `invariants`. The
-trainer (`guardrail_models.training.train --groups FILE`) reads the groups this writes and knows nothing of windows.
+Why here and not in `models/training`: the pairs must look like what the model sees at inference — with the default
+`--premise sentences`, the premises `guardrail_invariants.text.SentencePremises` assembles from the context's sentences
+(the most relevant ones within 96 tokens, the best one in its neighbours' company, the next most relevant: what the
+entailment check scores), written in the model's input normalization (`--normalize canonical_v1`, as the runtime
+rewrites them); multi-sentence hypotheses split into claims by `split_sentences` — and `models` may not import
+`invariants`. `--premise windows` is the older shape (128-token windows, each claim with its BM25-best two; the v2-v4
+groups files were built that way, with the padded count `token_count`). The trainer
+(`guardrail_models.training.train --groups FILE`) reads the groups this writes and knows nothing of premises.
 
 A group is what one training example means:
   - `single`: one (premise, hypothesis) pair with a 3-way label (or binary `not_entailment`, trained as
     P(neutral) + P(contradiction));
-  - `mil`: a claim (or the claims of a summary) against its windows of a long premise, with one binary label for the
+  - `mil`: a claim (or the claims of a summary) against its premises cut from a long context, with one binary label for the
     whole group. The group's P(entailment) is min over claims of max over each claim's windows — the invariant's own
     aggregation — so a long document needs only one window to support a claim, and one unsupported sentence is enough
     to make a summary unsupported, without anyone labelling sentences.
@@ -33,9 +37,10 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
-from guardrail_invariants.text import Bm25, is_non_claim, make_windows, split_sentences
+from guardrail_invariants.text import Bm25, SentencePremises, is_non_claim, make_windows, sentence_units, split_sentences
 
 DATA = Path(os.environ.get("GUARDRAIL_DATA", "/work/shared/data"))
 MIX = DATA / "train/groundedness_mix_v1.jsonl.gz"
@@ -50,12 +55,28 @@ _tok = None
 
 
 def token_count(text: str) -> int:
+    """Tokens as the tokenizer file counts them: padded to 128 (the count the windows-shaped groups files used)."""
     global _tok
     if _tok is None:
         from tokenizers import Tokenizer
 
         _tok = Tokenizer.from_file(str(TOKENIZER))
     return len(_tok.encode(text, add_special_tokens=False).ids)
+
+
+_raw_tok = None
+
+
+def unpadded_token_count(text: str) -> int:
+    """The model's own count (same WordPiece vocabulary), unpadded and untruncated: what the invariant measures."""
+    global _raw_tok
+    if _raw_tok is None:
+        from tokenizers import Tokenizer
+
+        _raw_tok = Tokenizer.from_file(str(TOKENIZER))
+        _raw_tok.no_padding()
+        _raw_tok.no_truncation()
+    return len(_raw_tok.encode(text, add_special_tokens=False).ids)
 
 
 def is_calib(key: str, share: float) -> bool:
@@ -74,28 +95,38 @@ def claims_of(hypothesis: str, split: bool) -> list[str]:
 
 def group(premise: str, hypothesis: str, label: str, *, split_claims: bool = False, window_tokens: int = 128,
           stride_tokens: int = 64, windows_per_claim: int = 2,
-          count_tokens: Callable[[str], int] | None = None) -> dict:
-    """One training group, windowed as at inference (see module doc). `count_tokens` defaults to `token_count`, whose
-    tokenizer file pads every text to 128 tokens, so each sentence becomes a window of its own; the groups files of
-    the runs in models/README.md were built that way and are rebuilt bit for bit with the default. `guardrail adapt`
-    passes the model's own unpadded count, which windows premises as the invariant does."""
+          count_tokens: Callable[[str], int] | None = None, shape: str = "windows", premise_tokens: int = 96,
+          normalize: Callable[[str], str] | None = None) -> dict:
+    """One training group, cut as at inference (see module doc). `shape` "sentences": each claim against every
+    premise `SentencePremises.all_for` gives it (counted by `count_tokens`, default `unpadded_token_count`);
+    "windows": against its BM25-best `windows_per_claim` windows, counted by `count_tokens` (default `token_count`,
+    which pads every text to 128 tokens, so each sentence is a window of its own — the v2-v4 groups files, rebuilt
+    bit for bit with it; `guardrail adapt` passes the model's unpadded count). `normalize` rewrites every pair as the
+    model's runtime does (its manifest's `input_normalization`)."""
     claims = claims_of(hypothesis, split_claims)
-    windows = make_windows([("1", premise)], count_tokens or token_count, window_tokens, stride_tokens)
-    if len(windows) <= 1 and len(claims) == 1:
-        return {"mode": "single", "pairs": [[premise, claims[0]]], "claim": [0], "label": label}
-    texts = [w.text for w in windows] or [premise]
-    bm25 = Bm25(texts)
-    pairs, owner = [], []
-    for ci, claim in enumerate(claims):
-        for wi in bm25.top_k(claim, windows_per_claim):
-            pairs.append([texts[wi], claim])
-            owner.append(ci)
+    if shape == "sentences":
+        sp = SentencePremises(sentence_units([("1", premise)], count_tokens or unpadded_token_count, premise_tokens),
+                              premise_tokens)
+        cut = [(ci, text) for ci, claim in enumerate(claims) for text in sp.all_for(claim)] or [(0, premise)]
+    else:
+        windows = make_windows([("1", premise)], count_tokens or token_count, window_tokens, stride_tokens)
+        texts = [w.text for w in windows] or [premise]
+        bm25 = Bm25(texts)
+        cut = [(0, premise)] if len(windows) <= 1 and len(claims) == 1 else \
+            [(ci, texts[wi]) for ci, claim in enumerate(claims) for wi in bm25.top_k(claim, windows_per_claim)]
+    norm = normalize or (lambda t: t)
+    pairs = [[norm(text), norm(claims[ci])] for ci, text in cut]
+    if len(pairs) == 1:
+        return {"mode": "single", "pairs": pairs, "claim": [0], "label": label}
     binary = "entailment" if label == "entailment" else "not_entailment"
-    return {"mode": "mil", "pairs": pairs, "claim": owner, "label": binary}
+    return {"mode": "mil", "pairs": pairs, "claim": [ci for ci, _ in cut], "label": binary}
 
 
-def _from_mix_row(row: dict) -> dict:
-    g = group(row["premise"], row["hypothesis"], row["label"], split_claims=row["dataset"] in SUMMARY_SOURCES)
+def _from_mix_row(row: dict, shape: str = "windows", normalization: str | None = None) -> dict:
+    from guardrail_models.canonical import NORMALIZERS
+
+    g = group(row["premise"], row["hypothesis"], row["label"], split_claims=row["dataset"] in SUMMARY_SOURCES,
+              shape=shape, normalize=NORMALIZERS[normalization] if normalization else None)
     g.update(source=row["dataset"], weight=LOW_WEIGHT.get(row["dataset"], 1.0), id=row["id"])
     return g
 
@@ -145,11 +176,17 @@ def main() -> None:
     ap.add_argument("--calib-share", type=float, default=0.03)
     ap.add_argument("--seed", type=int, default=17)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--premise", choices=["sentences", "windows"], default="sentences",
+                    help="premise shape (module doc); the v2-v4 groups files: windows")
+    ap.add_argument("--normalize", choices=["canonical_v1", "none"], default="canonical_v1",
+                    help="input normalization the pairs are written in (the v2-v4 groups files: none)")
     args = ap.parse_args()
     rows = list(mix_rows(args.halueval_summaries, args.seed)) + list(snli_dev_rows()) \
         + list(synthetic_rows(args.synthetic, args.seed)) + list(everyday_rows(args.everyday, args.seed))
     with ProcessPoolExecutor(args.workers) as pool:
-        groups = list(pool.map(_from_mix_row, rows, chunksize=256))
+        build = partial(_from_mix_row, shape=args.premise,
+                        normalization=None if args.normalize == "none" else args.normalize)
+        groups = list(pool.map(build, rows, chunksize=256))
     counts: Counter[tuple[str, str, str]] = Counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with gzip.open(args.out, "wt", encoding="utf-8") as f:

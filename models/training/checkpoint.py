@@ -129,13 +129,42 @@ def load_seed(path: Path, model, run_config: dict[str, Any]) -> int:
     return int(blob["step"])
 
 
+def materialize(seed: Path, init: Path, out: Path) -> int:
+    """A seed's weights as a trainable HF checkpoint in `out` (its frozen parts, tokenizer and config from `init`, the
+    folder the seed's run started from): a new run warm-starts from it with `train --init out`, so the training time
+    of a run that is being replaced (new data, new schedule) carries over. Returns the seed's step."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    blob = torch.load(seed, map_location="cpu", weights_only=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    model = AutoModelForSequenceClassification.from_pretrained(str(init),
+                                                               num_labels=int(state["classifier.weight"].shape[0]))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not is_frozen(k) for k in missing):
+        raise RunMismatchError(f"seed {seed} does not fit {init} (missing {missing}, unexpected {unexpected})")
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(init)).save_pretrained(str(out))
+    (out / "seed.json").write_text(json.dumps({"seed": str(seed), "step": int(blob["step"]), "run": blob["run"],
+                                               "init": str(init)}, indent=1))
+    return int(blob["step"])
+
+
 def main() -> None:
     import argparse
 
-    ap = argparse.ArgumentParser(description="Writes the committed seed checkpoint of a run from its newest checkpoint.")
-    ap.add_argument("run", type=Path, help="the run folder, runs/<name>")
+    ap = argparse.ArgumentParser(description="Writes the committed seed checkpoint of a run from its newest checkpoint, "
+                                 "or (--materialize) turns a seed into a trainable HF checkpoint.")
+    ap.add_argument("run", type=Path, help="the run folder, runs/<name> (with --materialize: the seed file)")
     ap.add_argument("--out", type=Path, default=None, help="default models/seed/<name>.pt")
+    ap.add_argument("--materialize", type=Path, default=None, metavar="INIT",
+                    help="write the seed `run` as an HF checkpoint to --out, the rest taken from INIT")
     args = ap.parse_args()
+    if args.materialize:
+        if args.out is None:
+            ap.error("--materialize needs --out")
+        print(f"step {materialize(args.run, args.materialize, args.out)} -> {args.out}")
+        return
     out = args.out or SEED_DIR / f"{args.run.name}.pt"
     print(seed_from_run(args.run, CACHE / args.run.name, out))
 
