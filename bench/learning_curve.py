@@ -61,8 +61,9 @@ def slice_files(folder: Path) -> dict[str, Path]:
     return out
 
 
-def export_checkpoint(ckpt: Path, run: Path, zoo: Path, name: str) -> None:
-    """Backbone + the checkpoint's trainable weights -> int8 ONNX in `zoo/name` (the shipped quantization)."""
+def export_checkpoint(ckpt: Path, run: Path, zoo: Path, name: str, normalization: str | None = None) -> None:
+    """Backbone + the checkpoint's trainable weights -> int8 ONNX in `zoo/name` (the shipped quantization), its
+    manifest declaring `normalization` (the input normalization the run's groups were written in)."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -84,9 +85,12 @@ def export_checkpoint(ckpt: Path, run: Path, zoo: Path, name: str) -> None:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         family = BACKBONES[backbone][2] if backbone in BACKBONES else "bert-minilm"
-        import_hf_checkpoint(Path(tmp), zoo / name, name, family=family, license="work in progress (not shipped)",
-                             quantize=True, source=f"learning-curve export of {ckpt.name}", max_length=256,
-                             training={"step": state["step"], "pairs_seen": state["seen"]})
+        manifest = import_hf_checkpoint(Path(tmp), zoo / name, name, family=family,
+                                        license="work in progress (not shipped)", quantize=True,
+                                        source=f"learning-curve export of {ckpt.name}", max_length=256,
+                                        training={"step": state["step"], "pairs_seen": state["seen"]})
+    manifest.input_normalization = normalization
+    manifest.write(zoo / name)
 
 
 async def snli(model: str, zoo: Path | None, n: int) -> dict[str, float]:
@@ -118,26 +122,22 @@ async def measure_model(name: str, zoo: Path | None, files: dict[str, Path]) -> 
     return point | await snli(name, zoo, SNLI_N)
 
 
-async def measure(ckpt: Path, run: Path, files: dict[str, Path]) -> dict[str, Any]:
+async def measure(ckpt: Path, run: Path, files: dict[str, Path], normalization: str | None) -> dict[str, Any]:
     step = int(ckpt.stem.split("-")[1])
     zoo = run / "curve-zoo"
     name = f"curve-step{step}"
     t0 = time.time()
-    export_checkpoint(ckpt, run, zoo, name)
-    point: dict[str, Any] = {"step": step}
-    state_seen = None
+    import torch
+
+    blob = torch.load(ckpt, map_location="cpu", weights_only=False)  # before a newer checkpoint rotates it away
+    trained = {"pairs_seen": blob["seen"], "train_minutes": round(blob["train_s"] / 60, 1), "loss_ema": blob["loss_ema"]}
+    del blob
+    export_checkpoint(ckpt, run, zoo, name, normalization)
+    point: dict[str, Any] = {"step": step, "input_normalization": normalization}
     point |= await measure_model(name, zoo, files)
     point["minutes_to_measure"] = round((time.time() - t0) / 60, 1)
-    try:
-        import torch
-
-        blob = torch.load(ckpt, map_location="cpu", weights_only=False)
-        state_seen = {"pairs_seen": blob["seen"], "train_minutes": round(blob["train_s"] / 60, 1),
-                      "loss_ema": blob["loss_ema"]}
-    except Exception:  # noqa: BLE001 - a checkpoint rotated away while measured: the point still counts
-        pass
     shutil.rmtree(zoo / name, ignore_errors=True)
-    return point | (state_seen or {})
+    return point | trained
 
 
 def plot(points: list[dict[str, Any]], out: Path, title: str) -> None:
@@ -190,7 +190,11 @@ def main() -> None:
     ap.add_argument("--baseline-models-dir", type=Path, default=None,
                     help="where --baseline lives (a copy without input normalization: checkpoints are measured "
                     "without it, so step 0 must be too)")
+    ap.add_argument("--input-normalization", choices=["canonical_v1", "none"], default="canonical_v1",
+                    help="what each checkpoint's export declares: the form its groups were written in "
+                    "(training_mix --normalize; v4/v4w: none)")
     args = ap.parse_args()
+    normalization = None if args.input_normalization == "none" else args.input_normalization
     configure_logging("warning")
     mirror = args.mirror or ck.CACHE / args.run.name
     curve = args.run / "curve.jsonl"
@@ -209,7 +213,7 @@ def main() -> None:
         done = {p["step"] for p in points}
         todo = [c for c in ck.checkpoints(args.run) if int(c.stem.split("-")[1]) not in done]
         for c in todo[-1:]:  # the newest: a backlog is skipped rather than measured late
-            point = asyncio.run(measure(c, args.run, files))
+            point = asyncio.run(measure(c, args.run, files, normalization))
             with curve.open("a") as f:
                 f.write(json.dumps(point) + "\n")
             if mirror.is_dir():
