@@ -47,7 +47,8 @@ class SelfConsistencyOptions(JudgedOptions):
     aggregation: Literal["max", "mean"] = Field("max", description="sentences -> response inconsistency")
     contradiction: Literal["prob", "normalized"] = Field(
         "prob", description="prob: P(contradiction); normalized: P(c) / (P(e) + P(c)), as in SelfCheckGPT-NLI")
-    top_k: int = Field(2, ge=1, le=16, description="windows of each sample scored per sentence")
+    top_k: int = Field(1, ge=1, le=16, description="windows of each sample scored per sentence, by BM25 relevance "
+                       "(1: half the pairs of 2 on 4-5 sentence samples; chatprotect AUROC 0.595 vs 0.593 with 2)")
     window_tokens: int = Field(64, ge=16, le=480, description="long samples are cut into windows this long: short "
                                "premises like the judge's training data, so one contradicting sentence is not diluted")
     stride_tokens: int = Field(32, ge=8, le=480)
