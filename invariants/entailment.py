@@ -207,7 +207,8 @@ class ClaimScorer:
         if self.windows and uses_sim and opts.embedding != "off" and embedder is None:
             raise ValueError("the hybrid judge needs the embedding model (embed_sim); pass `embedder`, or set "
                              "embedding: off")
-        self.embedder = embedder if opts.embedding != "off" and uses_sim else None
+        # judge: model with an embedder passed (fit_hybrid collecting features): embed_sim is computed, not used
+        self.embedder = embedder if opts.embedding != "off" and (uses_sim or self.rule is None) else None
         self.sim_prior = embed_sim_prior(self.rule) if uses_sim and self.embedder is None else None
         self.premises = SentencePremises(self.windows, opts.premise_tokens, opts.top_k) if self.sentences else None
         self.bm25 = self.premises.bm25 if self.premises else Bm25([w.text for w in self.windows]) if self.windows \
