@@ -51,5 +51,7 @@ def test_the_dry_run_prints_a_rule_with_threshold_one_half_and_writes_nothing(tm
                           str(_groups(tmp_path / "g.jsonl.gz")), "--dry-run"], capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert '"threshold": 0.5' in out.stdout and "calibrated_model" in out.stdout
+    rule = json.loads(out.stdout[out.stdout.index("{"):])
+    assert rule["threshold"] == 0.5 and rule["name"] in fit_hybrid.CANDIDATES
+    assert ("embedder" in rule) == ("embed_sim" in rule["weights"])  # no embedding pass for a rule that ignores it
     assert manifest.read_bytes() == before

@@ -180,7 +180,9 @@ def main() -> None:
     rule = {
         "kind": "logistic",
         "name": chosen,
-        "embedder": args.embedder,  # the features were collected with its window picks: inference must use them too
+        # the features were collected with its picks: inference must use them too (a rule without embed_sim names no
+        # embedder, and the check then runs no embedding pass at all)
+        **({"embedder": args.embedder} if "embed_sim" in cols else {}),
         "weights": {c: round(float(v), 6) for c, v in zip(cols, w, strict=True)},
         "bias": round(b, 6),
         "threshold": 0.5,
