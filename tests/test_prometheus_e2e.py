@@ -1,8 +1,12 @@
 """End to end on real parts: Debian's Prometheus scrapes a real `guardrail serve` every second and evaluates the
 chart's alert rules (rendered from the same template with short windows and `for:` durations); traffic through the
-public client makes an invariant fail, errors, fail-opens, shed and slow calls happen, a second server's review store
-cannot be written (spool and drops), every alert goes pending then firing (read over Prometheus's HTTP API), and every
-panel query of the committed Grafana dashboard returns data."""
+public client makes an invariant fail, errors, partial checks, fail-opens, shed and slow calls happen, a second server's
+review store cannot be written (spool and drops), every alert goes pending then firing (read over Prometheus's HTTP
+API), and every panel query of the committed Grafana dashboard returns data.
+
+The one stand-in is self_consistency's LLM judge (tests/fake_openai.py, the suite's only fake): its endpoint fails
+(HTTP 503) on the short answer, so that check errors, and answers slowly on a long one, so that check runs out of time
+and says `partial` at its soft deadline with the rest of the response unchecked."""
 
 from __future__ import annotations
 
@@ -27,6 +31,7 @@ import yaml
 from guardrail_server.client import AsyncGuardrailClient, GuardrailClient
 from guardrail_server.config import Config
 from tests.conftest import free_port
+from tests.fake_openai import FakeOpenAI, items_in, judgement
 from tests.test_deploy_metrics import wait_serving
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,15 +45,35 @@ pytestmark = pytest.mark.skipif(PROMETHEUS is None, reason="prometheus missing (
 
 # Production windows and `for:` durations are minutes; the same rules with seconds, through the chart's values.
 SHORT = {"alerts": {"window": "20s", "minRate": 0.01, **{k: {"for": "4s"} for k in (
-    "violation", "errors", "failOpen", "shed", "judgeAgreement")},
+    "violation", "errors", "partial", "failOpen", "shed", "judgeAgreement")},
     "latency": {"for": "4s", "p99Seconds": 0.02},  # below what a check with entailment takes: fires on any traffic
     "reviewSpool": {"for": "4s", "depth": 3}}}
 DASHBOARD_VARS = {"$__rate_interval": "20s", "$namespace": ".*", "$app": ".*"}
-CONTEXT = [{"id": "1", "text": "The Eiffel Tower is 330 metres tall. It opened in 1889 for the World's Fair in Paris. "
-                               "Gustave Eiffel's company designed and built it."}]
+PASSAGE = ("The Eiffel Tower is 330 metres tall. It opened in 1889 for the World's Fair in Paris. "
+           "Gustave Eiffel's company designed and built it.")
 BAD = "The Eiffel Tower is 330 metres tall [4]."  # entailed, but [4] cites no passage: reference_integrity fails
 GOOD = "The Eiffel Tower is 330 metres tall [1]."  # passes both
 SAMPLES = ["The tower is 330 metres tall.", "It is 300 m tall and opened in 1889."]
+# self_consistency's judge answers this one, slowly: 64 sentences at 8 per step and 0.5 s per step do not fit in its
+# 4 s budget, so the check stops at its soft deadline (partial, reason deadline); GOOD's judge call fails (an error)
+LONG = " ".join(f"Visitors climbed flight {i} of the tower's stairs on its first morning." for i in range(1, 65))
+SELF_CONSISTENCY_TIMEOUT_S = 4.0
+JUDGE_DELAY_S = 0.5
+
+
+def context(n: int) -> list[dict[str, str]]:
+    """The retrieved passage of call `n`: the same facts on a page that differs per call, as retrieval gives. Each call
+    brings new model inputs, so the NLI model really runs (the workers' model-output cache answers a repeated input
+    without a model batch)."""
+    return [{"id": "1", "text": f"{PASSAGE} This page was retrieved for request {n}."}]
+
+
+def judge_reply(body: dict[str, Any]) -> Any:
+    """The LLM judge endpoint: slow but well-formed on LONG's sentences, HTTP 503 (overloaded) on anything else."""
+    if "Visitors climbed flight" in body["messages"][-1]["content"]:
+        time.sleep(JUDGE_DELAY_S)
+        return judgement(items_in(body), 0.9, 0.05, 0.05)
+    return 503, None
 
 
 def store_down(server: dict[str, Any], tmp: Path) -> dict[str, Any]:
@@ -78,9 +103,16 @@ def capacity(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """A real server (review store seeded with a calibration run below the agreement target) and a real Prometheus
-    scraping it every second with the chart's rules."""
+def judge_endpoint() -> Iterator[FakeOpenAI]:
+    """self_consistency's LLM judge endpoint (`judge_reply`)."""
+    with FakeOpenAI(judge_reply) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory, judge_endpoint: FakeOpenAI) -> Iterator[dict[str, Any]]:
+    """A real server (review store seeded with a calibration run below the agreement target; self_consistency judged
+    by an LLM endpoint that fails or is slow) and a real Prometheus scraping it every second with the chart's rules."""
     tmp = tmp_path_factory.mktemp("e2e")
     port, metrics_port, prom_port = free_port(), free_port(), free_port()
     down_port, down_metrics_port = free_port(), free_port()
@@ -99,9 +131,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "invariants": {
             "reference_integrity": {},
             "entailment": {"timeout_s": 30},
-            # a deadline no check meets: every call with samples errors here and is let through (fail-open; a
-            # timeout is also an unchecked response, let through only with on_partial: allow)
-            "self_consistency": {"timeout_s": 0.001, "on_error": "fail_open", "on_partial": "allow"},
+            # its judge fails (an error, let through by on_error: fail_open) or is too slow for the whole response
+            # (partial, the unchecked rest let through by on_partial: allow)
+            "self_consistency": {
+                "timeout_s": SELF_CONSISTENCY_TIMEOUT_S, "on_error": "fail_open", "on_partial": "allow",
+                "options": {"judges": [{"kind": "llm", "endpoint": judge_endpoint.url, "model": "fake-judge",
+                                        "family": "fake-llm", "retries": 0, "timeout_s": 10}]}},
             "pii_boundary": {"enabled": False},
         },
     })
@@ -162,7 +197,9 @@ def alerts(api: str) -> list[dict[str, Any]]:
 
 class Traffic(threading.Thread):
     """Calls the server until stopped: failing citations from `checkout`, passing ones from an unlisted app, calls
-    with samples (their self_consistency check errors and fails open), and now and then a burst that is shed."""
+    with samples (self_consistency: the short one's judge fails, an error let through; the long one runs out of time,
+    partial, its unchecked rest let through), and every other round a burst that is shed. Each call's passage differs
+    (`context`)."""
 
     def __init__(self, target: str) -> None:
         super().__init__(daemon=True)
@@ -182,18 +219,20 @@ class Traffic(threading.Thread):
         with GuardrailClient(self.target, timeout=30) as guard:
             i = 0
             while not self.stop.is_set():
-                guard.check(BAD, context=CONTEXT, app="checkout")
-                guard.check(GOOD, context=CONTEXT, app="someone-else")
-                guard.check(GOOD, context=CONTEXT, samples=SAMPLES, app="checkout")
-                self.calls += 3
-                if i % 5 == 0:
+                guard.check(BAD, context=context(self.calls), app="checkout")
+                guard.check(GOOD, context=context(self.calls + 1), app="someone-else")
+                guard.check(GOOD, context=context(self.calls + 2), samples=SAMPLES, app="checkout")
+                guard.check(LONG, samples=SAMPLES, invariants=["self_consistency"], app="checkout")
+                self.calls += 4
+                if i % 2 == 0:
                     self.refused += asyncio.run(self.burst())
                 i += 1
                 time.sleep(0.2)
 
     async def burst(self) -> int:
+        first, self.calls = self.calls, self.calls + 6
         async with AsyncGuardrailClient(self.target, timeout=30) as client:
-            results = await asyncio.gather(*(client.check(BAD, context=CONTEXT) for _ in range(6)),
+            results = await asyncio.gather(*(client.check(BAD, context=context(first + k)) for k in range(6)),
                                            return_exceptions=True)
         refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
         assert all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED for r in refused), refused
@@ -248,18 +287,34 @@ def test_violation_alert_goes_pending_then_firing(stack: dict[str, Any], traffic
                 and a["labels"].get("invariant") == "entailment"]
 
 
-@pytest.mark.xfail(strict=False, reason="known regression, issue 20 item 1 (1b9af20): a self_consistency check that runs "
-                   "out of time now ends `partial` at its soft deadline instead of `error`, so GuardrailCheckErrors no "
-                   "longer fires on this traffic; the alert must count unchecked spans (or the traffic must make errors)")
-def test_error_fail_open_shed_latency_and_judge_agreement_alerts_fire(stack: dict[str, Any], traffic: Traffic) -> None:
-    wait_for_alert(stack["api"], "GuardrailCheckErrors", invariant="self_consistency")
-    wait_for_alert(stack["api"], "GuardrailFailOpen", invariant="self_consistency")
-    wait_for_alert(stack["api"], "GuardrailShedding")
-    wait_for_alert(stack["api"], "GuardrailLatencyHigh")
-    wait_for_alert(stack["api"], "GuardrailJudgeAgreementLow", invariant="entailment")
-    # the invariants that neither error nor fail open stay quiet
-    quiet = [a for a in alerts(stack["api"]) if a["labels"]["alertname"] in ("GuardrailFailOpen", "GuardrailCheckErrors")
-             and a["labels"].get("invariant") != "self_consistency"]
+def increases(api: str, metric: str, by: str, **labels: str) -> dict[str, float]:
+    """How much `metric` (with these labels) grew over the last minute, by the label `by`."""
+    sel = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return {r["metric"].get(by, ""): float(r["value"][1])
+            for r in query(api, f"sum by ({by}) (increase({metric}{{{sel}}}[1m]))")}
+
+
+def test_error_partial_fail_open_shed_latency_and_judge_agreement_alerts_fire(
+        stack: dict[str, Any], traffic: Traffic) -> None:
+    api = stack["api"]
+    wait_for_alert(api, "GuardrailCheckErrors", invariant="self_consistency")  # its judge endpoint fails
+    wait_for_alert(api, "GuardrailPartialChecks", invariant="self_consistency")  # it runs out of time on LONG
+    wait_for_alert(api, "GuardrailFailOpen", invariant="self_consistency")  # both let through (fail_open, allow)
+    wait_for_alert(api, "GuardrailShedding")
+    wait_for_alert(api, "GuardrailLatencyHigh")
+    wait_for_alert(api, "GuardrailJudgeAgreementLow", invariant="entailment")
+    # what the alerts stand on: self_consistency both errs and stops at its soft deadline (not only timeouts), and
+    # both kinds of unchecked response were let through
+    outcomes = increases(api, "guardrail_checks_total", "outcome", invariant="self_consistency")
+    assert outcomes.get("error", 0) > 0 and outcomes.get("partial", 0) > 0, outcomes
+    partial = increases(api, "guardrail_partial_checks_total", "reason", invariant="self_consistency")
+    assert partial.get("deadline", 0) > 0, partial
+    reasons = increases(api, "guardrail_fail_open_total", "reason", invariant="self_consistency")
+    assert reasons.get("exception", 0) > 0 and reasons.get("partial", 0) > 0, reasons
+    # the invariants that neither error, leave text unchecked nor fail open stay quiet
+    quiet = [a for a in alerts(api) if a["labels"]["alertname"] in (
+        "GuardrailFailOpen", "GuardrailCheckErrors", "GuardrailPartialChecks")
+        and a["labels"].get("invariant") != "self_consistency"]
     assert quiet == []
 
 
@@ -272,7 +327,7 @@ def test_review_store_down_spool_and_drop_alerts_fire(stack: dict[str, Any]) -> 
     def bursts() -> None:
         async def burst() -> None:
             async with AsyncGuardrailClient(stack["down_target"], timeout=30) as client:
-                await asyncio.gather(*(client.check(BAD if i % 2 else GOOD, context=CONTEXT) for i in range(20)))
+                await asyncio.gather(*(client.check(BAD if i % 2 else GOOD, context=context(i)) for i in range(20)))
         try:
             while not stop.is_set():
                 asyncio.run(burst())
@@ -295,8 +350,6 @@ def test_review_store_down_spool_and_drop_alerts_fire(stack: dict[str, Any]) -> 
     assert [v for i, v in by_instance.items() if i != stack["down_instance"]] == [0.0]  # the healthy store spools nothing
 
 
-@pytest.mark.xfail(strict=False, reason="known flake since the workers' model-output cache (53c0038): repeated cases "
-                   "are cache hits and the 'Model batches' panel can stay empty in the window; passes alone")
 def test_every_dashboard_panel_query_returns_data(stack: dict[str, Any], traffic: Traffic) -> None:
     """Each query of the committed dashboard, with Grafana's variables at their defaults, returns at least one
     series; the panels this traffic drives return a positive value."""
@@ -321,8 +374,9 @@ def test_every_dashboard_panel_query_returns_data(stack: dict[str, Any], traffic
     print("\npanel maxima:", json.dumps(values, indent=1, sort_keys=True))
     assert not empty, f"panels with no data: {empty}"
     driven = ["Violation ratio by invariant", "Violation ratio by calling app", "Check outcomes per second",
-              "Decisions per second", "Error ratio by invariant", "Pass thresholds", "Check call latency",
-              "Invariant latency p99", "Shed calls per second", "Model batches", "Judge agreement with human labels",
+              "Decisions per second", "Error ratio by invariant", "Unchecked ratio by invariant",
+              "Fail-open per second", "Pass thresholds", "Check call latency", "Invariant latency p99",
+              "Shed calls per second", "Model batches", "Judge agreement with human labels",
               "Review samples per second", "Build and model"]
     assert [t for t in driven if values.get(t, 0.0) <= 0] == []
     by_app = {r["metric"]["app"]: float(r["value"][1]) for r in query(

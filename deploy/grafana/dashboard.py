@@ -97,24 +97,33 @@ def build() -> dict[str, Any]:
                     f'sum by (app) (rate({checks}{{outcome=~"pass|fail",{SEL}}}[{RATE}]))'), "{{app}}")))
         .with_panel(ts(
             "Check outcomes per second", "Every invariant check by outcome: pass, fail, error (raised or timed out), "
-            "skipped (not applicable, e.g. no samples).", "ops",
+            "partial (stopped at its soft deadline or a cap with part of the response unchecked), skipped (not "
+            "applicable, e.g. no samples).", "ops",
             q(f'sum by (invariant, outcome) (rate({checks}{{{SEL}}}[{RATE}]))', "{{invariant}} {{outcome}}"),
             stacked=True))
         .with_panel(ts(
             "Decisions per second", "What callers were told: allow, flag, block.", "ops",
             q(f'sum by (decision) (rate(guardrail_decisions_total{{{SEL}}}[{RATE}]))', "{{decision}}"), stacked=True))
         .with_panel(ts(
-            "Error ratio by invariant", "Checks that raised or ran past timeout_s; their decision follows on_error.",
-            "percentunit",
+            "Error ratio by invariant", "Checks that raised (an exception, a judge endpoint failing) or were cut off "
+            "at timeout_s; their decision follows on_error.", "percentunit",
             q(ratio(f'sum by (invariant) (rate({checks}{{outcome="error",{SEL}}}[{RATE}]))',
-                    f'sum by (invariant) (rate({checks}{{{SEL}}}[{RATE}]))'), "{{invariant}}"), span=8))
+                    f'sum by (invariant) (rate({checks}{{{SEL}}}[{RATE}]))'), "{{invariant}}"), span=6))
         .with_panel(ts(
-            "Fail-open per second", "Errored checks let through unchecked by on_error: fail_open, by reason.", "ops",
+            "Unchecked ratio by invariant", "Checks that left part of the response unchecked, by why: deadline (the "
+            "soft deadline of timeout_s, or a timeout), limit (a cap such as max_sentences); the unchecked part "
+            "follows on_partial.", "percentunit",
+            q(f"sum by (invariant, reason) (rate(guardrail_partial_checks_total{{{NS}}}[{RATE}])) / on (invariant) "
+              f"group_left sum by (invariant) (rate({checks}{{{NS}}}[{RATE}]))", "{{invariant}} {{reason}}"),
+            span=6))
+        .with_panel(ts(
+            "Fail-open per second", "Checks let through unchecked, by reason: an error under on_error: fail_open "
+            "(timeout, exception, worker_lost), an unchecked part under on_partial: allow (partial).", "ops",
             q(f'sum by (invariant, reason) (rate(guardrail_fail_open_total{{{NS}}}[{RATE}]))',
-              "{{invariant}} {{reason}}"), span=8))
+              "{{invariant}} {{reason}}"), span=6))
         .with_panel(ts(
             "Pass thresholds", "score >= threshold passes. A step here is a calibration change (guardrail calibrate).",
-            "none", q(f"max by (invariant) (guardrail_invariant_threshold{{{NS}}})", "{{invariant}}"), span=8,
+            "none", q(f"max by (invariant) (guardrail_invariant_threshold{{{NS}}})", "{{invariant}}"), span=6,
             max_val=1))
 
         .with_row(dash.Row("Latency"))
@@ -125,7 +134,8 @@ def build() -> dict[str, Any]:
             q(f"histogram_quantile(0.99, sum by (le) (rate(guardrail_request_duration_seconds_bucket{{{NS}}}[{RATE}])))",
               "p99", "B")))
         .with_panel(ts(
-            "Invariant latency p99", "One invariant's check; past its timeout_s it becomes an error.", "s",
+            "Invariant latency p99", "One invariant's check; at the soft deadline of its timeout_s it stops (partial), "
+            "cut off at the timeout itself it is an error.", "s",
             q("histogram_quantile(0.99, sum by (invariant, le) "
               f"(rate(guardrail_check_duration_seconds_bucket{{{NS}}}[{RATE}])))", "{{invariant}}")))
 
@@ -143,7 +153,9 @@ def build() -> dict[str, Any]:
               f"(rate(guardrail_admission_wait_seconds_bucket{{{NS}}}[{RATE}])))", "p99 wait (s)", "B"),
             q(f"sum(guardrail_checks_in_flight{{{NS}}})", "checks in flight", "C"), span=8))
         .with_panel(ts(
-            "Model batches", "Pairs per model call (mean) and pairs waiting for the model.", "short",
+            "Model batches", "Pairs per model call (mean) and pairs waiting for the model. Inputs answered from "
+            "the workers' model-output cache (models.cache_size) never reach the model and are not counted here.",
+            "short",
             q(ratio(f"sum by (model) (rate(guardrail_model_batch_size_sum{{{NS}}}[{RATE}]))",
                     f"sum by (model) (rate(guardrail_model_batch_size_count{{{NS}}}[{RATE}]))"), "batch {{model}}"),
             q(f"sum by (model) (guardrail_model_queue_depth{{{NS}}})", "queued {{model}}", "B"), span=8))

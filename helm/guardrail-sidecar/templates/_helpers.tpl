@@ -393,9 +393,27 @@ groups:
           severity: {{ $a.errors.severity }}
         annotations:
           summary: "Invariant {{`{{ $labels.invariant }}`}} errors on {{`{{ $value | humanizePercentage }}`}} of checks"
-          description: "Checks that raise or run past their timeout_s; their decision follows on_error (fail-open lets the response through unchecked). Look at the check_duration panel and the server logs."
+          description: "Checks that raise (an exception, a judge endpoint failing) or are cut off at their timeout_s; their decision follows on_error (fail-open lets the response through unchecked). A check that stops at its soft deadline instead is partial, not an error (GuardrailPartialChecks). Look at the check_duration panel and the server logs."
           {{- with $runbook }}
           runbook_url: {{ printf "%s#GuardrailCheckErrors" . | quote }}
+          {{- end }}
+      - alert: GuardrailPartialChecks
+        expr: |-
+          (
+            sum by (namespace, invariant) (rate(guardrail_partial_checks_total{ {{- $o -}} }[{{ $w }}]))
+            /
+            sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $o -}} }[{{ $w }}]))
+          ) > {{ $a.partial.ratio }}
+          and on (namespace, invariant)
+          sum by (namespace, invariant) (rate(guardrail_checks_total{ {{- $o -}} }[{{ $w }}])) > {{ $min }}
+        for: {{ $a.partial.for }}
+        labels:
+          severity: {{ $a.partial.severity }}
+        annotations:
+          summary: "Invariant {{`{{ $labels.invariant }}`}} left part of the response unchecked on {{`{{ $value | humanizePercentage }}`}} of checks"
+          description: "Checks that stopped before the end of the response: at the soft deadline of their timeout_s (outcome partial, reason deadline), at a cap such as max_sentences or ner_max_tokens (reason limit), or cut off by the timeout itself (also an error). The unchecked part is decided by on_partial (flag by default; allow lets it through and counts as fail-open). guardrail_partial_checks_total{reason} says why, guardrail_unchecked_chars_total how much: raise timeout_s, give the pods more CPU, or raise the cap."
+          {{- with $runbook }}
+          runbook_url: {{ printf "%s#GuardrailPartialChecks" . | quote }}
           {{- end }}
       - alert: GuardrailFailOpen
         expr: |-
@@ -410,8 +428,8 @@ groups:
         labels:
           severity: {{ $a.failOpen.severity }}
         annotations:
-          summary: "{{`{{ $value | humanizePercentage }}`}} of {{`{{ $labels.invariant }}`}} checks errored and were let through unchecked (fail-open)"
-          description: "Responses are reaching users without this invariant's verdict. Reasons are in guardrail_fail_open_total{reason}: timeout (raise timeout_s or add CPU), exception, worker_lost."
+          summary: "{{`{{ $value | humanizePercentage }}`}} of {{`{{ $labels.invariant }}`}} checks were let through unchecked (fail-open)"
+          description: "Responses are reaching users without this invariant's verdict on all of their text. Reasons are in guardrail_fail_open_total{reason}: timeout (raise timeout_s or add CPU), exception, worker_lost (on_error: fail_open), partial (part of the response unchecked under on_partial: allow; see GuardrailPartialChecks)."
           {{- with $runbook }}
           runbook_url: {{ printf "%s#GuardrailFailOpen" . | quote }}
           {{- end }}
@@ -445,7 +463,7 @@ groups:
           severity: {{ $a.latency.severity }}
         annotations:
           summary: "p99 of a Check call is {{`{{ $value | humanizeDuration }}`}} (above {{ $a.latency.p99Seconds }}s)"
-          description: "The per-invariant latency panel shows which check is slow; checks past their timeout_s become errors."
+          description: "The per-invariant latency panel shows which check is slow; a check that reaches the soft deadline of its timeout_s stops there (partial), one cut off at the timeout itself is an error."
           {{- with $runbook }}
           runbook_url: {{ printf "%s#GuardrailLatencyHigh" . | quote }}
           {{- end }}
