@@ -15,6 +15,10 @@ Deliberate decisions (each one is tested in tests/test_citations.py):
   is a source word (doc, source, passage, ref, ...) or the alphabetic prefix of a passage id (``kb-12`` when ids
   look like ``kb-N``). So ``[x]`` checkboxes, ``[sic]`` and ``[COVID-19]`` are not citations.
 - Link *text* is never a citation: ``[1](https://a.org)`` is one citation, of the URL. Images are not citations.
+- What a judge reads of a sentence (`strip_markers`, `claim_sentences`) has no markers, and a citation link's words go
+  with it where they only cite: text that only names a source (``[1](url)``, ``[doc-7](url)``), a parenthesis of
+  nothing but citations (``... tall ([Eiffel Tower](url)).``), a link after the sentence's end. Link words that are
+  content stay (``[the Louvre](https://...) is in Paris``); see `marker_spans`.
 - Ranges expand to one citation per index; a reversed range or one wider than ``max_range`` is a single citation
   that does not resolve (it is never expanded, so ``[1-100000]`` costs nothing).
 - A reference list (``[1]: https://...``, ``[^1]: ...``, ``[1] https://...`` at a line start, or numbered entries
@@ -176,7 +180,7 @@ _RE_MD_LINK = re.compile(
     re.IGNORECASE,
 )
 _RE_BARE_URL = re.compile(r"(?<![\w@/.])(?:https?://|www\.)[^\s<>\"'`\[\]{}|\\^\u3011]+", re.IGNORECASE)
-_RE_BRACKET = re.compile(r"\[\s*([^\[\]\n]{1,200}?)\s*\](?!\()")
+_RE_BRACKET = re.compile(r"\[\s*+([^\[\]\n]{1,200}?)\s*\](?!\()")  # \s*+: no backtracking into a long blank run
 _RE_EXPLICIT = re.compile(rf"^({'|'.join(sorted(SOURCE_LABELS))})\s*[:#]\s*(.+)$", re.IGNORECASE | re.DOTALL)
 _RE_LABELED = re.compile(r"^([A-Za-z][A-Za-z_]*?)[\s_#:.-]*(\d{1,6})$")
 _RE_RANGE = re.compile(r"^(\d+)\s*[-\u2013\u2014]\s*(\d+)$")
@@ -222,6 +226,16 @@ _RE_URL_STRIP = re.compile(r"\[([^\]\n]*)\]\([^)\n]*\)|(?:https?://|www\.)\S+", 
 _URL_TRAILING = ".,;:!?*_~'\"\u201d\u2019>"
 
 _LABEL_FORMATS = frozenset({"numeric", "footnotes", "ids"})
+# markdown link syntax `analyze` does not count as a citation (an anchor, a relative or non-web target): read as a
+# link for the claim's text all the same (`marker_spans`)
+_RE_OTHER_LINK = re.compile(r"(?<!!)\[([^\[\]\n]{0,200})\]\(\s*<?([^\s()<>]{1,500})>?\s*\)")
+_RE_LINK_TAIL = re.compile(r"\]\([^\n]*?\)")  # from a link's closing bracket to its closing parenthesis
+# a parenthesis that is empty once its markers are blanked, but for separators and a lead ("see", "source:")
+# (atomic and possessive: linear time on a long blanked run without a closing parenthesis)
+_RE_CITATION_PARENS = re.compile(
+    r"\((?>\s*(?:see(?:\s+also)?|via|from|cf\.?)(?=\s))?(?>\s*(?:sources?|refs?|references?|citations?)\s*:?)?"
+    r"(?>[\s,;&]|\band\b)*+\)", re.IGNORECASE)
+_RE_NON_SPACE = re.compile(r"\S+")
 
 
 # --------------------------------------------------------------------------------------------------- URLs
@@ -936,9 +950,24 @@ def marker_spans(text: str, passages: Sequence[Passage] = (), options: CitationO
                  ) -> list[tuple[int, int]]:
     """Char spans of every citation marker in `text` — what a reader skips when reading the claim aloud.
 
-    A markdown link keeps its words (``according to [the report](https://a.org)`` reads "according to the report")
-    unless they only name a source (``[1](url)``, ``[source](url)``); ``</cite>`` closing tags and whole
-    reference-list entries are markers too. Same scanner as `analyze`, so both agree on what a marker is.
+    Same scanner as `analyze`, so both agree on what a marker is; ``</cite>`` closing tags and whole reference-list
+    entries are markers too. A markdown link's *text* is the one judgement call (`link_reads_as_source`):
+
+    - its words are dropped when they only name a source: no word at all (``[1](url)``, ``[[2]](url)``), a source
+      word (``[source](url)``), a passage id or ``<label><number>`` (``[doc-7](url)``, ``[Source 2](url)``), an
+      explicit ``[source: Paris - Wikipedia](url)``;
+    - a parenthesis that holds nothing but citations — links whatever their text, other markers, separators and a
+      lead such as ``see`` / ``source:`` — is a citation as a whole, brackets included: ``... tall ([Eiffel Tower -
+      Wikipedia](url)).``, ``([A](u1), [B](u2))``, ``(see [1])`` (how ``guardrail synth``'s markdown format cites);
+    - a link after the sentence's end mark with nothing after it on its line (``... tall. [Eiffel Tower](url)``);
+    - otherwise the words are content and stay: ``according to [the report](https://a.org)`` reads "according to
+      the report", ``[the Louvre](https://louvre.fr) is in Paris`` keeps "the Louvre" — whether or not the URL is a
+      passage's. A link at the end of a sentence without brackets (``... designed by [Gustave Eiffel](url).``) keeps
+      its words too: position cannot tell a title from the sentence's object there, and dropping an object could hide
+      a wrong name from the judge.
+
+    Link syntax that is not a citation (``[text](#anchor)``, ``[1](doc://p1)``, relative targets) is read the same
+    way for the claim — the target never, the words by the rules above — though `analyze` does not resolve it.
     """
     options = options or CitationOptions()
     ctx = _Context.build(passages)
@@ -948,18 +977,78 @@ def marker_spans(text: str, passages: Sequence[Passage] = (), options: CitationO
         sections = _section_lines(text)
         markers = _numbered_entries(text, markers, regions, sections)
         markers = _find_definitions(text, markers, sections)
-    spans: list[tuple[int, int]] = []
+    whole: list[tuple[int, int]] = []  # every marker's full span (link words included)
+    links: list[tuple[int, int, int, int]] = []  # (start, end, words start, words end) of links whose words may stay
     for mk in markers:
         end = max(mk.end, mk.mask_end)
+        whole.append((mk.start, end))
         link = _RE_MD_LINK.match(text, mk.start) if mk.format == "markdown_links" and not mk.definition else None
-        words = link.group(1) if link else ""
-        if link and _RE_WORD.search(words) and " ".join(words.lower().split()) not in SOURCE_LABELS:
-            spans += [(mk.start, mk.start + 1), (link.end(1), end)]
-        else:
-            spans.append((mk.start, end))
+        if link and not link_reads_as_source(link.group(1), ctx):
+            links.append((mk.start, end, link.start(1), link.end(1)))
+    if "](" in text:  # link syntax that is not a citation: never read its target
+        taken = sorted(whole)
+        for m in _RE_OTHER_LINK.finditer(text):
+            k = bisect.bisect_right(taken, (m.start(), float("inf"))) - 1
+            if (k >= 0 and taken[k][1] > m.start()) or (k + 1 < len(taken) and taken[k + 1][0] < m.end()) \
+                    or _inside(regions, m.start()):
+                continue
+            whole.append((m.start(), m.end()))
+            if not link_reads_as_source(m.group(1), ctx):
+                links.append((m.start(), m.end(), m.start(1), m.end(1)))
+    link_starts = {start for start, *_ in links}
+    spans = [span for span in whole if span[0] not in link_starts]
     if "</" in text and any(mk.format == "cite_tags" for mk in markers):
-        spans += [(m.start(), m.end()) for m in _RE_CITE_CLOSE.finditer(text)]
+        closing = [(m.start(), m.end()) for m in _RE_CITE_CLOSE.finditer(text)]
+        spans += closing
+        whole += closing
+    if not links and not ("(" in text and whole):
+        return sorted(spans)
+    full = _mask(text, whole)  # the text with every marker blanked, link words too
+    starts = sorted(a for a, _ in whole)
+    groups = [(m.start(), m.end()) for m in _RE_CITATION_PARENS.finditer(full)
+              if (k := bisect.bisect_right(starts, m.start())) < len(starts) and starts[k] < m.end()]
+    spans += groups
+    lines = _LineEnds(full) if links else None
+    for start, end, words_start, words_end in links:
+        k = bisect.bisect_right(groups, (start, start)) - 1
+        if (k >= 0 and groups[k][1] >= end) or (lines is not None and lines.after_sentence(start, end)):
+            spans.append((start, end))
+        else:
+            spans += [(start, words_start), (words_end, end)]
     return sorted(spans)
+
+
+def link_reads_as_source(words: str, passages: Sequence[Passage] | _Context = ()) -> bool:
+    """Whether a markdown link's text only names a source (``1``, ``[2]``, ``source``, ``doc-7``, a passage id,
+    ``Source 2``, ``source: Paris - Wikipedia``), so the claim reads nothing of it (see `marker_spans`)."""
+    ctx = passages if isinstance(passages, _Context) else _Context.build(passages)
+    words = " ".join(words.split()).strip(" []()")
+    if not _RE_WORD.search(words) or words.lower() in SOURCE_LABELS:
+        return True
+    return len(words) <= 200 and _bracket_refs(words, ctx) is not None
+
+
+class _LineEnds:
+    """Where the words of each line of a marker-blanked text are (found once per line), to tell a link that follows
+    its sentence's end mark (``tall. [Title](url)``) with nothing but markers after it on its line."""
+
+    def __init__(self, full: str) -> None:
+        self.full = full
+        self.words: dict[int, list[int]] = {}  # line start -> the end offset of each run of non-space characters
+
+    def after_sentence(self, start: int, end: int) -> bool:
+        full = self.full
+        line = full.rfind("\n", 0, start) + 1
+        ends = self.words.get(line)
+        if ends is None:
+            stop = full.find("\n", line)
+            ends = self.words[line] = [m.end() for m in _RE_NON_SPACE.finditer(full, line, len(full) if stop < 0
+                                                                                else stop)]
+        k = bisect.bisect_right(ends, start) - 1
+        if k < 0 or ends[-1] > end:  # nothing before it on the line, or words after it
+            return False
+        before = full[max(line, ends[k] - 8) : ends[k]].rstrip("\"')]\u201d\u2019*_")
+        return before[-1:] in (".", "!") and before[-2:-1] not in ("", ".")
 
 
 def strip_markers(text: str, passages: Sequence[Passage] = (), options: CitationOptions | None = None) -> str:
@@ -994,7 +1083,21 @@ def claim_sentences(text: str, passages: Sequence[Passage] = (), options: Citati
     view = strip_markers(text, passages, options)
     if view is text:
         return split_sentences(text, cache=cache)
-    return [Span(claim_text(s.text), s.start, s.end) for s in split_sentences(view, cache=cache) if s.text.strip()]
+    return [Span(claim_text(s.text), *link_bounds(text, view, s.start, s.end))
+            for s in split_sentences(view, cache=cache) if s.text.strip()]
+
+
+def link_bounds(text: str, view: str, start: int, end: int) -> tuple[int, int]:
+    """A sentence span of a `strip_markers` view, widened to the brackets of a link whose words open or close it
+    (``[The Louvre](url) is in Paris.`` starts at the ``[``, not inside the link; ``... see [the guide](url)`` ends at
+    the link's ``)``), so a finding covers the link as written. Other markers stay outside, as in `analyze`."""
+    if start > 0 and text[start - 1] == "[" and view[start - 1] == " ":
+        start -= 1
+    if end < len(text) and text[end] == "]" and view[end] == " ":
+        close = _RE_LINK_TAIL.match(text, end)
+        if close and not view[end : close.end()].strip():
+            end = close.end()
+    return start, end
 
 
 def _strip_span(text: str, span: tuple[int, int]) -> tuple[int, int]:

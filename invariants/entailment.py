@@ -118,6 +118,7 @@ class ClaimScore:
     window: Window | None
     features: dict[str, float]
     pairs: int = 0  # (window, claim) pairs the NLI model scored for this claim
+    premise: tuple[Window, ...] = ()  # the windows (sentences) the best-scoring premise was made of
 
 
 class EntailmentOptions(JudgedOptions):
@@ -227,6 +228,7 @@ class ClaimScorer:
             return await self._score_sentences(claims)
         tops = [bm25.top_k(claim, opts.top_k) for claim in claims]
         scored: list[dict[int | None, np.ndarray]] = [{} for _ in claims]  # claim -> {window | None (merged): probs}
+        merged: dict[int, tuple[int, int]] = {}  # claim -> the two windows its merged premise joined
 
         async def run(wanted: list[tuple[int, int | None, str]]) -> None:
             if wanted:
@@ -253,6 +255,7 @@ class ClaimScorer:
                 a, b = sorted(top[:2], key=lambda i: (windows[i].passage_index, windows[i].start))
                 if windows[a].end < windows[b].start or windows[a].passage_index != windows[b].passage_index:
                     wanted.append((ci, None, windows[a].text + " " + windows[b].text))
+                    merged[ci] = (a, b)
         await run(wanted)
         if self.embedder is not None and opts.embedding == "scored":
             sims = await self._scored_similarities(claims, [[w for w in scored[ci] if w is not None]
@@ -265,7 +268,8 @@ class ClaimScorer:
             wi = best_wi if best_wi is not None else tops[ci][0]
             f = features(ent, con, claim, self.context_lower, self.vocab,
                          float(sims[ci].max()) if ci in sims else self.sim_prior)
-            out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[wi], f, len(scored[ci])))
+            premise = (windows[wi],) if best_wi is not None else tuple(windows[i] for i in merged[ci])
+            out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[wi], f, len(scored[ci]), premise))
         return out
 
     async def _predict(self, pairs: list[tuple[str, str]]) -> list[np.ndarray]:
@@ -283,44 +287,46 @@ class ClaimScorer:
         assert sp is not None
         ranked = [sp.ranked(claim) for claim in claims]
         firsts = [sp.assemble(r) for r in ranked]
-        scored: list[dict[str, tuple[np.ndarray, int]]] = [{} for _ in claims]  # claim -> {premise: (probs, unit)}
+        # claim -> {premise: (probs, its units, the first being the unit reported as the claim's window)}
+        scored: list[dict[str, tuple[np.ndarray, tuple[int, ...]]]] = [{} for _ in claims]
 
-        async def run(wanted: list[tuple[int, str, int]]) -> None:
-            wanted = [(ci, text, top) for ci, text, top in wanted if text not in scored[ci]]
+        async def run(wanted: list[tuple[int, str, tuple[int, ...]]]) -> None:
+            wanted = [(ci, text, units) for ci, text, units in wanted if text not in scored[ci]]
             if wanted:
                 probs = await self._predict([(text, claims[ci]) for ci, text, _ in wanted])
-                for (ci, text, top), row in zip(wanted, probs, strict=True):
-                    scored[ci][text] = (row, top)
+                for (ci, text, units), row in zip(wanted, probs, strict=True):
+                    scored[ci][text] = (row, units)
 
         # round 1: each claim against the most relevant sentences; a premise that clearly entails it decides it
-        await run([(ci, sp.text(units), units[0]) for ci, units in enumerate(firsts)])
+        await run([(ci, sp.text(units), tuple(units)) for ci, units in enumerate(firsts)])
         open_claims = [ci for ci in range(len(claims))
                        if opts.early_exit is None or max(p[0][0] for p in scored[ci].values()) < opts.early_exit]
         sims: dict[int, np.ndarray] = {}
         if self.embedder is not None and opts.embedding == "context":
             sims = await self._similarities(claims, [[u[0]] for u in firsts], open_claims)
         # round 2: the best sentence in its passage's context, and the next most relevant sentences
-        wanted: list[tuple[int, str, int]] = []
+        wanted: list[tuple[int, str, tuple[int, ...]]] = []
         for ci in open_claims:
             order = list(ranked[ci])
             if ci in sims:
                 order = [int(i) for i in np.argsort(-sims[ci])[: opts.embed_top_k] if int(i) not in firsts[ci]] + order
-            best = firsts[ci][0]
-            wanted.append((ci, sp.text(sp.around(best)), best))
+            around = sp.around(firsts[ci][0])
+            wanted.append((ci, sp.text(around), tuple(around)))
             rest = sp.assemble(order, set(firsts[ci]))
             if rest:
-                wanted.append((ci, sp.text(rest), rest[0]))
+                wanted.append((ci, sp.text(rest), tuple(rest)))
         await run(wanted)
         if self.embedder is not None and opts.embedding == "scored":
             sims = await self._scored_similarities(claims, [list(scored[ci]) for ci in range(len(claims))])
         out = []
         for ci, claim in enumerate(claims):
-            best_row, best_unit = max(scored[ci].values(), key=lambda v: v[0][0])
+            best_row, best_units = max(scored[ci].values(), key=lambda v: v[0][0])
             ent = float(best_row[0])
             con = float(max(row[2] for row, _ in scored[ci].values()))
             f = features(ent, con, claim, self.context_lower, self.vocab,
                          float(sims[ci].max()) if ci in sims else self.sim_prior)
-            out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[best_unit], f, len(scored[ci])))
+            out.append(ClaimScore(judge_score(f, self.rule), ent, con, windows[best_units[0]], f, len(scored[ci]),
+                                  tuple(windows[u] for u in best_units)))
         return out
 
     async def _scored_similarities(self, claims: Sequence[str], premises: list[list[Any]]) -> dict[int, np.ndarray]:
@@ -364,20 +370,26 @@ def _relevant_enough(bm25: Bm25, claim: str, best: int, second: int, share: floa
     return scores[best] > 0 and scores[second] >= share * scores[best]
 
 
-async def check_support(model: Any, passage: Passage | str, sentence: str,
+async def check_support(model: Any, passage: Passage | str | Sequence[Passage | str], sentence: str,
                         options: EntailmentOptions | None = None, embedder: Any = None) -> ClaimScore:
-    """Does passage P support sentence S? For reference_integrity's support check (score in [0,1], higher = more).
+    """Does passage P — or passages P1..Pn *together* — support sentence S? For reference_integrity's support check
+    (score in [0,1], higher = more).
 
-    Without `embedder` (or with options.judge="model") the score is the max P(entailment) over the passage's windows.
+    Several passages are one context: `ClaimScorer` over them alone, so the premises are `SentencePremises` built from
+    their sentences only (the most relevant sentences of all of them, joined), and the hybrid judge's lexical features
+    read their words together — a claim that needs two cited passages ("X is 330 m tall and opened in 1889", one fact
+    in each) is scored against both at once. Without `embedder` (or with options.judge="model") the score is the max
+    P(entailment) over the premises.
     """
-    text = passage.text if isinstance(passage, Passage) else passage
-    pid = passage.id if isinstance(passage, Passage) else ""
+    items = [passage] if isinstance(passage, Passage | str) else list(passage)
+    passages = [(p.id, p.text) if isinstance(p, Passage) else ("", p) for p in items]
     opts = options or EntailmentOptions(judge="hybrid" if embedder is not None else "model")
-    return (await score_claims(model, [sentence], [(pid, text)], opts, embedder=embedder))[0]
+    return (await score_claims(model, [sentence], passages, opts, embedder=embedder))[0]
 
 
 class SupportChecker:
-    """Reusable "does passage P support sentence S?" (reference_integrity's support check) on the shared zoo."""
+    """Reusable "does passage P (or P1..Pn together) support sentence S?" (reference_integrity's support check) on the
+    shared zoo."""
 
     def __init__(self, zoo: Any, options: EntailmentOptions | None = None) -> None:
         self.zoo = zoo
@@ -393,8 +405,9 @@ class SupportChecker:
         if rule and rule.get("embedder") and self.options.embedding != "off":
             self.embedder = await self.zoo.load_embedder(rule["embedder"])
 
-    async def support(self, passage: Passage | str, sentence: str) -> ClaimScore:
-        """`.score` in [0, 1] (>= 0.5 ~ supported), plus entailment/contradiction and the best window."""
+    async def support(self, passage: Passage | str | Sequence[Passage | str], sentence: str) -> ClaimScore:
+        """`.score` in [0, 1] (>= 0.5 ~ supported), plus entailment/contradiction and the best window. A sequence of
+        passages is scored as one context (see `check_support`)."""
         if self.model is None:
             await self.load()
         return await check_support(self.model, passage, sentence, self.options, self.embedder)

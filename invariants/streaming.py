@@ -31,7 +31,14 @@ import re
 from collections.abc import Sequence
 
 from guardrail_invariants.citations import _ABBREVIATIONS as ABBREVIATIONS
-from guardrail_invariants.citations import _RE_FENCE_LINE, _RE_SECTION_HEADER, CitationOptions, claim_text, strip_markers
+from guardrail_invariants.citations import (
+    _RE_FENCE_LINE,
+    _RE_SECTION_HEADER,
+    CitationOptions,
+    claim_text,
+    link_bounds,
+    strip_markers,
+)
 from guardrail_invariants.text import Span, split_sentences
 from guardrail_invariants.types import Passage
 
@@ -149,7 +156,11 @@ class SentenceStream:
         for s in spans:
             if not s.text.strip():
                 continue
-            out.append(Span(claim_text(s.text) if marked else s.text, start + s.start, start + s.end))
+            if not marked:
+                out.append(Span(s.text, start + s.start, start + s.end))
+                continue
+            a, b = link_bounds(context, view, skip + s.start, skip + s.end)
+            out.append(Span(claim_text(s.text), start + a - skip, start + b - skip))
         return out
 
     def _proven(self, sentence: Span, following: Span, end: int) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from guardrail_invariants.citations import claim_sentences, strip_markers, without_markers
+from guardrail_invariants.citations import claim_sentences, link_reads_as_source, strip_markers, without_markers
 from guardrail_invariants.entailment import EntailmentInvariant, EntailmentOptions
 from guardrail_invariants.reference_integrity import ReferenceIntegrityInvariant
 from guardrail_invariants.self_consistency import SelfConsistencyInvariant, SelfConsistencyOptions
@@ -19,10 +19,12 @@ from guardrail_models.zoo import ModelZoo
 
 CLAIM = "The Pergamon Museum is located on Museum Island in Berlin."
 URL = "https://en.wikipedia.org/wiki/Pergamon_Museum"
+URL2 = "https://en.wikipedia.org/wiki/Museum_Island"
 PASSAGES = (
     Passage("doc-1", "The Pergamon Museum is located on Museum Island in Berlin. It opened in 1930.",
             title="Pergamon Museum", url=URL),
-    Passage("doc-2", "Museum Island is a UNESCO World Heritage Site on the Spree river.", title="Museum Island"),
+    Passage("doc-2", "Museum Island is a UNESCO World Heritage Site on the Spree river.", title="Museum Island",
+            url=URL2),
 )
 BODY = CLAIM[:-1]  # the claim without its final period; markers go before or after it
 
@@ -42,6 +44,15 @@ MARKED = {
     "cite tag": f'<cite index="1">{CLAIM}</cite>',
     "markdown link, source words": f"{BODY} [1]({URL}).",
     "markdown link, content words": f"The Pergamon Museum is located on [Museum Island]({URL}) in Berlin.",
+    # a title as link text (`guardrail synth`'s markdown format): the citation is the parenthesis, title and all
+    "markdown link, title in parentheses": f"{BODY} ([Pergamon Museum]({URL})).",
+    "markdown links, two titles in parentheses": f"{BODY} ([Pergamon Museum]({URL}), [Museum Island]({URL2})).",
+    "markdown link, lead in parentheses": f"{BODY} (source: [Pergamon Museum]({URL})).",
+    "markdown link, passage id": f"{BODY} [doc-1]({URL}).",
+    "markdown link after the sentence": f"{CLAIM} [Pergamon Museum]({URL})",
+    "anchor link, source word": f"{BODY} [source](#doc-1).",
+    "non-web link, number": f"{BODY} [1](doc://doc-1).",
+    "numeric, lead in parentheses": f"{BODY} (see [1]).",
     "bare url": f"{BODY} ({URL}).",
     "bare url after": f"{CLAIM} {URL}",
     "reference list": f"{CLAIM}\n\nSources:\n1. {URL}",
@@ -59,6 +70,48 @@ def test_markers_are_removed_from_the_claim_and_spans_stay_in_the_original(label
     original = response[span.start:span.end]
     assert "Pergamon" in original and "Berlin" in original  # the span covers the marked sentence itself
     assert len(strip_markers(response, PASSAGES)) == len(response)
+
+
+@pytest.mark.parametrize(("response", "claim"), [
+    # link words that are content stay, whether or not the URL is a passage's
+    ("[The Louvre](https://www.louvre.fr) is the most-visited museum.", "The Louvre is the most-visited museum."),
+    (f"The museum stands on [Museum Island]({URL2}) in Berlin.", "The museum stands on Museum Island in Berlin."),
+    # at a sentence's end without brackets a title and an object look alike: kept (a wrong name must reach the judge)
+    (f"The museum was designed by [Alfred Messel]({URL}).", "The museum was designed by Alfred Messel."),
+    # a parenthesis with words besides the link is prose, not a citation
+    (f"The museum (the [Pergamon]({URL}) of Berlin) opened in 1930.",
+     "The museum (the Pergamon of Berlin) opened in 1930."),
+    # link syntax that is not a citation: the target never reaches the judge, content words do
+    ("See the [visitor guide](/guide) for the [opening hours](#hours).",
+     "See the visitor guide for the opening hours."),
+    # the same words as the passage's title are dropped only where they cite
+    (f"The [Pergamon Museum]({URL}) opened in 1930 ([Pergamon Museum]({URL})).", "The Pergamon Museum opened in 1930."),
+])
+def test_link_words_that_are_content_stay(response: str, claim: str) -> None:
+    (span,) = claim_sentences(response, PASSAGES)
+    assert span.text == claim
+    assert response[span.start:span.end] == response.strip()  # the span is the sentence as written, links and all
+    assert len(strip_markers(response, PASSAGES)) == len(response)
+
+
+@pytest.mark.parametrize(("words", "source"), [
+    ("1", True), ("[2]", True), ("†", True), ("source", True), ("Sources", True), ("doc-1", True),
+    ("Source 2", True), ("source: Pergamon Museum", True), ("ref 3", True),
+    ("Pergamon Museum", False), ("the Louvre", False), ("COVID-19", False), ("page 3", False),
+])
+def test_link_text_that_only_names_a_source(words: str, source: bool) -> None:
+    assert link_reads_as_source(words, PASSAGES) is source
+
+
+def test_spans_of_a_title_cited_sentence_point_into_the_original() -> None:
+    response = (f"The Pergamon Museum is located on Museum Island in Berlin ([Pergamon Museum]({URL})). "
+                f"It opened in 1930 ([Pergamon Museum]({URL}), [Museum Island]({URL2})).")
+    claims = claim_sentences(response, PASSAGES)
+    assert [c.text for c in claims] == [CLAIM, "It opened in 1930."]
+    assert [response[c.start:c.end] for c in claims] == [
+        f"The Pergamon Museum is located on Museum Island in Berlin ([Pergamon Museum]({URL})).",
+        f"It opened in 1930 ([Pergamon Museum]({URL}), [Museum Island]({URL2})).",
+    ]
 
 
 def test_text_without_markers_is_left_alone() -> None:

@@ -34,6 +34,10 @@ TRICKY = [
     "The value is $x[1]$. Next sentence here. Call 555-123-4567 or email bob@mail.co.uk. OK. The end.",
     "The meeting is at 10 a.m. on Jan. 5. Please arrive early. St. Louis is nice. No. 5 is best. I.e. the 5th one.",
     "(meta data) TITLE: A page (2017) By J. R. R. Tolkien on March 2, 2017 (Featured photo, left to right: A. B. C)",
+    # markdown-link citations: a title in parentheses, links after the sentence, content links kept, anchors
+    "The tower is 330 m tall ([Eiffel Tower](https://example.com/t), [Opening](https://example.com/o)). "
+    "[The tower](https://example.com/t) opened in 1889 (see [2]). It is tall [source](#doc-1). It opened. "
+    "[Eiffel Tower](https://example.com/t)\nVisit [the tower](https://example.com/t)\nIt is tall [1](doc://doc-1).",
 ]
 
 

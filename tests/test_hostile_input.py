@@ -15,7 +15,7 @@ import pytest
 
 from guardrail_client._proto.guardrail.v1 import guardrail_pb2 as pb
 from guardrail_server.client import AsyncGuardrailClient
-from guardrail_invariants.citations import analyze
+from guardrail_invariants.citations import analyze, claim_sentences
 from guardrail_invariants.pii_boundary import PiiBoundaryInvariant, PiiBoundaryOptions
 from guardrail_invariants.types import Case, Passage
 from tests.conftest import make_config, running_server
@@ -66,6 +66,19 @@ def test_citation_parser_is_linear_on_hostile_ids_and_titles(pid: str, title: st
     started = time.perf_counter()
     analyze("See [doc-1], [a_b_c] and [source: Paris].", [Passage(pid, "text", title=title)])
     assert time.perf_counter() - started < 0.5  # was 52 s for the first id, 3 s for the title
+
+
+@pytest.mark.parametrize("response", [
+    "[" + " " * 30_000 + "](x)",  # a long blank bracket before "(": 150 s in the bracket regex before `\s*+`
+    "(" + " [1]" * 7_500,  # a parenthesis of citations that never closes
+    ". [A](https://a.org/x)" * 1_500,  # links after sentence ends
+    "[w](#a) " * 4_000,  # link syntax that is not a citation
+])
+def test_claim_text_is_linear_on_hostile_markers(response: str) -> None:
+    started = time.perf_counter()
+    analyze(response, [Passage("doc-1", "text")])
+    claim_sentences(response, [Passage("doc-1", "text")], cache=False)
+    assert time.perf_counter() - started < 2.0
 
 
 LIMITS = [

@@ -211,8 +211,8 @@ def test_label_is_right_by_construction(kind: str, cases: dict[str, list[build.S
         assert c.to_row()["meta"]["kind"] == kind
         check(c)
         # everything that is not the kind's claim is a verbatim sentence of the context
-        unlinked = re.sub(r"\s*\((?:\[[^\]]*\]\([^)]*\)(?:, )?)+\)", "", c.response)  # link text is not a marker
-        plain = _plain(strip_markers(unlinked, _passages(c)))
+        # the claim text the judges read: citation markers out, a markdown citation's title too (`([title](url))`)
+        plain = _plain(strip_markers(c.response, _passages(c)))
         rest = plain.replace(c.meta["claim"], "\x00")
         for piece in (p.strip() for p in rest.split("\x00")):
             for sentence in re.split(r"(?<=[.!?])\s+(?=[A-Z])", piece) if piece else []:
