@@ -57,7 +57,8 @@ class ReferenceIntegrityInvariant:
             "uses the shared NLI model, so it costs one model call per (sentence, cited passage)")
         support_threshold: float = Field(
             0.10, ge=0.0, le=1.0, description="support score below which a citation is unsupported (the "
-            "entailment judge's scale; default = the entailment invariant's dev-chosen threshold)")
+            "entailment judge's scale). Deliberately low, not the entailment invariant's threshold: a citation is "
+            "reported only when its passage clearly does not support the sentence")
         support_judge: Literal["hybrid", "model"] = Field("hybrid", description="see entailment.options.judge")
 
     def __init__(self, threshold: float, options: Options | CitationOptions | None = None, zoo: Any = None) -> None:
