@@ -198,7 +198,7 @@ class Bm25:
         self.k1, self.b = k1, b
 
     def scores(self, query: str) -> list[float]:
-        q = set(content_words(query))
+        q = sorted(set(content_words(query)))  # a fixed summation order: equal scores tie the same way in every process
         out = []
         for tf, n in zip(self.tfs, self.lens, strict=True):
             s = 0.0

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import io
 import json
 import os
 import random
@@ -189,7 +190,9 @@ def main() -> None:
         groups = list(pool.map(build, rows, chunksize=256))
     counts: Counter[tuple[str, str, str]] = Counter()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(args.out, "wt", encoding="utf-8") as f:
+    # no file name or time in the gzip header: the same command writes the same bytes (the run records their sha256)
+    with args.out.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
+            io.TextIOWrapper(gz, encoding="utf-8") as f:
         for row, g in zip(rows, groups, strict=True):
             g["split"] = "calib" if is_calib(row["premise"], args.calib_share) else "train"
             g["context"], g["response"], g["orig_label"] = row["premise"], row["hypothesis"], row["label"]
