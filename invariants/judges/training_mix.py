@@ -101,8 +101,8 @@ def group(premise: str, hypothesis: str, label: str, *, split_claims: bool = Fal
     """One training group, cut as at inference (see module doc). `shape` "sentences": each claim against every
     premise `SentencePremises.all_for` gives it (counted by `count_tokens`, default `unpadded_token_count`);
     "windows": against its BM25-best `windows_per_claim` windows, counted by `count_tokens` (default `token_count`,
-    which pads every text to 128 tokens, so each sentence is a window of its own — the v2-v4 groups files, rebuilt
-    bit for bit with it; `guardrail adapt` passes the model's unpadded count). `normalize` rewrites every pair as the
+    which pads every text to 128 tokens, so each sentence is a window of its own — how the v2-v4 groups files were
+    cut; `guardrail adapt` passes the model's unpadded count). `normalize` rewrites every pair as the
     model's runtime does (its manifest's `input_normalization`)."""
     claims = claims_of(hypothesis, split_claims)
     if shape == "sentences":
