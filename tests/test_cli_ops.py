@@ -19,6 +19,7 @@ import pytest
 
 from guardrail_server.cli import main
 from tests.conftest import free_port, make_config, only, running_server
+from tests.test_deploy_metrics import wait_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "guardrail_server.cli"]
@@ -140,7 +141,7 @@ def test_start_up_logs_are_all_json(tmp_path: Path) -> None:
         proc = subprocess.Popen([*CLI, "serve", "--config", str(config)], cwd=tmp_path, env=_env(),
                                 stdout=subprocess.DEVNULL, stderr=fh)
         try:
-            _wait_serving(f"127.0.0.1:{port}", proc, 240)
+            wait_serving(f"127.0.0.1:{port}", proc, timeout=240)
             took = time.monotonic() - started
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(60) == 0
@@ -153,22 +154,6 @@ def test_start_up_logs_are_all_json(tmp_path: Path) -> None:
         events.append(json.loads(line)["event"])  # raises on any plain-text line
     assert "serving" in events and events[-1] == "stopped"
     print(f"SERVING after {took:.1f} s; {len(lines)} log lines; load {os.getloadavg()}")
-
-
-def _wait_serving(target: str, proc: subprocess.Popen, timeout_s: float) -> None:
-    from guardrail_server.client import GuardrailClient
-
-    deadline = time.monotonic() + timeout_s
-    with GuardrailClient(target) as client:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "serve exited"
-            try:
-                if client.health(timeout=1.0):
-                    return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            time.sleep(0.2)
-    raise AssertionError("not SERVING in time")
 
 
 async def test_readme_first_call_prints_decision_names(tmp_path: Path) -> None:

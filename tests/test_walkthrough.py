@@ -24,6 +24,7 @@ from guardrail_server.review.store import ReviewStore
 from tests.adapt_support import read_jsonl
 from tests.conftest import free_port
 from tests.synth_support import write_docs
+from tests.test_deploy_metrics import wait_serving
 
 pytest.importorskip("torch", reason="adapt trains: pip install '.[train]' (make train-deps)")
 
@@ -78,28 +79,12 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
-def _wait_serving(target: str, proc: subprocess.Popen, timeout_s: float = 300) -> None:
-    from guardrail_server.client import GuardrailClient
-
-    deadline = time.monotonic() + timeout_s
-    with GuardrailClient(target) as client:
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, "serve exited"
-            try:
-                if client.health(timeout=1.0):
-                    return
-            except Exception:  # noqa: BLE001 - not up yet
-                pass
-            time.sleep(0.3)
-    raise AssertionError("not SERVING in time")
-
-
 def _serve(argv: list[str], cwd: Path, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUARDRAIL_")}
     env.update(PYTHONPATH=str(ROOT), GUARDRAIL_SERVER__PORT=str(port), GUARDRAIL_SERVER__METRICS_PORT="null")
     proc = subprocess.Popen([*CLI, *argv], cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
-        _wait_serving(f"127.0.0.1:{port}", proc)
+        wait_serving(f"127.0.0.1:{port}", proc, timeout=300)
     except BaseException:
         proc.kill()
         raise
