@@ -122,11 +122,19 @@ def load_seed(path: Path, model, run_config: dict[str, Any]) -> int:
     if run != run_config:
         diff = sorted(k for k in set(run) | set(run_config) if run.get(k) != run_config.get(k))
         raise RunMismatchError(f"seed {path} belongs to another run (differs in {', '.join(diff)})")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    _load_weights(model, _fp32(blob["model"]), f"seed {path} does not fit the model")
+    return int(blob["step"])
+
+
+def _fp32(state: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _load_weights(model, state: dict[str, Any], misfit: str) -> None:
+    """Every trainable weight from `state` (the frozen word embeddings stay the model's own), or RunMismatchError."""
     missing, unexpected = model.load_state_dict(state, strict=False)
     if unexpected or any(not is_frozen(k) for k in missing):
-        raise RunMismatchError(f"seed {path} does not fit the model (missing {missing}, unexpected {unexpected})")
-    return int(blob["step"])
+        raise RunMismatchError(f"{misfit} (missing {missing}, unexpected {unexpected})")
 
 
 def materialize(seed: Path, init: Path, out: Path) -> int:
@@ -137,12 +145,10 @@ def materialize(seed: Path, init: Path, out: Path) -> int:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     blob = torch.load(seed, map_location="cpu", weights_only=False)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+    state = _fp32(blob["model"])
     model = AutoModelForSequenceClassification.from_pretrained(str(init),
                                                                num_labels=int(state["classifier.weight"].shape[0]))
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if unexpected or any(not is_frozen(k) for k in missing):
-        raise RunMismatchError(f"seed {seed} does not fit {init} (missing {missing}, unexpected {unexpected})")
+    _load_weights(model, state, f"seed {seed} does not fit {init}")
     model.save_pretrained(str(out))
     AutoTokenizer.from_pretrained(str(init)).save_pretrained(str(out))
     (out / "seed.json").write_text(json.dumps({"seed": str(seed), "step": int(blob["step"]), "run": blob["run"],
